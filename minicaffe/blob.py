@@ -1,0 +1,119 @@
+"""Blob: an N-D array with its gradient, as in Caffe (data + diff share one shape)."""
+import numpy as np
+
+from minicaffe import backend
+
+
+class Blob:
+    """`data` and `diff` arrays of one shape on the current backend.
+
+    Buffers are reused: `reshape` to a shape of the same or smaller count keeps the storage
+    (views of it), so a training loop allocates nothing after its first iteration.
+    """
+
+    def __init__(self, shape=(), dtype=np.float32, name=""):
+        self.name = name
+        self.dtype = np.dtype(dtype)
+        self._shape = ()
+        self._data_store = None
+        self._diff_store = None
+        self._data = None
+        self._diff = None
+        self.reshape(shape)
+
+    # -- shape -------------------------------------------------------------------------------
+    @property
+    def shape(self):
+        return self._shape
+
+    @property
+    def count(self):
+        n = 1
+        for d in self._shape:
+            n *= d
+        return n
+
+    @property
+    def ndim(self):
+        return len(self._shape)
+
+    def shape_at(self, axis):
+        return self._shape[axis]
+
+    # pycaffe's legacy 4-D accessors
+    num = property(lambda self: self._legacy(0))
+    channels = property(lambda self: self._legacy(1))
+    height = property(lambda self: self._legacy(2))
+    width = property(lambda self: self._legacy(3))
+
+    def _legacy(self, i):
+        return self._shape[i] if i < len(self._shape) else 1
+
+    def reshape(self, *shape):
+        """Reshape in place; accepts `reshape((2, 3))` or `reshape(2, 3)`. Never loses data
+        when the count is unchanged."""
+        if len(shape) == 1 and not isinstance(shape[0], (int, np.integer)):
+            shape = tuple(shape[0])
+        shape = tuple(int(d) for d in shape)
+        if any(d < 0 for d in shape):
+            raise ValueError(f"blob '{self.name}': negative dimension in shape {shape}")
+        self._shape = shape
+        count = self.count
+        if self._data_store is None or self._data_store.size < count:
+            xp = backend.xp()
+            old = self._data_store
+            self._data_store = xp.zeros(max(count, 1), dtype=self.dtype)
+            if old is not None:
+                n = min(old.size, count)
+                self._data_store[:n] = old[:n]
+            self._diff_store = None
+        self._data = self._data_store[:count].reshape(shape)
+        self._diff = None if self._diff_store is None else self._diff_store[:count].reshape(shape)
+
+    def reshape_like(self, other):
+        self.reshape(other.shape)
+
+    # -- arrays ------------------------------------------------------------------------------
+    @property
+    def data(self):
+        return self._data
+
+    @data.setter
+    def data(self, value):
+        self._data[...] = value
+
+    @property
+    def diff(self):
+        if self._diff is None:
+            xp = backend.xp_of(self._data_store)
+            self._diff_store = xp.zeros(self._data_store.size, dtype=self.dtype)
+            self._diff = self._diff_store[: self.count].reshape(self._shape)
+        return self._diff
+
+    @diff.setter
+    def diff(self, value):
+        self.diff[...] = value
+
+    def share_data(self, other):
+        """Make this blob's data the same storage as `other`'s (shared weights, in-place)."""
+        self._data_store = other._data_store
+        self._shape = other.shape
+        self._data = other._data
+
+    def share_diff(self, other):
+        other.diff  # materialise
+        self._diff_store = other._diff_store
+        self._diff = other._diff
+
+    def astype(self, dtype):
+        """Change the element type, converting current values."""
+        dtype = np.dtype(dtype)
+        if dtype == self.dtype:
+            return
+        self.dtype = dtype
+        self._data_store = self._data_store.astype(dtype)
+        self._diff_store = None if self._diff_store is None else self._diff_store.astype(dtype)
+        self.reshape(self._shape)
+
+    def __repr__(self):
+        return f"Blob({self.name!r}, shape={self._shape}, dtype={self.dtype})"

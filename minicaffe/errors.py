@@ -1,0 +1,44 @@
+"""Exceptions raised by minicaffe. All user-facing errors are ValueError subclasses."""
+
+
+class MinicaffeError(Exception):
+    """Base class of every minicaffe error."""
+
+
+class ParseError(MinicaffeError, ValueError):
+    """A prototxt file or string is malformed; carries `path`, `line`, `column` (1-based)."""
+
+    def __init__(self, message, path=None, line=None, column=None, source_line=None):
+        self.path, self.line, self.column = path, line, column
+        self.message = message
+        where = ""
+        if line is not None:
+            where = f"{path or '<string>'}:{line}:{column}: "
+        text = where + message
+        if source_line is not None and column is not None:
+            text += "\n    " + source_line.rstrip("\n") + "\n    " + " " * (column - 1) + "^"
+        super().__init__(text)
+
+
+class LayerSetupError(MinicaffeError, ValueError):
+    """A layer cannot be built: wrong bottoms, shapes or parameters (message names the layer)."""
+
+
+class ShapeError(LayerSetupError):
+    """A blob shape does not match what a layer expects."""
+
+
+class KernelError(MinicaffeError, ValueError):
+    """Bad arguments to a compiled or reference kernel."""
+
+
+class DataError(MinicaffeError, ValueError):
+    """A data source is missing, truncated or inconsistent (message names the file and record)."""
+
+
+class SolverError(MinicaffeError, ValueError):
+    """A solver configuration cannot run."""
+
+
+class DivergenceError(MinicaffeError, RuntimeError):
+    """Training produced a non-finite loss; names the first layer with a non-finite output."""

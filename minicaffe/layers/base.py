@@ -1,0 +1,94 @@
+"""Layer: the unit a Net is built from (Caffe's Layer<Dtype>).
+
+Life cycle, driven by Net: `check_counts` → `setup(bottom, top)` once → `reshape(bottom, top)`
+before every forward → `forward(bottom, top)` → `backward(top, propagate_down, bottom)`.
+Parameter diffs are *added to* (the solver clears them); bottom diffs are overwritten.
+"""
+from minicaffe.errors import LayerSetupError
+from minicaffe.registry import Registry
+
+LAYERS = Registry("layer type")
+
+
+def register_layer(type_name):
+    """Class decorator: make a Layer subclass buildable from `type: "<type_name>"`."""
+    return LAYERS.register(type_name)
+
+
+def create_layer(layer_param, phase="TRAIN"):
+    """Instantiate the registered layer for `layer_param.type`; unknown types raise
+    LayerSetupError naming the layer and the known types."""
+    if layer_param.type not in LAYERS:
+        raise LayerSetupError(f"layer '{layer_param.name}': {LAYERS.unknown_message(layer_param.type)}")
+    return LAYERS.get(layer_param.type)(layer_param, phase)
+
+
+def layer_type_list():
+    """Registered layer type strings, sorted (pycaffe's caffe.layer_type_list())."""
+    return LAYERS.names()
+
+
+class Layer:
+    """Base class. Subclasses declare blob counts and implement setup/reshape/forward/backward.
+
+    Class attributes (None = unchecked):
+      exact_bottoms / min_bottoms / max_bottoms, exact_tops / min_tops / max_tops
+      is_loss: top[0] is a loss; its default loss_weight is 1 (others 0).
+    """
+
+    exact_bottoms = min_bottoms = max_bottoms = None
+    exact_tops = min_tops = max_tops = None
+    is_loss = False
+
+    def __init__(self, layer_param, phase="TRAIN"):
+        self.layer_param = layer_param
+        self.name = layer_param.name
+        self.type = layer_param.type
+        self.phase = phase
+        self.blobs = []          # learnable (and state) blobs, in Caffe's order
+        self.loss_weights = []   # one per top, filled by the Net
+
+    # -- hooks for subclasses -----------------------------------------------------------------
+    def setup(self, bottom, top):
+        """Read parameters and create `self.blobs` (runs once)."""
+
+    def reshape(self, bottom, top):
+        raise NotImplementedError(f"{type(self).__name__}.reshape")
+
+    def forward(self, bottom, top):
+        raise NotImplementedError(f"{type(self).__name__}.forward")
+
+    def backward(self, top, propagate_down, bottom):
+        """Default: nothing to propagate (data layers, Accuracy, Silence...)."""
+
+    def allow_force_backward(self, bottom_index):
+        """Whether force_backward may request a diff for this bottom (False for labels)."""
+        return True
+
+    # -- helpers -------------------------------------------------------------------------------
+    def error(self, message, bottom=None, cls=LayerSetupError):
+        """An exception naming this layer, its type and (optionally) its bottoms with shapes."""
+        where = f"layer '{self.name}' ({self.type})"
+        if bottom:
+            names = list(self.layer_param.bottom)
+            desc = ", ".join(
+                f"'{names[i] if i < len(names) else i}' {tuple(b.shape)}" for i, b in enumerate(bottom))
+            where += f" with bottoms {desc}"
+        return cls(f"{where}: {message}")
+
+    def check_counts(self, bottom, top):
+        """Raise LayerSetupError when the number of bottoms/tops breaks the declared counts."""
+        for kind, blobs, exact, lo, hi in (
+            ("bottom", bottom, self.exact_bottoms, self.min_bottoms, self.max_bottoms),
+            ("top", top, self.exact_tops, self.min_tops, self.max_tops),
+        ):
+            n = len(blobs)
+            if exact is not None and n != exact:
+                raise self.error(f"takes exactly {exact} {kind} blob(s), got {n}")
+            if lo is not None and n < lo:
+                raise self.error(f"takes at least {lo} {kind} blob(s), got {n}")
+            if hi is not None and n > hi:
+                raise self.error(f"takes at most {hi} {kind} blob(s), got {n}")
+
+    def __repr__(self):
+        return f"<{type(self).__name__} '{self.name}'>"
