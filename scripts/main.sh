@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The main job: train LeNet on Fashion-MNIST with SSL (group Lasso on filters and shape fibres),
+# print the sparsity report, then measure the compacted net against the dense one.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+bash scripts/setup.sh
+
+# Fashion-MNIST: Debian's dataset-fashion-mnist package when it can be installed, else the download.
+if [ ! -d /usr/share/datasets/fashion-mnist ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    (apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1 \
+        || (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1)) \
+        || echo "main: dataset-fashion-mnist not installable; downloading instead"
+fi
+"$PY" -m minicaffe.data get fashion-mnist --dir data/fashion-mnist
+
+"$PY" -m minicaffe.train --solver prototxt/lenet/lenet_ssl_solver.prototxt "$@"
