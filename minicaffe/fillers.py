@@ -1,0 +1,125 @@
+"""Weight fillers (Caffe's filler.hpp): initial values for learnable blobs.
+
+Each filler reads a `FillerParameter` (caffe.proto field names: type, value, min, max, mean,
+std, sparse, variance_norm) and overwrites a blob's data. Randomness comes from NumPy's global
+generator (`np.random.seed` is what the solver's `random_seed` sets), so a seeded run is
+repeatable. Values are drawn on the host and copied to the blob's device.
+
+Fan sizes follow Caffe: on a blob of shape (s0, s1, ...), fan_in = count / s0 and
+fan_out = count / s1 (count for a 1-D blob).
+"""
+import math
+
+import numpy as np
+
+from minicaffe import backend
+from minicaffe.errors import LayerSetupError
+from minicaffe.registry import Registry
+
+FILLERS = Registry("filler type")
+
+
+def register_filler(type_name):
+    """Function decorator: `fn(filler_param, shape) -> float64 ndarray of that shape`."""
+    return FILLERS.register(type_name)
+
+
+def fill(blob, filler_param):
+    """Overwrite `blob.data` with values drawn by `filler_param.type`.
+
+    Raises LayerSetupError for an unknown type or a blob shape the filler cannot fill.
+    """
+    ftype = getattr(filler_param, "type", "constant") or "constant"
+    if ftype not in FILLERS:
+        raise LayerSetupError(f"weight filler: {FILLERS.unknown_message(ftype)}")
+    values = FILLERS.get(ftype)(filler_param, tuple(blob.shape))
+    blob.data[...] = backend.xp_of(blob.data).asarray(values.astype(blob.dtype))
+
+
+def fan_in_out(shape):
+    """(fan_in, fan_out) of a blob shape as Caffe counts them."""
+    count = int(np.prod(shape)) if shape else 1
+    fan_in = count // shape[0] if shape and shape[0] else count
+    fan_out = count // shape[1] if len(shape) > 1 and shape[1] else count
+    return fan_in, fan_out
+
+
+def _variance_n(filler_param, shape):
+    fan_in, fan_out = fan_in_out(shape)
+    norm = getattr(filler_param, "variance_norm", "FAN_IN")
+    if norm == "FAN_IN":
+        return fan_in
+    if norm == "FAN_OUT":
+        return fan_out
+    if norm == "AVERAGE":
+        return (fan_in + fan_out) / 2.0
+    raise LayerSetupError(f"{filler_param.type} filler: variance_norm must be FAN_IN, FAN_OUT or "
+                          f"AVERAGE, got {norm!r}")
+
+
+@register_filler("constant")
+def _constant(p, shape):
+    """Every value = `value` (default 0)."""
+    return np.full(shape, float(p.value))
+
+
+@register_filler("uniform")
+def _uniform(p, shape):
+    """U[min, max] (defaults 0, 1)."""
+    if p.max < p.min:
+        raise LayerSetupError(f"uniform filler: max ({p.max}) < min ({p.min})")
+    return np.random.uniform(p.min, p.max, size=shape)
+
+
+@register_filler("gaussian")
+def _gaussian(p, shape):
+    """N(mean, std). With `sparse: s` (>= 0) each value is kept with probability
+    s / shape[0] (s expected non-zero inputs per output) and set to 0 otherwise."""
+    values = np.random.normal(p.mean, p.std, size=shape)
+    if p.sparse >= 0:
+        if len(shape) < 1 or shape[0] == 0:
+            raise LayerSetupError(f"gaussian filler: sparse needs a blob with a first axis, got {shape}")
+        keep = p.sparse / shape[0]
+        if keep > 1:
+            raise LayerSetupError(f"gaussian filler: sparse={p.sparse} exceeds the {shape[0]} outputs "
+                                  f"of blob shape {shape}")
+        values *= np.random.binomial(1, keep, size=shape)
+    return values
+
+
+@register_filler("positive_unitball")
+def _positive_unitball(p, shape):
+    """U[0, 1], then each of the shape[0] slices scaled to sum to 1."""
+    values = np.random.uniform(0.0, 1.0, size=shape)
+    if not shape:
+        return np.ones(shape)
+    flat = values.reshape(shape[0], -1)
+    flat /= flat.sum(axis=1, keepdims=True)
+    return values
+
+
+@register_filler("xavier")
+def _xavier(p, shape):
+    """U[-sqrt(3/n), sqrt(3/n)], n from variance_norm (fan_in by default)."""
+    scale = math.sqrt(3.0 / _variance_n(p, shape))
+    return np.random.uniform(-scale, scale, size=shape)
+
+
+@register_filler("msra")
+def _msra(p, shape):
+    """N(0, sqrt(2/n)), n from variance_norm (fan_in by default)."""
+    std = math.sqrt(2.0 / _variance_n(p, shape))
+    return np.random.normal(0.0, std, size=shape)
+
+
+@register_filler("bilinear")
+def _bilinear(p, shape):
+    """Bilinear-upsampling kernel for a (N, C, K, K) deconvolution weight:
+    w[y][x] = (1 - |x/f - c|) (1 - |y/f - c|), f = ceil(K/2), c = (K-1)/(2f)."""
+    if len(shape) != 4 or shape[2] != shape[3]:
+        raise LayerSetupError(f"bilinear filler: needs a 4-D blob with square kernels, got shape {shape}")
+    k = shape[3]
+    f = math.ceil(k / 2.0)
+    c = (k - 1) / (2.0 * f)
+    t = 1.0 - np.abs(np.arange(k) / f - c)
+    return np.broadcast_to(np.outer(t, t), shape).copy()
