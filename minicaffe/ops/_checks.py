@@ -1,0 +1,89 @@
+"""Argument checks shared by the NumPy twins and the native facade.
+
+Messages follow STYLE.md: the operation, the argument, the value found and the rule broken.
+Wrong dtypes raise TypeError; everything else raises KernelError (a ValueError).
+"""
+import numpy as np
+
+from minicaffe.errors import KernelError
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def float_array(op, name, a):
+    """Return `a` as a C-contiguous float32/float64 ndarray (no copy when it already is one).
+
+    Raises TypeError for other dtypes (ints are not silently promoted: a wrong dtype is usually
+    a bug upstream).
+    """
+    if not isinstance(a, np.ndarray):
+        a = np.asarray(a)
+    if a.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{op}: {name} has dtype {a.dtype}; expected float32 or float64")
+    return np.ascontiguousarray(a)
+
+
+def same_dtype(op, **arrays):
+    """Raise TypeError unless every array shares one dtype; return that dtype."""
+    names = list(arrays)
+    first = arrays[names[0]].dtype
+    for name in names[1:]:
+        if arrays[name].dtype != first:
+            raise TypeError(f"{op}: {name} has dtype {arrays[name].dtype} but {names[0]} has "
+                            f"{first}; all operands must share one dtype")
+    return first
+
+
+def check_ndim(op, name, a, ndim, layout):
+    if a.ndim != ndim:
+        raise KernelError(f"{op}: {name} has shape {tuple(a.shape)}; expected {ndim} dimensions "
+                          f"{layout}")
+
+
+def output(op, out, shape, dtype, name="out"):
+    """Validate a caller-supplied output (exact shape, dtype, C-contiguous) or allocate one."""
+    shape = tuple(int(s) for s in shape)
+    if out is None:
+        return np.empty(shape, dtype=dtype)
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"{op}: {name} must be a numpy.ndarray, got {type(out).__name__}")
+    if out.dtype != dtype:
+        raise TypeError(f"{op}: {name} has dtype {out.dtype}; expected {np.dtype(dtype)}")
+    if tuple(out.shape) != shape:
+        raise KernelError(f"{op}: {name} has shape {tuple(out.shape)}; expected {shape}")
+    if not out.flags.c_contiguous:
+        raise KernelError(f"{op}: {name} must be C-contiguous (strides {out.strides})")
+    if not out.flags.writeable:
+        raise KernelError(f"{op}: {name} is read-only")
+    return out
+
+
+def check_geometry(op, geom):
+    """Raise KernelError unless every ConvGeometry field is in range and the output is non-empty."""
+    for field, low in (("C", 1), ("H", 1), ("W", 1), ("kh", 1), ("kw", 1), ("ph", 0),
+                       ("pw", 0), ("sh", 1), ("sw", 1), ("dh", 1), ("dw", 1)):
+        value = getattr(geom, field)
+        if int(value) != value or value < low:
+            raise KernelError(f"{op}: geom.{field} = {value}; expected an integer >= {low}")
+    if geom.oh < 1 or geom.ow < 1:
+        raise KernelError(
+            f"{op}: output would be {geom.oh}x{geom.ow}: the dilated kernel "
+            f"{geom.dh * (geom.kh - 1) + 1}x{geom.dw * (geom.kw - 1) + 1} does not fit the padded "
+            f"input {geom.H + 2 * geom.ph}x{geom.W + 2 * geom.pw}")
+
+
+def check_index_list(op, name, idx, bound):
+    """Validate a kept-index list: int64-convertible, strictly increasing, inside [0, bound)."""
+    idx = np.ascontiguousarray(idx, dtype=np.int64)
+    if idx.ndim != 1:
+        raise KernelError(f"{op}: {name} has shape {idx.shape}; expected a 1-D index list")
+    if idx.size:
+        if idx[0] < 0 or idx[-1] >= bound or idx.min() < 0 or idx.max() >= bound:
+            bad = idx[(idx < 0) | (idx >= bound)][0]
+            raise KernelError(f"{op}: {name} contains {bad}; expected indices in [0, {bound})")
+        steps = np.diff(idx)
+        if (steps <= 0).any():
+            at = int(np.argmax(steps <= 0))
+            raise KernelError(f"{op}: {name} is not strictly increasing at position {at + 1} "
+                              f"({idx[at]} then {idx[at + 1]})")
+    return idx

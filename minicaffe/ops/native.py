@@ -1,0 +1,128 @@
+"""The one importer of the compiled `minicaffe._kernels` extension, and the thread controls.
+
+If the extension cannot be imported, a RuntimeWarning says so once and every op in
+`minicaffe.ops` runs its NumPy twin instead (same results, slower). Set the environment
+variable MINICAFFE_NATIVE=0 to choose the NumPy path on purpose (no warning).
+
+The default build links OpenBLAS from the `scipy-openblas32` wheel. Its shared library lives in
+that package's `lib/` directory, which is not on the loader's path, so it is loaded here with
+RTLD_GLOBAL before the extension; the extension's DT_NEEDED entry then resolves to it by soname.
+"""
+import ctypes
+import os
+import warnings
+
+_kernels = None
+_import_error = None
+_loaded = False
+
+
+def _preload_openblas():
+    try:
+        import scipy_openblas32  # noqa: PLC0415  (runtime dependency of the default build)
+    except ImportError:
+        return
+    path = os.path.join(scipy_openblas32.get_lib_dir(), "libscipy_openblas.so")
+    if os.path.exists(path):
+        ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
+
+
+def _load():
+    global _kernels, _import_error, _loaded
+    _loaded = True
+    if os.environ.get("MINICAFFE_NATIVE", "1") == "0":
+        _import_error = "disabled by MINICAFFE_NATIVE=0"
+        return
+    # Idle OpenMP threads that spin steal the cores OpenBLAS's own pool needs next (BUILD_NOTES:
+    # alternating pools oversubscribe); sleeping waiters cost a few microseconds per region only.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    try:
+        _preload_openblas()
+        from minicaffe import _kernels as module  # noqa: PLC0415
+    except (ImportError, OSError) as exc:
+        _import_error = f"{type(exc).__name__}: {exc}"
+        warnings.warn(
+            "minicaffe: the compiled kernels (minicaffe._kernels) are not available "
+            f"({_import_error}); every op falls back to NumPy and runs much slower. "
+            "Build them with `pip install -e .` in the source tree.",
+            RuntimeWarning, stacklevel=3)
+        return
+    _kernels = module
+
+
+def kernels():
+    """The extension module, or None when it is missing or disabled (NumPy fallback)."""
+    if not _loaded:
+        _load()
+    return _kernels
+
+
+def available():
+    """True when the compiled kernels are in use."""
+    return kernels() is not None
+
+
+def unavailable_reason():
+    """Why the NumPy fallback is in use (str), or None when the extension is loaded."""
+    kernels()
+    return _import_error
+
+
+def set_num_threads(n):
+    """Use `n` threads in BLAS calls and in minicaffe's OpenMP kernels (n >= 1).
+
+    Sets OpenBLAS/MKL and OpenMP of the extension, and NumPy's own BLAS pool (the fallback path),
+    so neither pool oversubscribes the other. Without a call the count comes from
+    OMP_NUM_THREADS (else the number of cores).
+    """
+    if isinstance(n, bool) or int(n) != n or n < 1:
+        raise ValueError(f"set_num_threads: n = {n!r}; expected an integer >= 1")
+    n = int(n)
+    from threadpoolctl import threadpool_limits  # noqa: PLC0415
+
+    threadpool_limits(limits=n)
+    module = kernels()
+    if module is not None:
+        module.set_num_threads(n)
+    global _fallback_threads
+    _fallback_threads = n
+
+
+_fallback_threads = None
+
+
+def get_num_threads():
+    """Threads the kernels use now (OpenMP max threads of the extension, else NumPy BLAS's)."""
+    module = kernels()
+    if module is not None:
+        return int(module.get_num_threads())
+    if _fallback_threads is not None:
+        return _fallback_threads
+    env = os.environ.get("OMP_NUM_THREADS", "")
+    if env.split(",")[0].strip().isdigit():
+        return int(env.split(",")[0])
+    return os.cpu_count() or 1
+
+
+def build_info():
+    """dict(blas_vendor, blas_version, threads, isa, compiled) of the kernels in use.
+
+    `compiled` is False on the NumPy fallback; the BLAS fields then describe NumPy's BLAS.
+    """
+    module = kernels()
+    if module is not None:
+        info = dict(module.build_info())
+        info["threads"] = get_num_threads()
+        info["compiled"] = True
+        return info
+    vendor, version = "numpy", "unknown"
+    try:
+        from threadpoolctl import threadpool_info  # noqa: PLC0415
+
+        blas = [p for p in threadpool_info() if p.get("user_api") == "blas"]
+        if blas:
+            vendor, version = blas[0].get("internal_api", vendor), blas[0].get("version", version)
+    except Exception:  # noqa: BLE001  (informational only)
+        pass
+    return {"blas_vendor": vendor, "blas_version": str(version), "threads": get_num_threads(),
+            "isa": "numpy", "compiled": False}
