@@ -1,0 +1,520 @@
+"""Solver: Caffe's training loop with the SSL fork's regularization (pycaffe's caffe.Solver).
+
+One iteration, in Caffe's order:
+  clear param diffs -> `iter_size` x forward/backward (loss averaged) -> clip_gradients ->
+  diff *= 1/iter_size -> weight decay (L2 or L1, per param `regularization_type`) ->
+  group Lasso subgradients (SUBGRADIENT) -> freeze masked weights' diffs -> update rule ->
+  w -= update -> group soft thresholds (PROXIMAL) -> |w| < zero_threshold set to 0 ->
+  connectivity masks re-applied.
+Testing happens before the iteration whose number is a multiple of `test_interval`; display
+after the forward/backward; snapshots after the update when `iter % snapshot == 0`.
+"""
+import collections
+import logging
+import math
+import os
+import random
+import time
+
+import numpy as np
+
+from minicaffe import backend, groups
+from minicaffe.errors import DivergenceError, SolverError
+from minicaffe.registry import Registry
+from minicaffe.solver import report as sparsity_report
+from minicaffe.solver.lr_policy import learning_rate
+from minicaffe.solver.regularizers import REGULARIZERS
+
+log = logging.getLogger("minicaffe.solver")
+
+SOLVERS = Registry("solver type")
+
+# the legacy `solver_type` enum -> `type` string
+_LEGACY_TYPES = {"SGD": "SGD", "NESTEROV": "Nesterov", "ADAGRAD": "AdaGrad",
+                 "RMSPROP": "RMSProp", "ADADELTA": "AdaDelta", "ADAM": "Adam"}
+
+# zero_threshold when a group term is configured and the solver file does not set one (the fork)
+SSL_ZERO_THRESHOLD = 1e-4
+
+
+def register_solver(type_name):
+    """Class decorator: make a Solver subclass the one for `type: "<type_name>"`."""
+    return SOLVERS.register(type_name)
+
+
+def solver_type(param):
+    """The update rule's type string: `type`, or the legacy `solver_type` enum when only it is set."""
+    if not param.has("type") and param.has("solver_type"):
+        return _LEGACY_TYPES[param.solver_type]
+    return param.type
+
+
+def read_param(param_or_path):
+    """(SolverParameter, path or None) from a path or an already parsed SolverParameter."""
+    if isinstance(param_or_path, (str, os.PathLike)):
+        from minicaffe.prototxt import read_solver
+
+        return read_solver(os.fspath(param_or_path)), os.fspath(param_or_path)
+    return param_or_path, None
+
+
+class _Term:
+    """One group-Lasso term on one blob: regularizer, strength lambda, name for messages."""
+
+    __slots__ = ("reg", "strength", "name")
+
+    def __init__(self, reg, strength, name):
+        self.reg, self.strength, self.name = reg, strength, name
+
+
+class Solver:
+    """Base class of the update rules. Build one with `get_solver(path)` or `SGDSolver(path)`.
+
+    Attributes (pycaffe): `net` (TRAIN), `test_nets` (TEST, sharing the train net's weights),
+    `iter`, `param` (the SolverParameter). Methods: `step(n)`, `solve(resume_file=None)`,
+    `test_all()`, `snapshot()`, `restore(state_file)`.
+    Raises SolverError for a configuration that cannot run.
+    """
+
+    history_count = 1
+
+    def __init__(self, param_or_path, train_net=None, test_nets=None):
+        self.param, self.path = read_param(param_or_path)
+        p = self.param
+        wanted = solver_type(p)
+        if type(self) is not Solver and getattr(self, "registered_name", wanted) != wanted \
+                and (p.has("type") or p.has("solver_type")):
+            log.warning("solver file says type \"%s\"; running %s as asked", wanted,
+                        type(self).__name__)
+        self._check_common()
+        self.check_param()
+        if p.random_seed >= 0:
+            np.random.seed(p.random_seed % 2**32)
+            random.seed(p.random_seed)
+        self.net = train_net if train_net is not None else self._build_train_net()
+        self.test_nets = test_nets if test_nets is not None else self._build_test_nets()
+        for tn in self.test_nets:
+            tn.share_with(self.net)
+        self.iter = 0
+        self.current_step = 0
+        self._params = list(self.net.learnable_params)
+        self._infos = list(self.net.param_infos)
+        self.history = [[backend.xp_of(b.data).zeros_like(b.data) for _ in range(self.history_count)]
+                        for b in self._params]
+        self._layer_params = self._layer_param_map()
+        self._decay, self._terms = self._build_regularization()
+        self._masks = None            # built on the first step (from the loaded weights)
+        self._losses = collections.deque(maxlen=max(1, p.average_loss))
+        self.smoothed_loss = 0.0
+        self._requested = None        # "stop" | "snapshot", set by signal handlers
+        self.stopped_early = False
+        self.last_snapshot = None
+        self.progress = None          # callable(iter, loss) for a progress bar
+        self._curve_path = self._curve_file()
+
+    # -- configuration ---------------------------------------------------------------------
+    def check_param(self):
+        """Rule-specific checks (overridden by AdaGrad, RMSProp)."""
+
+    def _check_common(self):
+        p = self.param
+        if not p.lr_policy:
+            raise SolverError(self._where() + "lr_policy is not set (fixed, step, exp, inv, "
+                              "multistep, poly or sigmoid)")
+        if p.iter_size < 1:
+            raise SolverError(self._where() + f"iter_size must be >= 1 (got {p.iter_size})")
+        if p.regularization_type not in ("L1", "L2"):
+            raise SolverError(self._where() + f"regularization_type \"{p.regularization_type}\" "
+                              "is unknown (expected \"L1\" or \"L2\")")
+        if p.test_interval and not p.test_iter and (p.net or p.has("net_param") or p.test_net
+                                                     or p.test_net_param):
+            raise SolverError(self._where() + "test_interval is set but test_iter is missing")
+
+    def _where(self):
+        return f"{self.path}: " if self.path else "solver: "
+
+    def _net_path(self, name):
+        """Nets are found relative to the working directory (as caffe does), else next to the
+        solver file."""
+        if os.path.exists(name) or self.path is None:
+            return name
+        beside = os.path.join(os.path.dirname(self.path), name)
+        return beside if os.path.exists(beside) else name
+
+    def _build_train_net(self):
+        from minicaffe.net import Net
+
+        p = self.param
+        sources = [x for x in (p.net, p.train_net) if x]
+        if p.has("net_param"):
+            return Net(p.net_param, "TRAIN")
+        if p.has("train_net_param"):
+            return Net(p.train_net_param, "TRAIN")
+        if not sources:
+            raise SolverError(self._where() + "no net given (set net, net_param or train_net)")
+        return Net(self._net_path(sources[-1]), "TRAIN")
+
+    def _build_test_nets(self):
+        from minicaffe.net import Net
+
+        p = self.param
+        models = [Net(m, "TEST") for m in p.test_net_param]
+        models += [Net(self._net_path(m), "TEST") for m in p.test_net]
+        generic = p.net_param if p.has("net_param") else (p.net or None)
+        if generic is not None:
+            for _ in range(len(p.test_iter) - len(models)):
+                models.append(Net(generic if not isinstance(generic, str)
+                                  else self._net_path(generic), "TEST"))
+        if len(p.test_iter) != len(models) and p.test_interval:
+            raise SolverError(self._where() + f"{len(p.test_iter)} test_iter value(s) for "
+                              f"{len(models)} test net(s); give one test_iter per test net")
+        return models
+
+    def _layer_param_map(self):
+        names = list(getattr(self.net, "_layer_names", []))
+        return {n: layer.layer_param for n, layer in zip(names, self.net.layers)}
+
+    def _blob_name(self, i):
+        info = self._infos[i]
+        return f"layer '{info.layer_name}' param {info.index} {tuple(self._params[i].shape)}"
+
+    def _build_regularization(self):
+        """Per blob: (decay regularizer or None, local decay) and the list of group terms."""
+        p = self.param
+        decay, terms = [], []
+        for i, info in enumerate(self._infos):
+            spec = info.spec
+            rtype = getattr(spec, "regularization_type", "") or p.regularization_type
+            if rtype not in REGULARIZERS or rtype not in ("L1", "L2"):
+                raise SolverError(f"{self._blob_name(i)}: regularization_type \"{rtype}\" is "
+                                  "unknown (expected \"L1\" or \"L2\")")
+            local = p.weight_decay * _spec(spec, "decay_mult", 1.0)
+            decay.append((REGULARIZERS.get(rtype)(), local) if local else (None, 0.0))
+            blob_terms = []
+            wanted = [("row", p.breadth_decay * _spec(spec, "breadth_decay_mult", 0.0), 0, 0),
+                      ("column", p.kernel_shape_decay * _spec(spec, "kernel_shape_decay_mult", 0.0),
+                       0, 0)]
+            for b in _spec(spec, "block_group_lasso", []):
+                wanted.append(("block", p.block_group_decay * b.block_decay_mult,
+                               int(b.xdimen), int(b.ydimen)))
+            for kind, strength, xd, yd in wanted:
+                if not strength:
+                    continue
+                reg = REGULARIZERS.get("group_lasso")(kind=kind, group=info.group, xdimen=xd,
+                                                      ydimen=yd)
+                try:
+                    reg.validate(self._params[i].shape)
+                except SolverError as exc:
+                    raise SolverError(f"{self._blob_name(i)}: {exc}") from None
+                label = kind if kind != "block" else f"block {yd}x{xd}"
+                blob_terms.append(_Term(reg, float(strength), label))
+            terms.append(blob_terms)
+        return decay, terms
+
+    @property
+    def has_group_terms(self):
+        return any(self._terms)
+
+    @property
+    def zero_threshold(self):
+        """|w| below this is set to 0 after each update (1e-4 when any group term is
+        configured and the solver file does not say otherwise, else 0)."""
+        if self.param.has("zero_threshold"):
+            return float(self.param.zero_threshold)
+        return SSL_ZERO_THRESHOLD if self.has_group_terms else 0.0
+
+    @property
+    def proximal(self):
+        return self.param.group_lasso_update == "PROXIMAL"
+
+    # -- connectivity masks ------------------------------------------------------------------
+    def refresh_masks(self):
+        """Rebuild the DISCONNECTED_* masks from the current weights (blob 0 of each layer)."""
+        masks = {}
+        for i, info in enumerate(self._infos):
+            lp = self._layer_params.get(info.layer_name)
+            mode = getattr(lp, "connectivity_mode", "CONNECTED") if lp is not None else "CONNECTED"
+            w = self._params[i].data
+            if mode == "CONNECTED" or info.index != 0 or w.ndim < 2:
+                continue
+            if mode == "DISCONNECTED_ELTWISE":
+                masks[i] = w != 0
+            elif mode == "DISCONNECTED_GRPWISE":
+                masks[i] = (groups.live_mask(w, "row", info.group)
+                            & groups.live_mask(w, "column", info.group))
+        self._masks = masks
+
+    # -- one iteration -----------------------------------------------------------------------
+    def learning_rate(self):
+        rate, self.current_step = learning_rate(self.param, self.iter, self.current_step)
+        return rate
+
+    def clip_gradients(self):
+        clip = self.param.clip_gradients
+        if clip < 0:
+            return
+        sumsq = sum(float((b.diff.astype(np.float64) ** 2).sum()) for b in self._params)
+        norm = math.sqrt(sumsq)
+        if norm > clip:
+            log.info("Gradient clipping: scaling down gradients (L2 norm %g > %g) by scale "
+                     "factor %g", norm, clip, clip / norm)
+            for b in self._params:
+                b.diff[...] *= clip / norm
+
+    def regularize(self, i):
+        """Weight decay then (SUBGRADIENT) the group Lasso terms, added to blob i's diff."""
+        blob = self._params[i]
+        reg, local = self._decay[i]
+        if reg is not None:
+            reg.add_grad(blob.data, blob.diff, local)
+        if not self.proximal:
+            for term in self._terms[i]:
+                term.reg.add_grad(blob.data, blob.diff, term.strength)
+
+    def apply_update(self):
+        """Everything after the forward/backward passes of one iteration (see module doc)."""
+        rate = self.learning_rate()
+        if self.param.display and self.iter % self.param.display == 0:
+            log.info("Iteration %d, lr = %g", self.iter, rate)
+        self.clip_gradients()
+        if self._masks is None:
+            self.refresh_masks()
+        scale = 1.0 / self.param.iter_size
+        for i, blob in enumerate(self._params):
+            if scale != 1.0:
+                blob.diff[...] *= scale
+            self.regularize(i)
+            if i in self._masks:
+                blob.diff[...] *= self._masks[i]
+            local_rate = rate * _spec(self._infos[i].spec, "lr_mult", 1.0)
+            self.compute_update_value(blob.diff, self.history[i], local_rate)
+        for blob in self._params:
+            blob.data[...] -= blob.diff
+        if self.proximal:
+            for i, blob in enumerate(self._params):
+                local_rate = rate * _spec(self._infos[i].spec, "lr_mult", 1.0)
+                # fixed order: row, column, then block terms as listed in the param spec
+                for term in self._terms[i]:
+                    term.reg.prox(blob.data, local_rate * term.strength)
+        thr = self.zero_threshold
+        for i, blob in enumerate(self._params):
+            if thr > 0:
+                blob.data[backend.xp_of(blob.data).abs(blob.data) < thr] = 0
+            if i in self._masks:
+                blob.data[...] *= self._masks[i]
+
+    def compute_update_value(self, diff, history, local_rate):
+        """Turn the regularized gradient `diff` into the step (in place); rule-specific."""
+        raise NotImplementedError
+
+    # -- training loop ------------------------------------------------------------------------
+    def request(self, action):
+        """Ask the loop to `"stop"` (snapshot and stop) or `"snapshot"` at the next iteration
+        boundary (what SIGINT / SIGHUP do in the CLI)."""
+        self._requested = action
+
+    def forward_backward_all(self):
+        loss = 0.0
+        for _ in range(self.param.iter_size):
+            loss += float(self.net.forward_backward())
+        return loss / self.param.iter_size
+
+    def step(self, iters):
+        """Run `iters` iterations. Raises DivergenceError on a non-finite loss (weights are
+        left as they were before that iteration's update)."""
+        p = self.param
+        stop_iter = self.iter + int(iters)
+        while self.iter < stop_iter:
+            self.net.clear_param_diffs()
+            if (p.test_interval and self.iter % p.test_interval == 0
+                    and (self.iter > 0 or p.test_initialization)):
+                self.test_all()
+                if self._handle_request():
+                    break
+            t0 = time.perf_counter()
+            loss = self.forward_backward_all()
+            if not math.isfinite(loss):
+                self._diverged(loss)
+            self._losses.append(loss)
+            self.smoothed_loss = sum(self._losses) / len(self._losses)
+            if p.display and self.iter % p.display == 0:
+                self._display(time.perf_counter() - t0)
+            self.apply_update()
+            self.iter += 1
+            if self.progress is not None:
+                self.progress(self.iter, self.smoothed_loss)
+            if p.snapshot and self.iter % p.snapshot == 0:
+                self.snapshot()
+            if self._handle_request():
+                break
+
+    def _handle_request(self):
+        action, self._requested = self._requested, None
+        if action == "snapshot":
+            self.snapshot()
+        elif action == "stop":
+            self.snapshot()
+            self.stopped_early = True
+            return True
+        return False
+
+    def solve(self, resume_file=None):
+        """Train to `max_iter` (Caffe's Solver::Solve): optional restore, steps, final snapshot,
+        final display and test."""
+        p = self.param
+        if resume_file:
+            self.restore(resume_file)
+        log.info("Solving %s", getattr(self.net, "name", "") or "net")
+        log.info("Learning Rate Policy: %s", p.lr_policy)
+        self.stopped_early = False
+        self.step(p.max_iter - self.iter)
+        if self.stopped_early:
+            log.info("Optimization stopped early.")
+            return
+        if p.snapshot_after_train and (not p.snapshot or self.iter % p.snapshot != 0):
+            self.snapshot()
+        if p.display and self.iter % p.display == 0:
+            loss = self._forward_loss()
+            log.info("Iteration %d, loss = %g", self.iter, loss)
+        if p.test_interval and self.iter % p.test_interval == 0:
+            self.test_all()
+        log.info("Optimization Done.")
+
+    def _forward_loss(self):
+        outs = self.net.forward()
+        weights = _loss_weights(self.net)
+        return float(sum(float(np.sum(backend.asnumpy(outs[k]))) * w
+                         for k, w in weights.items() if k in outs))
+
+    def _display(self, seconds):
+        log.info("Iteration %d (%.3g s/iter), loss = %g", self.iter, seconds, self.smoothed_loss)
+        weights = _loss_weights(self.net)
+        for k, (name, values) in enumerate(_output_values(self.net)):
+            log.info("    Train net output #%d: %s = %s%s", k, name, _fmt(values),
+                     _loss_suffix(values, weights.get(name, 0.0)))
+        record = {"kind": "train", "iter": self.iter, "loss": self.smoothed_loss,
+                  "lr": learning_rate(self.param, self.iter, self.current_step)[0]}
+        self._report(record)
+
+    def test_all(self):
+        """Run every test net for its test_iter batches; log and return the mean outputs."""
+        results = []
+        for i, tn in enumerate(self.test_nets):
+            results.append(self.test(i))
+        return results
+
+    def test(self, i=0):
+        log.info("Iteration %d, Testing net (#%d)", self.iter, i)
+        tn = self.test_nets[i]
+        n = self.param.test_iter[i] if i < len(self.param.test_iter) else 1
+        sums = collections.OrderedDict()
+        for _ in range(n):
+            outs = tn.forward()
+            for name in tn.outputs:
+                v = backend.asnumpy(outs[name]).astype(np.float64).ravel()
+                sums[name] = sums[name] + v if name in sums else v
+        weights = _loss_weights(tn)
+        means = {}
+        for k, (name, total) in enumerate(sums.items()):
+            mean = total / max(n, 1)
+            means[name] = float(mean[0]) if mean.size == 1 else mean.tolist()
+            log.info("    Test net output #%d: %s = %s%s", k, name, _fmt(mean),
+                     _loss_suffix(mean, weights.get(name, 0.0)))
+        self._report({"kind": "test", "iter": self.iter, "net": i, "outputs": means})
+        return means
+
+    def _report(self, record):
+        if not self.param.sparsity_report:
+            self._write_curve(record)
+            return
+        rows = sparsity_report.layer_sparsity(self.net)
+        for line in sparsity_report.format_table(rows):
+            log.info("    %s", line)
+        record["sparsity"] = rows
+        self._write_curve(record)
+
+    def _curve_file(self):
+        prefix = self.snapshot_prefix()
+        return f"{prefix}_log.jsonl" if prefix else None
+
+    def _write_curve(self, record):
+        if self._curve_path is None:
+            return
+        sparsity_report.append_jsonl(self._curve_path, record)
+
+    def _diverged(self, loss):
+        where = None
+        finder = getattr(self.net, "first_nonfinite_output", None)
+        if finder is not None:
+            where = finder()
+        msg = f"Iteration {self.iter}: loss = {loss}"
+        if where:
+            msg += f"; first non-finite output: layer '{where[0]}' top '{where[1]}'"
+        else:
+            msg += "; every layer output is finite (the non-finite value came from the loss itself)"
+        if self.last_snapshot:
+            msg += f". Last good snapshot: {self.last_snapshot}"
+        msg += ". Lower base_lr or set clip_gradients."
+        raise DivergenceError(msg)
+
+    # -- snapshots -----------------------------------------------------------------------------
+    def snapshot_prefix(self):
+        p = self.param
+        if p.snapshot_prefix:
+            return p.snapshot_prefix
+        if self.path:
+            return os.path.splitext(self.path)[0]
+        return ""
+
+    def snapshot(self):
+        """Write `<prefix>_iter_<N>.caffemodel` and `.solverstate` atomically; returns the
+        state path."""
+        from minicaffe.solver import state
+
+        prefix = self.snapshot_prefix() or "minicaffe"
+        model = f"{prefix}_iter_{self.iter}.caffemodel"
+        path = f"{prefix}_iter_{self.iter}.solverstate"
+        state.save_weights(self.net, model)
+        log.info("Snapshotting to binary proto file %s", model)
+        state.save_state(self, path, model)
+        log.info("Snapshotting solver state to binary proto file %s", path)
+        self.last_snapshot = path
+        return path
+
+    def restore(self, state_file):
+        """Continue from a `.solverstate`: weights, iteration, lr step, history, masks, RNG."""
+        from minicaffe.solver import state
+
+        log.info("Restoring previous solver status from %s", state_file)
+        state.load_state(self, state_file)
+        for tn in self.test_nets:
+            tn.share_with(self.net)
+
+
+def _spec(spec, name, default):
+    return default if spec is None else getattr(spec, name, default)
+
+
+def _loss_weights(net):
+    """{output blob name: loss weight} when the Net exposes it (pycaffe's blob_loss_weights)."""
+    w = getattr(net, "blob_loss_weights", None)
+    if w is None:
+        return {}
+    return dict(w)
+
+
+def _output_values(net):
+    for name in net.outputs:
+        yield name, backend.asnumpy(net.blobs[name].data).astype(np.float64).ravel()
+
+
+def _fmt(values):
+    values = np.asarray(values).ravel()
+    return f"{values[0]:.6g}" if values.size == 1 else "[" + ", ".join(f"{v:.6g}" for v in values) + "]"
+
+
+def _loss_suffix(values, weight):
+    if not weight:
+        return ""
+    total = float(np.sum(values)) * weight
+    return f" (* {weight:g} = {total:.6g} loss)"
