@@ -166,8 +166,9 @@ class LayerCase:
         return layer_parameter("layer_under_test", self.type, bottoms, tops, self.params,
                                self.param_field, **self.layer_fields)
 
-    def build(self, dtype=np.float64, bottom_values=None, seed=0):
-        """(layer, bottom blobs, top blobs) after setup and reshape, params initialised."""
+    def build(self, dtype=np.float64, bottom_values=None, seed=0, init_params=True):
+        """(layer, bottom blobs, top blobs) after setup and reshape; param blobs overwritten by
+        `init_params` unless `init_params=False` (then they hold the layer's filler values)."""
         rng = np.random.default_rng(seed)
         values = bottom_values if bottom_values is not None else self.make_bottoms(rng)
         bottom = []
@@ -182,7 +183,8 @@ class LayerCase:
         layer.setup(bottom, top)
         for blob in layer.blobs:
             blob.astype(dtype)
-        self.init_params(layer.blobs, rng)
+        if init_params:
+            self.init_params(layer.blobs, rng)
         layer.reshape(bottom, top)
         return layer, bottom, top
 

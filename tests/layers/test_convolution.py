@@ -1,0 +1,198 @@
+"""Convolution: NumPy reference (explicit loops over taps), gradients, errors, PyTorch."""
+import numpy as np
+import pytest
+
+from tests.layers import harness
+from tests.layers.harness import LayerCase
+
+
+def conv_reference(x, w, b, stride=(1, 1), pad=(0, 0), dilation=(1, 1), group=1):
+    """Direct cross-correlation: y[n,m,y,x] = b[m] + sum_{c,i,j} w[m,c,i,j] xpad[n,gc+c,...]."""
+    N, C, H, W = x.shape
+    M, Cg, kh, kw = w.shape
+    (sh, sw), (ph, pw), (dh, dw) = stride, pad, dilation
+    xp = np.zeros((N, C, H + 2 * ph, W + 2 * pw))
+    xp[:, :, ph:ph + H, pw:pw + W] = x
+    oh = (H + 2 * ph - (dh * (kh - 1) + 1)) // sh + 1
+    ow = (W + 2 * pw - (dw * (kw - 1) + 1)) // sw + 1
+    y = np.zeros((N, M, oh, ow))
+    mg = M // group
+    for m in range(M):
+        c0 = (m // mg) * Cg
+        for i in range(kh):
+            for j in range(kw):
+                patch = xp[:, c0:c0 + Cg, i * dh:i * dh + sh * (oh - 1) + 1:sh,
+                           j * dw:j * dw + sw * (ow - 1) + 1:sw]
+                y[:, m] += np.einsum("ncyx,c->nyx", patch, w[m, :, i, j])
+        if b is not None:
+            y[:, m] += b[m]
+    return y
+
+
+class TestConvolution(LayerCase):
+    type, bottom_shapes = "Convolution", [(2, 3, 6, 5)]
+    params = {"num_output": 4, "kernel_size": [3], "weight_filler": {"type": "gaussian"}}
+
+    def reference(self, x):
+        w, b = self.param_data
+        return conv_reference(x, w, b)
+
+
+class TestConvolutionStridePadGroup(LayerCase):
+    type, bottom_shapes = "Convolution", [(2, 4, 7, 6)]
+    params = {"num_output": 6, "kernel_h": 3, "kernel_w": 2, "stride_h": 2, "stride_w": 1,
+              "pad_h": 1, "pad_w": 2, "group": 2}
+
+    def reference(self, x):
+        w, b = self.param_data
+        return conv_reference(x, w, b, stride=(2, 1), pad=(1, 2), group=2)
+
+
+class TestConvolutionDilationNoBias(LayerCase):
+    type, bottom_shapes = "Convolution", [(2, 2, 8, 7)]
+    params = {"num_output": 3, "kernel_size": [3, 2], "dilation": [2, 3], "pad": [1],
+              "stride": [2], "bias_term": False}
+
+    def reference(self, x):
+        (w,) = self.param_data
+        return conv_reference(x, w, None, stride=(2, 2), pad=(1, 1), dilation=(2, 3))
+
+
+class TestConvolutionDepthwise(LayerCase):
+    type, bottom_shapes = "Convolution", [(2, 3, 5, 5)]
+    params = {"num_output": 6, "kernel_size": [3], "pad": [1], "group": 3}
+
+    def reference(self, x):
+        w, b = self.param_data
+        return conv_reference(x, w, b, pad=(1, 1), group=3)
+
+
+class _SparseTest(LayerCase):
+    """TEST phase with SSL-sparse weights: zero rows (filters) and columns (shape fibres)."""
+    bottom_shapes, phase = [(2, 4, 6, 6)], "TEST"
+
+    def init_params(self, blobs, rng):
+        w = rng.standard_normal(blobs[0].shape)
+        w[1] = 0                                         # a removed filter (row)
+        w2d = w.reshape(w.shape[0], -1)
+        w2d[:, ::3] = 0                                  # removed shape fibres (columns)
+        blobs[0].data[...] = w
+        blobs[1].data[...] = rng.standard_normal(blobs[1].shape)
+
+    def reference(self, x):
+        w, b = self.param_data
+        g = self.params.get("group", 1)
+        return conv_reference(x, w, b, pad=(1, 1), group=g)
+
+
+class TestConvolutionCompactTest(_SparseTest):
+    type = "Convolution"
+    params = {"num_output": 4, "kernel_size": [3], "pad": [1], "conv_mode": "LOWERED_CCNMM", "group": 2}
+
+
+class TestConvolutionCSRTest(_SparseTest):
+    type = "Convolution"
+    params = {"num_output": 4, "kernel_size": [3], "pad": [1], "conv_mode": "LOWERED_CSRMM"}
+
+
+def test_compact_mode_sees_new_weights_after_refresh():
+    case = TestConvolutionCompactTest()
+    layer, bottom, top = case.build()
+    case.run_forward(layer, bottom, top)
+    layer.blobs[0].data[...] *= 2
+    layer.blobs[1].data[...] = 0
+    case.run_forward(layer, bottom, top)
+    stale = top[0].data.copy()
+    layer.refresh_weights()
+    case.run_forward(layer, bottom, top)
+    w, b = layer.blobs[0].data, layer.blobs[1].data
+    np.testing.assert_allclose(top[0].data, conv_reference(bottom[0].data, w, b, pad=(1, 1), group=2),
+                               rtol=1e-10, atol=1e-10)
+    assert not np.allclose(stale, top[0].data)
+
+
+def test_fillers_are_applied():
+    case = TestConvolution()
+    case.params = {"num_output": 8, "kernel_size": [3], "weight_filler": {"type": "constant", "value": 0.5},
+                   "bias_filler": {"type": "constant", "value": -1.0}}
+    layer = case.build(init_params=False)[0]
+    assert np.all(layer.blobs[0].data == 0.5) and np.all(layer.blobs[1].data == -1.0)
+
+
+def test_buffers_reused_across_iterations():
+    case = TestConvolution()
+    layer, bottom, top = case.build()
+    case.run_forward(layer, bottom, top)
+    top[0].diff[...] = 1
+    layer.backward(top, [True], bottom)
+    ids = (id(layer._cols), id(layer._dcols), id(layer._out), id(layer._dy))
+    for _ in range(3):
+        case.run_forward(layer, bottom, top)
+        layer.backward(top, [True], bottom)
+    assert (id(layer._cols), id(layer._dcols), id(layer._out), id(layer._dy)) == ids
+
+
+def test_group_not_dividing_channels():
+    msg = harness.expect_setup_error(TestConvolution, [(2, 3, 6, 6)], "group=2", "3 input channels",
+                                     "(2, 3, 6, 6)", params={"num_output": 4, "kernel_size": [3], "group": 2})
+    assert "'b0'" in msg
+
+
+def test_group_not_dividing_num_output():
+    harness.expect_setup_error(TestConvolution, [(2, 4, 6, 6)], "num_output=3",
+                               params={"num_output": 3, "kernel_size": [3], "group": 2})
+
+
+def test_missing_kernel_and_num_output():
+    harness.expect_setup_error(TestConvolution, [(2, 4, 6, 6)], "kernel", params={"num_output": 3})
+    harness.expect_setup_error(TestConvolution, [(2, 4, 6, 6)], "num_output", params={"kernel_size": [3]})
+
+
+def test_kernel_larger_than_input():
+    harness.expect_setup_error(TestConvolution, [(1, 1, 2, 2)], "larger than the 2x2 input",
+                               params={"num_output": 1, "kernel_size": [5]})
+
+
+def test_both_kernel_forms_rejected():
+    harness.expect_setup_error(TestConvolution, [(1, 1, 6, 6)], "kernel_size and kernel_h/kernel_w",
+                               params={"num_output": 1, "kernel_size": [3], "kernel_h": 3, "kernel_w": 3})
+
+
+def test_channels_changed_after_setup():
+    case = TestConvolution()
+    layer, bottom, top = case.build()
+    bottom[0].reshape(2, 5, 6, 5)
+    with pytest.raises(ValueError, match=r"expects \(N, 3, H, W\)"):
+        layer.reshape(bottom, top)
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("cfg", [
+    dict(C=3, M=8, k=(5, 5), s=(1, 1), p=(0, 0), d=(1, 1), g=1),
+    dict(C=4, M=6, k=(3, 3), s=(2, 2), p=(1, 1), d=(1, 1), g=2),
+    dict(C=4, M=4, k=(3, 2), s=(1, 2), p=(2, 1), d=(2, 1), g=4),
+])
+def test_matches_torch_forward_backward(torch, cfg):
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((3, cfg["C"], 9, 8))
+    case = TestConvolution()
+    case.params = {"num_output": cfg["M"], "kernel_h": cfg["k"][0], "kernel_w": cfg["k"][1],
+                   "stride_h": cfg["s"][0], "stride_w": cfg["s"][1], "pad_h": cfg["p"][0],
+                   "pad_w": cfg["p"][1], "dilation": list(cfg["d"]), "group": cfg["g"]}
+    case.bottom_shapes = [x.shape]
+    layer, bottom, top = case.build(bottom_values=[x])
+    case.run_forward(layer, bottom, top)
+    dy = rng.standard_normal(top[0].shape)
+    top[0].diff[...] = dy
+    layer.backward(top, [True], bottom)
+
+    tx = torch.tensor(x, requires_grad=True)
+    tw = torch.tensor(layer.blobs[0].data.copy(), requires_grad=True)
+    tb = torch.tensor(layer.blobs[1].data.copy(), requires_grad=True)
+    ty = torch.nn.functional.conv2d(tx, tw, tb, stride=cfg["s"], padding=cfg["p"],
+                                    dilation=cfg["d"], groups=cfg["g"])
+    ty.backward(torch.tensor(dy))
+    np.testing.assert_allclose(top[0].data, ty.detach().numpy(), rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(bottom[0].diff, tx.grad.numpy(), rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(layer.blobs[0].diff, tw.grad.numpy(), rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(layer.blobs[1].diff, tb.grad.numpy(), rtol=1e-10, atol=1e-10)
