@@ -1,0 +1,120 @@
+"""IDX files (MNIST, Fashion-MNIST): `read_idx`, `labels_path_for`, `IDXSource`.
+
+IDX layout (big-endian): magic `00 00 <type> <ndim>`, then `ndim` uint32 sizes, then the values
+row-major. Types: 0x08 uint8, 0x09 int8, 0x0B int16, 0x0C int32, 0x0D float32, 0x0E float64.
+MNIST images are `2051 = 0x00000803` (uint8, 3 axes N,H,W), labels `2049 = 0x00000801`
+(uint8, 1 axis N). Files may be gzip-compressed (detected by content, not by name).
+"""
+import gzip
+import os
+import struct
+import zlib
+
+import numpy as np
+
+from minicaffe.data.source import ArraySource
+from minicaffe.errors import DataError
+
+_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+IMAGES_MAGIC, LABELS_MAGIC = 0x803, 0x801
+
+
+def _read_bytes(path):
+    if not os.path.exists(path):
+        raise DataError(f"{path}: no such file")
+    with open(path, "rb") as f:
+        raw = f.read()
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            raw = gzip.decompress(raw)
+        except (EOFError, OSError, zlib.error) as e:
+            raise DataError(f"{path}: corrupt or truncated gzip stream ({e}); "
+                            "delete it and download it again") from None
+    return raw
+
+
+def read_idx(path, expect_magic=None):
+    """The array stored in an IDX file, shaped by its header (dtype native-endian).
+
+    Raises DataError naming the file when the magic is unknown or not `expect_magic`, or when
+    the file is truncated (naming the first incomplete record) or has trailing bytes.
+    """
+    raw = _read_bytes(path)
+    if len(raw) < 4:
+        raise DataError(f"{path}: {len(raw)} bytes is too short for an IDX header")
+    zero, type_code, ndim = struct.unpack(">HBB", raw[:4])
+    magic = struct.unpack(">I", raw[:4])[0]
+    if zero != 0 or type_code not in _TYPES or ndim == 0:
+        raise DataError(f"{path}: bad IDX magic number 0x{magic:08x} (expected 0x0000TTDD with a "
+                        f"known type TT; MNIST images are 0x{IMAGES_MAGIC:08x}, labels "
+                        f"0x{LABELS_MAGIC:08x}); is this an IDX file?")
+    if expect_magic is not None and magic != expect_magic:
+        raise DataError(f"{path}: IDX magic number 0x{magic:08x}, expected 0x{expect_magic:08x} "
+                        f"({'images' if expect_magic == IMAGES_MAGIC else 'labels'})")
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise DataError(f"{path}: truncated IDX header ({len(raw)} bytes, need {header})")
+    dims = struct.unpack(f">{ndim}I", raw[4:header])
+    dtype = np.dtype(_TYPES[type_code])
+    record = int(np.prod(dims[1:], dtype=np.int64)) * dtype.itemsize
+    need = dims[0] * record
+    have = len(raw) - header
+    if have < need:
+        complete = have // record if record else 0
+        raise DataError(f"{path}: truncated: header says {dims[0]} records of shape {dims[1:]} "
+                        f"({need} bytes) but only {have} bytes follow; record {complete} is "
+                        f"incomplete")
+    if have > need:
+        raise DataError(f"{path}: {have - need} unexpected bytes after the {dims[0]} records "
+                        f"of shape {dims[1:]}")
+    return np.frombuffer(raw, dtype=dtype, count=int(np.prod(dims)), offset=header) \
+        .reshape(dims).astype(dtype.newbyteorder("="), copy=False)
+
+
+def labels_path_for(images_path):
+    """The labels file paired with an IDX images file: `-images-idx3-` → `-labels-idx1-`
+    (else `images` → `labels`, `idx3` → `idx1`); falls back to the file with or without `.gz`
+    when only that one exists."""
+    folder, name = os.path.split(images_path)
+    if "-images-idx3-" in name:
+        label_name = name.replace("-images-idx3-", "-labels-idx1-")
+    else:
+        label_name = name.replace("images", "labels").replace("idx3", "idx1")
+    if label_name == name:
+        raise DataError(f"{images_path}: cannot derive the labels file name (expected an images "
+                        f"file named like 'train-images-idx3-ubyte.gz')")
+    path = os.path.join(folder, label_name)
+    if not os.path.exists(path):
+        alt = path[:-3] if path.endswith(".gz") else path + ".gz"
+        if os.path.exists(alt):
+            return alt
+    return path
+
+
+class IDXSource(ArraySource):
+    """Images `(N, 1, H, W)` (a 4-D IDX file is taken as `(N, C, H, W)`) and int64 labels
+    `(N,)` from a pair of IDX files, read in file order and wrapping around.
+
+    `labels_path` defaults to `labels_path_for(images_path)`. Raises DataError when either
+    file is missing or malformed, or the counts disagree.
+    """
+
+    def __init__(self, images_path, labels_path=None, shuffle=False, seed=None):
+        images = read_idx(images_path)
+        if images.ndim == 3:
+            images = images[:, None]
+        elif images.ndim != 4:
+            raise DataError(f"{images_path}: IDX images must have 3 axes (N, H, W) or 4 "
+                            f"(N, C, H, W), found shape {images.shape}")
+        labels_path = labels_path or labels_path_for(images_path)
+        if not os.path.exists(labels_path):
+            raise DataError(f"{images_path}: labels file {labels_path} not found (IDX labels are "
+                            f"found by replacing '-images-idx3-' with '-labels-idx1-')")
+        labels = read_idx(labels_path)
+        if labels.ndim != 1:
+            raise DataError(f"{labels_path}: IDX labels must have 1 axis, found shape {labels.shape}")
+        if labels.shape[0] != images.shape[0]:
+            raise DataError(f"{labels_path}: {labels.shape[0]} labels for {images.shape[0]} images "
+                            f"in {images_path}")
+        super().__init__(images, labels.astype(np.int64), name=images_path,
+                         shuffle=shuffle, seed=seed)

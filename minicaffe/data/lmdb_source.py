@@ -1,0 +1,134 @@
+"""LMDB databases of Caffe `Datum` records: `LMDBSource` (reading), `LMDBWriter` (writing).
+
+Records are read in key order (Caffe's converters write zero-padded index keys, so key order is
+insertion order) and the cursor wraps around at the end.
+"""
+import os
+
+import numpy as np
+
+from minicaffe.data.datum import datum_to_array, decode_datum
+from minicaffe.data.source import Source
+from minicaffe.errors import DataError
+
+
+def _import_lmdb():
+    try:
+        import lmdb
+    except ImportError:
+        raise DataError("the 'lmdb' package is needed for backend: LMDB (pip install lmdb)") from None
+    return lmdb
+
+
+class LMDBSource(Source):
+    """Datum records of an LMDB, as `(n, C, H, W)` batches (uint8, or float32 for float_data)
+    and int64 labels. The first record fixes the shape; a record of another shape raises
+    DataError naming the database, key and record index."""
+
+    def __init__(self, path, force_color=False, force_gray=False):
+        lmdb = _import_lmdb()
+        self.name = str(path)
+        if not os.path.exists(path):
+            raise DataError(f"{path}: no such LMDB (write one with `python -m minicaffe.data convert`)")
+        try:
+            self._env = lmdb.open(str(path), readonly=True, lock=False, readahead=False,
+                                  subdir=os.path.isdir(path), max_readers=8)
+        except lmdb.Error as e:
+            raise DataError(f"{path}: cannot open as LMDB ({e})") from None
+        self._count = self._env.stat()["entries"]
+        if self._count == 0:
+            self._env.close()
+            raise DataError(f"{path}: LMDB holds no records")
+        self._force = (force_color, force_gray)
+        self._txn = self._env.begin(buffers=False)
+        self._cursor = self._txn.cursor()
+        self._cursor.first()
+        self._index = 0
+        first = self._read_current()
+        self.shape = first[0].shape
+        self.dtype = first[0].dtype
+
+    def __len__(self):
+        return self._count
+
+    def _read_current(self):
+        key = self._cursor.key()
+        where = f"{self.name}: record {self._index} (key {key.decode('latin-1')!r})"
+        datum = decode_datum(self._cursor.value(), where)
+        return datum_to_array(datum, where, *self._force), datum.label, where
+
+    def _advance(self):
+        self._index += 1
+        if not self._cursor.next():
+            self._cursor.first()
+            self._index = 0
+
+    def next_batch(self, n):
+        data = np.empty((n,) + self.shape, dtype=self.dtype)
+        labels = np.empty(n, dtype=np.int64)
+        for i in range(n):
+            array, label, where = self._read_current()
+            if array.shape != self.shape:
+                raise DataError(f"{where}: Datum shape {array.shape} differs from the first "
+                                f"record's {self.shape}")
+            data[i] = array
+            labels[i] = label
+            self._advance()
+        return data, labels
+
+    def skip(self, k):
+        for _ in range(k % self._count):
+            self._advance()
+
+    def close(self):
+        if self._env is not None:
+            self._txn.abort()
+            self._env.close()
+            self._env = None
+
+
+class LMDBWriter:
+    """Writes `key → value` pairs into a new LMDB in batched transactions, growing the map
+    when full. Use as a context manager; `put(key: str|bytes, value: bytes)`."""
+
+    def __init__(self, path, commit_every=1000, map_size=1 << 26):
+        lmdb = _import_lmdb()
+        self._lmdb = lmdb
+        if os.path.isfile(path) or (os.path.isdir(path) and os.listdir(path)):
+            raise DataError(f"{path}: already exists; refusing to overwrite (remove it first)")
+        os.makedirs(path, exist_ok=True)
+        self.path = path
+        self._env = lmdb.open(str(path), map_size=map_size, subdir=True)
+        self._pending = []
+        self._commit_every = commit_every
+        self.count = 0
+
+    def put(self, key, value):
+        if isinstance(key, str):
+            key = key.encode("utf-8")
+        self._pending.append((key, value))
+        self.count += 1
+        if len(self._pending) >= self._commit_every:
+            self.flush()
+
+    def flush(self):
+        while self._pending:
+            try:
+                with self._env.begin(write=True) as txn:
+                    for key, value in self._pending:
+                        txn.put(key, value)
+                self._pending = []
+            except self._lmdb.MapFullError:
+                self._env.set_mapsize(self._env.info()["map_size"] * 2)
+
+    def close(self):
+        if self._env is not None:
+            self.flush()
+            self._env.close()
+            self._env = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, *exc):
+        self.close()

@@ -1,0 +1,353 @@
+"""Record sources: exact pixels and labels come back, wrap-around, shuffles are permutations,
+and broken files raise DataError naming the file and record."""
+import gzip
+
+import numpy as np
+import pytest
+
+from minicaffe.data import (CIFARSource, HDF5Source, IDXSource, ImageListSource, LMDBSource,
+                            LMDBWriter, encode_datum, labels_path_for, open_source, read_idx)
+from minicaffe.errors import DataError
+
+
+# -- IDX --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("gz", [True, False])
+def test_idx_exact_pixels_labels_and_wrap(tmp_path, helpers, gz):
+    path, images, labels = helpers.write_idx_pair(tmp_path, n=10, gz=gz)
+    src = IDXSource(str(path))
+    assert len(src) == 10 and src.shape == (1, 6, 5)
+    data, lab = src.next_batch(4)
+    assert data.dtype == np.uint8 and data.shape == (4, 1, 6, 5)
+    np.testing.assert_array_equal(data[:, 0], images[:4])
+    np.testing.assert_array_equal(lab, labels[:4])
+    data, lab = src.next_batch(8)            # records 4..9, then wraps to 0, 1
+    np.testing.assert_array_equal(data[:, 0], images[[4, 5, 6, 7, 8, 9, 0, 1]])
+    np.testing.assert_array_equal(lab, labels[[4, 5, 6, 7, 8, 9, 0, 1]])
+
+
+def test_idx_labels_path_convention(tmp_path):
+    assert labels_path_for("d/train-images-idx3-ubyte.gz") == "d/train-labels-idx1-ubyte.gz"
+    assert labels_path_for("d/t10k-images-idx3-ubyte") == "d/t10k-labels-idx1-ubyte"
+    assert labels_path_for("d/train-images.idx3-ubyte") == "d/train-labels.idx1-ubyte"
+    with pytest.raises(DataError, match="cannot derive the labels file"):
+        labels_path_for("d/pictures.bin")
+    # only the uncompressed labels file exists: it is used
+    (tmp_path / "x-labels-idx1-ubyte").write_bytes(b"")
+    assert labels_path_for(str(tmp_path / "x-images-idx3-ubyte.gz")) == str(tmp_path / "x-labels-idx1-ubyte")
+
+
+def test_idx_header_types(tmp_path, helpers):
+    arr = np.arange(24, dtype=">i4").reshape(2, 3, 4)
+    path = tmp_path / "ints.idx"
+    path.write_bytes(b"\x00\x00\x0c\x03" + np.array([2, 3, 4], ">u4").tobytes() + arr.tobytes())
+    out = read_idx(str(path))
+    assert out.dtype == np.int32 and out.shape == (2, 3, 4)
+    np.testing.assert_array_equal(out, np.arange(24).reshape(2, 3, 4))
+
+
+def test_idx_wrong_magic(tmp_path, helpers):
+    path, _, _ = helpers.write_idx_pair(tmp_path, gz=False)
+    raw = bytearray(path.read_bytes())
+    raw[0] = 0x50
+    path.write_bytes(bytes(raw))
+    with pytest.raises(DataError, match=r"train-images-idx3-ubyte: bad IDX magic number 0x50000803"):
+        IDXSource(str(path))
+
+
+def test_idx_labels_file_given_as_images(tmp_path, helpers):
+    path, _, _ = helpers.write_idx_pair(tmp_path, gz=False)
+    with pytest.raises(DataError, match="magic number 0x00000801, expected 0x00000803"):
+        read_idx(str(path).replace("images-idx3", "labels-idx1"), expect_magic=0x803)
+
+
+def test_idx_truncated_names_record(tmp_path, helpers):
+    path, _, _ = helpers.write_idx_pair(tmp_path, n=10, h=6, w=5, gz=False)
+    raw = path.read_bytes()
+    path.write_bytes(raw[:16 + 30 * 7 + 3])       # 7 whole records and 3 bytes of the 8th
+    with pytest.raises(DataError, match=r"truncated: header says 10 records .* record 7 is incomplete"):
+        IDXSource(str(path))
+
+
+def test_idx_truncated_gzip(tmp_path, helpers):
+    path, _, _ = helpers.write_idx_pair(tmp_path, n=50, gz=True)
+    raw = path.read_bytes()
+    path.write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(DataError, match="corrupt or truncated gzip"):
+        IDXSource(str(path))
+
+
+def test_idx_missing_files(tmp_path, helpers):
+    with pytest.raises(DataError, match="no such file"):
+        IDXSource(str(tmp_path / "train-images-idx3-ubyte.gz"))
+    path, _, _ = helpers.write_idx_pair(tmp_path)
+    (tmp_path / "train-labels-idx1-ubyte.gz").unlink()
+    with pytest.raises(DataError, match="labels file .*train-labels-idx1-ubyte.gz not found"):
+        IDXSource(str(path))
+
+
+def test_idx_count_mismatch(tmp_path, helpers):
+    path, images, labels = helpers.write_idx_pair(tmp_path, n=10, gz=False)
+    (tmp_path / "train-labels-idx1-ubyte").write_bytes(helpers.idx_bytes(labels[:9]))
+    with pytest.raises(DataError, match="9 labels for 10 images"):
+        IDXSource(str(path))
+
+
+# -- CIFAR-10 ---------------------------------------------------------------------------------
+def test_cifar_exact_records_and_sources(tmp_path, helpers):
+    folder = tmp_path / "cifar-10-batches-bin"
+    folder.mkdir()
+    parts = [helpers.write_cifar_batch(folder / f"data_batch_{i}.bin", n=3 + i, seed=i) for i in (1, 2)]
+    test_imgs, test_lbls = helpers.write_cifar_batch(folder / "test_batch.bin", n=4, seed=9)
+    images = np.concatenate([p[0] for p in parts])
+    labels = np.concatenate([p[1] for p in parts])
+
+    src = CIFARSource(str(folder))
+    assert len(src) == 9 and src.shape == (3, 32, 32)
+    data, lab = src.next_batch(9)
+    np.testing.assert_array_equal(data, images)
+    np.testing.assert_array_equal(lab, labels)
+    # red plane of record 0 is bytes 1..1024 of the file
+    raw = (folder / "data_batch_1.bin").read_bytes()
+    assert data[0, 0].tobytes() == raw[1:1025] and data[0, 2].tobytes() == raw[2049:3073]
+
+    one = CIFARSource(str(folder / "test_batch.bin"))
+    np.testing.assert_array_equal(one.next_batch(4)[0], test_imgs)
+    listed = CIFARSource(f"{folder}/data_batch_2.bin,{folder}/data_batch_1.bin")
+    np.testing.assert_array_equal(listed.next_batch(9)[1], np.concatenate([parts[1][1], parts[0][1]]))
+    test_dir = tmp_path / "test"
+    test_dir.mkdir()
+    (test_dir / "test_batch.bin").write_bytes((folder / "test_batch.bin").read_bytes())
+    np.testing.assert_array_equal(CIFARSource(str(test_dir)).next_batch(4)[1], test_lbls)
+
+
+def test_cifar_truncated_and_bad_label(tmp_path, helpers):
+    path = tmp_path / "data_batch_1.bin"
+    helpers.write_cifar_batch(path, n=3)
+    raw = path.read_bytes()
+    path.write_bytes(raw[:-100])
+    with pytest.raises(DataError, match=r"data_batch_1.bin: truncated: .* record 2 is incomplete"):
+        CIFARSource(str(path))
+    bad = bytearray(raw)
+    bad[3073] = 57
+    path.write_bytes(bytes(bad))
+    with pytest.raises(DataError, match=r"record 1: label 57 outside 0..9"):
+        CIFARSource(str(path))
+    (tmp_path / "empty_dir").mkdir()
+    with pytest.raises(DataError, match="no CIFAR-10 batches"):
+        CIFARSource(str(tmp_path / "empty_dir"))
+    with pytest.raises(DataError, match="no such CIFAR-10 batch file"):
+        CIFARSource(str(tmp_path / "nothing.bin"))
+
+
+# -- LMDB -------------------------------------------------------------------------------------
+def _write_lmdb(path, images, labels):
+    with LMDBWriter(str(path)) as db:
+        for i, (img, lbl) in enumerate(zip(images, labels)):
+            db.put(f"{i:08d}", encode_datum(img, int(lbl)))
+
+
+def test_lmdb_uint8_and_float_records(tmp_path, rng):
+    images = rng.integers(0, 256, size=(5, 3, 4, 2), dtype=np.uint8)
+    labels = np.array([3, -1, 7, 0, 2**20])
+    _write_lmdb(tmp_path / "u8", images, labels)
+    src = LMDBSource(str(tmp_path / "u8"))
+    assert len(src) == 5 and src.shape == (3, 4, 2) and src.dtype == np.uint8
+    data, lab = src.next_batch(7)
+    np.testing.assert_array_equal(data, images[[0, 1, 2, 3, 4, 0, 1]])
+    np.testing.assert_array_equal(lab, labels[[0, 1, 2, 3, 4, 0, 1]])
+    src.close()
+
+    floats = rng.standard_normal((3, 1, 2, 2)).astype(np.float32)
+    _write_lmdb(tmp_path / "f", floats, [1, 2, 3])
+    src = open_source("LMDB", str(tmp_path / "f"))
+    data, lab = src.next_batch(3)
+    assert data.dtype == np.float32
+    np.testing.assert_array_equal(data, floats)
+    np.testing.assert_array_equal(lab, [1, 2, 3])
+
+
+def test_lmdb_key_order_not_insertion_order(tmp_path):
+    with LMDBWriter(str(tmp_path / "db")) as db:
+        for key in (2, 0, 1):
+            db.put(f"{key:08d}", encode_datum(np.full((1, 1, 1), key, np.uint8), key))
+    data, lab = LMDBSource(str(tmp_path / "db")).next_batch(3)
+    np.testing.assert_array_equal(lab, [0, 1, 2])
+
+
+def test_lmdb_encoded_png(tmp_path, rng):
+    import io
+
+    from PIL import Image
+    rgb = rng.integers(0, 256, size=(4, 5, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="PNG")
+    with LMDBWriter(str(tmp_path / "db")) as db:
+        db.put("00000000", encode_datum(label=4, encoded_bytes=buf.getvalue()))
+    data, lab = LMDBSource(str(tmp_path / "db")).next_batch(1)
+    np.testing.assert_array_equal(data[0], rgb[:, :, ::-1].transpose(2, 0, 1))   # BGR planes
+    assert lab[0] == 4
+
+
+def test_lmdb_shape_disagreement_names_record(tmp_path):
+    with LMDBWriter(str(tmp_path / "db")) as db:
+        db.put("00000000", encode_datum(np.zeros((1, 2, 2), np.uint8), 0))
+        db.put("00000001", encode_datum(np.zeros((1, 2, 2), np.uint8), 0))
+        db.put("00000002", encode_datum(np.zeros((1, 3, 2), np.uint8), 0))
+    src = LMDBSource(str(tmp_path / "db"))
+    with pytest.raises(DataError, match=r"db: record 2 \(key '00000002'\): Datum shape \(1, 3, 2\) "
+                                        r"differs from the first record's \(1, 2, 2\)"):
+        src.next_batch(3)
+
+
+def test_lmdb_corrupt_record_and_missing(tmp_path):
+    with LMDBWriter(str(tmp_path / "db")) as db:
+        db.put("00000000", b"\x08\x01\x10\x02\x18\x02\x22\x09abc")   # data length runs past end
+    with pytest.raises(DataError, match=r"record 0 \(key '00000000'\): not a valid Caffe Datum"):
+        LMDBSource(str(tmp_path / "db"))
+    with LMDBWriter(str(tmp_path / "db2")) as db:
+        db.put("00000000", b"\x08\x01\x10\x02\x18\x02\x22\x01\x07\x28\x00")  # 1 byte of data for 1x2x2
+    with pytest.raises(DataError, match="Datum data has 1 bytes, shape \\(1, 2, 2\\) needs 4"):
+        LMDBSource(str(tmp_path / "db2"))
+    with pytest.raises(DataError, match="no such LMDB"):
+        LMDBSource(str(tmp_path / "missing"))
+    with pytest.raises(DataError, match="already exists"):
+        LMDBWriter(str(tmp_path / "db"))
+
+
+def test_open_source_backends(tmp_path):
+    with pytest.raises(DataError, match="LEVELDB is not supported"):
+        open_source("LEVELDB", "x")
+    with pytest.raises(DataError, match="unknown data backend 'FOO'"):
+        open_source("FOO", "x")
+    with pytest.raises(DataError, match="source is empty"):
+        open_source("LMDB", "")
+
+
+# -- HDF5 -------------------------------------------------------------------------------------
+def _write_h5(path, data, label):
+    import h5py
+    with h5py.File(path, "w") as f:
+        f["data"] = data
+        f["label"] = label
+
+
+def test_hdf5_files_in_order_and_wrap(tmp_path, rng):
+    a = rng.standard_normal((3, 2, 2, 2)).astype(np.float32)
+    b = rng.standard_normal((2, 2, 2, 2)).astype(np.float32)
+    _write_h5(tmp_path / "a.h5", a, np.arange(3.0))
+    _write_h5(tmp_path / "b.h5", b, np.arange(3.0, 5.0))
+    (tmp_path / "list.txt").write_text("a.h5\nb.h5\n")
+    src = HDF5Source(str(tmp_path / "list.txt"), ["data", "label"])
+    data, label = src.next_batch(7)
+    np.testing.assert_array_equal(data, np.concatenate([a, b, a[:2]]))
+    np.testing.assert_array_equal(label, [0, 1, 2, 3, 4, 0, 1])
+
+
+def test_hdf5_shuffle_is_permutation(tmp_path, rng):
+    for i in range(3):
+        _write_h5(tmp_path / f"{i}.h5", np.zeros((4, 1)), np.arange(4 * i, 4 * i + 4))
+    (tmp_path / "list.txt").write_text("\n".join(f"{i}.h5" for i in range(3)))
+    src = HDF5Source(str(tmp_path / "list.txt"), ["data", "label"], shuffle=True, seed=3)
+    epochs = [src.next_batch(12)[1] for _ in range(3)]
+    for e in epochs:
+        assert sorted(e.tolist()) == list(range(12))
+    assert any(e.tolist() != list(range(12)) for e in epochs)
+    assert epochs[0].tolist() != epochs[1].tolist()
+
+
+def test_hdf5_errors(tmp_path, rng):
+    _write_h5(tmp_path / "a.h5", np.zeros((3, 2)), np.zeros(2))
+    (tmp_path / "list.txt").write_text("a.h5\n")
+    with pytest.raises(DataError, match=r"a.h5: datasets must be non-empty with equal first dimensions"):
+        HDF5Source(str(tmp_path / "list.txt"), ["data", "label"])
+    with pytest.raises(DataError, match=r"a.h5: no dataset 'target'"):
+        HDF5Source(str(tmp_path / "list.txt"), ["data", "target"])
+    (tmp_path / "list2.txt").write_text("nothere.h5\n")
+    with pytest.raises(DataError, match="listed HDF5 file nothere.h5 does not exist"):
+        HDF5Source(str(tmp_path / "list2.txt"), ["data"])
+    (tmp_path / "bad.h5").write_bytes(b"not hdf5")
+    (tmp_path / "list3.txt").write_text("bad.h5\n")
+    with pytest.raises(DataError, match="cannot read as HDF5"):
+        HDF5Source(str(tmp_path / "list3.txt"), ["data"])
+    _write_h5(tmp_path / "c.h5", np.zeros((3, 5)), np.zeros(3))
+    _write_h5(tmp_path / "d.h5", np.zeros((3, 2)), np.zeros(3))
+    (tmp_path / "list4.txt").write_text("c.h5\nd.h5\n")
+    src = HDF5Source(str(tmp_path / "list4.txt"), ["data", "label"])
+    with pytest.raises(DataError, match=r"d.h5: row shapes 'data' \(2,\).* differ from the first file's 'data' \(5,\)"):
+        src.next_batch(4)
+    with pytest.raises(DataError, match="no such list file"):
+        HDF5Source(str(tmp_path / "none.txt"), ["data"])
+
+
+# -- image lists ------------------------------------------------------------------------------
+def _write_images(tmp_path, rng, n=5, size=(6, 4), mode="RGB"):
+    from PIL import Image
+    arrays = []
+    lines = []
+    for i in range(n):
+        shape = (size[1], size[0], 3) if mode == "RGB" else (size[1], size[0])
+        arr = rng.integers(0, 256, size=shape, dtype=np.uint8)
+        Image.fromarray(arr).save(tmp_path / f"img {i}.png")
+        arrays.append(arr)
+        lines.append(f"img {i}.png {i % 3}")
+    (tmp_path / "list.txt").write_text("\n".join(lines) + "\n")
+    return arrays
+
+
+def test_image_list_exact_bgr_pixels(tmp_path, rng):
+    arrays = _write_images(tmp_path, rng)
+    src = ImageListSource(str(tmp_path / "list.txt"), root_folder=str(tmp_path) + "/")
+    assert src.shape == (3, 4, 6)
+    data, lab = src.next_batch(6)
+    for k, i in enumerate([0, 1, 2, 3, 4, 0]):
+        np.testing.assert_array_equal(data[k], arrays[i][:, :, ::-1].transpose(2, 0, 1))
+    np.testing.assert_array_equal(lab, [0, 1, 2, 0, 1, 0])
+
+
+def test_image_list_gray_resize_shuffle(tmp_path, rng):
+    from PIL import Image
+    arrays = _write_images(tmp_path, rng, n=6)
+    src = ImageListSource(str(tmp_path / "list.txt"), root_folder=str(tmp_path) + "/",
+                          new_height=3, new_width=2, is_color=False, shuffle=True, seed=1)
+    assert src.shape == (1, 3, 2)
+    data, lab = src.next_batch(6)
+    assert sorted(lab.tolist()) == [0, 0, 1, 1, 2, 2]
+    expected = {i: np.asarray(Image.open(tmp_path / f"img {i}.png").convert("L").resize((2, 3), Image.BILINEAR))
+                for i in range(6)}
+    matched = sorted(i for k in range(6) for i in range(6) if np.array_equal(data[k, 0], expected[i]))
+    assert matched == list(range(6))
+
+
+def test_image_list_errors(tmp_path, rng):
+    _write_images(tmp_path, rng, n=2)
+    from PIL import Image
+    Image.fromarray(np.zeros((9, 9, 3), np.uint8)).save(tmp_path / "big.png")
+    (tmp_path / "mixed.txt").write_text("img 0.png 0\nbig.png 1\n")
+    src = ImageListSource(str(tmp_path / "mixed.txt"), root_folder=str(tmp_path) + "/")
+    with pytest.raises(DataError, match=r"mixed.txt:2: image big.png has shape \(3, 9, 9\)"):
+        src.next_batch(2)
+    (tmp_path / "missing.txt").write_text("img 0.png 0\nnope.png 1\n")
+    src = ImageListSource(str(tmp_path / "missing.txt"), root_folder=str(tmp_path) + "/")
+    with pytest.raises(DataError, match=r"missing.txt:2: image file .*nope.png not found"):
+        src.next_batch(2)
+    (tmp_path / "badlabel.txt").write_text("img 0.png zero\n")
+    with pytest.raises(DataError, match=r"badlabel.txt:1: label 'zero' is not an integer"):
+        ImageListSource(str(tmp_path / "badlabel.txt"))
+    (tmp_path / "notimg.png").write_bytes(b"garbage")
+    (tmp_path / "garbage.txt").write_text("notimg.png 0\n")
+    with pytest.raises(DataError, match="cannot decode image"):
+        ImageListSource(str(tmp_path / "garbage.txt"), root_folder=str(tmp_path) + "/")
+
+
+def test_real_fashion_mnist_if_installed():
+    path = "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz"
+    import os
+    if not os.path.exists(path):
+        pytest.skip("dataset-fashion-mnist not installed")
+    src = IDXSource(path)
+    assert len(src) == 10000 and src.shape == (1, 28, 28)
+    data, lab = src.next_batch(10000)
+    assert np.bincount(lab).tolist() == [1000] * 10
+    with gzip.open(path) as f:
+        raw = f.read()
+    assert data[1].tobytes() == raw[16 + 784:16 + 2 * 784]
