@@ -91,14 +91,21 @@ class Solver:
         if p.random_seed >= 0:
             np.random.seed(p.random_seed % 2**32)
             random.seed(p.random_seed)
-        self.net = train_net if train_net is not None else self._build_train_net()
-        self.test_nets = test_nets if test_nets is not None else self._build_test_nets()
+        if train_net is None:
+            train_net, built_tests = self._build_nets()
+            test_nets = built_tests if test_nets is None else test_nets
+        self.net = train_net
+        self.test_nets = list(test_nets or [])
         for tn in self.test_nets:
             tn.share_with(self.net)
         self.iter = 0
         self.current_step = 0
         self._params = list(self.net.learnable_params)
-        self._infos = list(self.net.param_infos)
+        # shared blobs (owner False) move with their owner: one entry per learnable blob
+        self._infos = [info for info in self.net.param_infos if getattr(info, "owner", True)]
+        if len(self._infos) != len(self._params):
+            raise SolverError(f"net reports {len(self._params)} learnable blobs but "
+                              f"{len(self._infos)} owning param infos")
         self.history = [[backend.xp_of(b.data).zeros_like(b.data) for _ in range(self.history_count)]
                         for b in self._params]
         self._layer_params = self._layer_param_map()
@@ -126,49 +133,22 @@ class Solver:
         if p.regularization_type not in ("L1", "L2"):
             raise SolverError(self._where() + f"regularization_type \"{p.regularization_type}\" "
                               "is unknown (expected \"L1\" or \"L2\")")
-        if p.test_interval and not p.test_iter and (p.net or p.has("net_param") or p.test_net
-                                                     or p.test_net_param):
-            raise SolverError(self._where() + "test_interval is set but test_iter is missing")
 
     def _where(self):
         return f"{self.path}: " if self.path else "solver: "
 
-    def _net_path(self, name):
-        """Nets are found relative to the working directory (as caffe does), else next to the
-        solver file."""
-        if os.path.exists(name) or self.path is None:
-            return name
-        beside = os.path.join(os.path.dirname(self.path), name)
-        return beside if os.path.exists(beside) else name
-
-    def _build_train_net(self):
+    def _build_nets(self):
+        """(train net, test nets) as Caffe's InitTrainNet / InitTestNets build them."""
         from minicaffe.net import Net
+        from minicaffe.prototxt.solver_nets import solver_nets
 
-        p = self.param
-        sources = [x for x in (p.net, p.train_net) if x]
-        if p.has("net_param"):
-            return Net(p.net_param, "TRAIN")
-        if p.has("train_net_param"):
-            return Net(p.train_net_param, "TRAIN")
-        if not sources:
-            raise SolverError(self._where() + "no net given (set net, net_param or train_net)")
-        return Net(self._net_path(sources[-1]), "TRAIN")
+        nets = solver_nets(self.param)
 
-    def _build_test_nets(self):
-        from minicaffe.net import Net
+        def build(net_param):
+            st = net_param.state
+            return Net(net_param, st.phase, level=st.level, stages=tuple(st.stage))
 
-        p = self.param
-        models = [Net(m, "TEST") for m in p.test_net_param]
-        models += [Net(self._net_path(m), "TEST") for m in p.test_net]
-        generic = p.net_param if p.has("net_param") else (p.net or None)
-        if generic is not None:
-            for _ in range(len(p.test_iter) - len(models)):
-                models.append(Net(generic if not isinstance(generic, str)
-                                  else self._net_path(generic), "TEST"))
-        if len(p.test_iter) != len(models) and p.test_interval:
-            raise SolverError(self._where() + f"{len(p.test_iter)} test_iter value(s) for "
-                              f"{len(models)} test net(s); give one test_iter per test net")
-        return models
+        return build(nets.train), [build(t) for t in nets.tests]
 
     def _layer_param_map(self):
         names = list(getattr(self.net, "_layer_names", []))
@@ -382,6 +362,8 @@ class Solver:
 
     def _forward_loss(self):
         outs = self.net.forward()
+        if hasattr(self.net, "loss"):
+            return float(self.net.loss)
         weights = _loss_weights(self.net)
         return float(sum(float(np.sum(backend.asnumpy(outs[k]))) * w
                          for k, w in weights.items() if k in outs))
@@ -498,9 +480,15 @@ def _spec(spec, name, default):
 def _loss_weights(net):
     """{output blob name: loss weight} when the Net exposes it (pycaffe's blob_loss_weights)."""
     w = getattr(net, "blob_loss_weights", None)
-    if w is None:
-        return {}
-    return dict(w)
+    if w is not None:
+        return dict(w)
+    out = {}
+    tops = getattr(net, "top_names", None) or {}
+    for name, layer in zip(getattr(net, "_layer_names", []), net.layers):
+        for top, weight in zip(tops.get(name, []), getattr(layer, "loss_weights", [])):
+            if weight:
+                out[top] = float(weight)
+    return out
 
 
 def _output_values(net):
