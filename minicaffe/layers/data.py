@@ -1,0 +1,68 @@
+"""Data layer: batches of records from an LMDB of Caffe Datums or raw IDX / CIFAR-10 files."""
+import numpy as np
+
+from minicaffe import backend
+from minicaffe.data import DataTransformer, open_source
+from minicaffe.data.feeder import Feeder, layer_seed, named_errors, transform_param_of
+from minicaffe.layers.base import Layer, register_layer
+
+
+@register_layer("Data")
+class Data(Layer):
+    """Reads `data_param.batch_size` records per forward, in source order, wrapping around.
+
+    data_param: source, batch_size, backend (LMDB | IDX | CIFAR10; LEVELDB is refused),
+    rand_skip (skip `U[0, rand_skip)` records at start), prefetch (batches read ahead in a
+    background thread; 0 reads in forward). transform_param (or the deprecated copies in
+    data_param): scale, mean_file, mean_value, crop_size, mirror, force_color, force_gray.
+
+    top[0]: data `(batch_size, C, H', W')` float, `x' = (x - mean) * scale` after crop/mirror;
+    top[1] (optional): label `(batch_size,)`.
+    Raises DataError (naming the layer, the file and the record) for missing or malformed data.
+    """
+
+    exact_bottoms = 0
+    min_tops, max_tops = 1, 2
+
+    def setup(self, bottom, top):
+        p = self.layer_param.data_param
+        if p.batch_size <= 0:
+            raise self.error("data_param.batch_size must be positive")
+        tp = transform_param_of(self.layer_param, p)
+        seed = layer_seed()
+        rng = np.random.default_rng(seed)
+        with named_errors(self):
+            source = open_source(p.backend, p.source, force_color=getattr(tp, "force_color", False),
+                                 force_gray=getattr(tp, "force_gray", False))
+            if p.rand_skip:
+                source.skip(int(rng.integers(0, p.rand_skip)))
+            transformer = DataTransformer(tp, self.phase, seed=seed + 1,
+                                          where=f"layer '{self.name}' transform_param")
+            c, h, w = transformer.output_shape(source.shape)
+        self.source, self.transformer = source, transformer
+        self.batch_size = int(p.batch_size)
+        self.data_shape = (self.batch_size, c, h, w)
+        n, dtype = self.batch_size, top[0].dtype
+
+        def produce():          # closes over the source, not the layer (see Feeder)
+            data, labels = source.next_batch(n)
+            return transformer(data).astype(dtype, copy=False), labels
+
+        self._feeder = Feeder(produce, int(p.prefetch), self.name)
+
+    def reshape(self, bottom, top):
+        top[0].reshape(self.data_shape)
+        if len(top) > 1:
+            top[1].reshape((self.batch_size,))
+
+    def forward(self, bottom, top):
+        with named_errors(self):
+            data, labels = self._feeder.next()
+        top[0].data[...] = backend.to_current(data)
+        if len(top) > 1:
+            top[1].data[...] = backend.to_current(labels)
+
+    def close(self):
+        """Stop the prefetch thread and close the source."""
+        self._feeder.close()
+        self.source.close()
