@@ -1,0 +1,571 @@
+"""Net: a directed acyclic graph of layers built from a NetParameter and a phase (Caffe's Net).
+
+Building follows Caffe's Net::Init:
+1. `filter_net` keeps the layers whose include/exclude rules match (phase, level, stages).
+2. A blob read by several layers gets an implicit `Split` layer right after its producer; each
+   consumer reads its own copy and the Split sums their diffs in backward.
+3. Layers are set up in file order (a bottom must be produced by an earlier layer). A top named
+   like one of the layer's bottoms is computed in place (the same Blob).
+4. `loss_weight`s are attached (loss layers: 1 on top 0), learnable blobs are collected (blobs
+   with the same `param { name }` share data and diff; the first is the owner), and Caffe's
+   backward analysis decides which layers and bottoms need a diff (loss dependence,
+   `propagate_down`, `lr_mult`, `force_backward`).
+
+The pycaffe surface (`blobs`, `params`, `forward(**inputs)`, `backward(**diffs)`, `copy_from`,
+`save`, ...) sits on top; the solver uses `forward_backward`, `learnable_params`, `param_infos`,
+`clear_param_diffs` and `first_nonfinite_output`.
+"""
+import copy
+import os
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+
+from minicaffe import backend
+from minicaffe.blob import Blob
+from minicaffe.errors import LayerSetupError, MinicaffeError, ShapeError
+from minicaffe.layers import create_layer
+from minicaffe.phase import phase_id, phase_name
+
+
+@dataclass
+class ParamInfo:
+    """One layer parameter blob as the solver sees it.
+
+    blob: the Blob (for a shared parameter, it shares data and diff with its owner's blob);
+    layer_name / layer_type / index: where it lives (`net.params[layer_name][index]`);
+    spec: its `ParamSpec` (lr_mult, decay_mult, SSL multipliers...); group: the Convolution
+    `group` (1 for other layers); owner: False for a blob that shares another's storage via
+    `param { name }` — update only owners, or shared values move twice.
+    """
+
+    blob: Blob
+    layer_name: str
+    layer_type: str
+    index: int
+    spec: object
+    group: int
+    owner: bool
+
+
+def _prototxt():
+    import minicaffe.prototxt as proto  # noqa: PLC0415  (keeps `import minicaffe.net` light)
+
+    return proto
+
+
+def _load_net_param(model):
+    """A NetParameter from a path, prototxt text or a NetParameter (returned as is)."""
+    proto = _prototxt()
+    if isinstance(model, proto.NetParameter):
+        return model
+    if isinstance(model, (str, os.PathLike)):
+        text = os.fspath(model)
+        if os.path.exists(text):
+            return proto.read_net(text)
+        if "{" in text and ("layer" in text or "input" in text):
+            return proto.parse_net(text)
+        raise FileNotFoundError(f"net definition '{text}' not found")
+    raise TypeError(f"Net model must be a path or a NetParameter, got {type(model).__name__}")
+
+
+def _split_blob_name(blob, layer, top_index, k):
+    return f"{blob}_{layer}_{top_index}_split_{k}"
+
+
+def _insert_splits(layer_params):
+    """Caffe's InsertSplits: returns a list of `(layer_param, bottom_names, top_names)` where a
+    blob version read by more than one bottom is fanned out through a Split layer."""
+    proto = _prototxt()
+    producer = {}                 # blob name -> (layer index, top index) of its latest version
+    consumers = {}                # (layer index, top index) -> number of bottoms reading it
+    bottom_source = []            # per layer, per bottom: (layer index, top index) or None
+    for i, lp in enumerate(layer_params):
+        sources = []
+        for name in lp.bottom:
+            src = producer.get(name)
+            sources.append(src)
+            if src is not None:
+                consumers[src] = consumers.get(src, 0) + 1
+        bottom_source.append(sources)
+        for j, name in enumerate(lp.top):
+            producer[name] = (i, j)
+    # A top that carries a loss weight and is also read elsewhere: its weight moves to the
+    # split's first output (as in Caffe), so the count gets one extra consumer.
+    loss_read = set()
+    for i, lp in enumerate(layer_params):
+        for j in range(len(lp.top)):
+            if (i, j) in consumers and j < len(lp.loss_weight) and lp.loss_weight[j] != 0:
+                consumers[(i, j)] += 1
+                loss_read.add((i, j))
+    out, used = [], {}
+    for i, lp in enumerate(layer_params):
+        bottoms = list(lp.bottom)
+        for b, src in enumerate(bottom_source[i]):
+            if src is not None and consumers[src] > 1:
+                k = used.get(src, 0) + (1 if src in loss_read else 0)
+                used[src] = used.get(src, 0) + 1
+                bottoms[b] = _split_blob_name(bottoms[b], layer_params[src[0]].name, src[1], k)
+        out.append((lp, bottoms, list(lp.top)))
+        for j, name in enumerate(lp.top):
+            n = consumers.get((i, j), 0)
+            if n > 1:
+                split_tops = [_split_blob_name(name, lp.name, j, k) for k in range(n)]
+                weights = []
+                if (i, j) in loss_read:
+                    weights = [lp.loss_weight[j]] + [0.0] * (n - 1)
+                split = proto.LayerParameter(name=f"{name}_{lp.name}_{j}_split", type="Split",
+                                             bottom=[name], top=split_tops, loss_weight=weights)
+                out.append((split, [name], split_tops))
+    if loss_read:
+        # the producing layer no longer carries the loss itself; the split's top 0 does
+        fixed = []
+        for lp, bottoms, tops in out:
+            idx = next((i for i, p in enumerate(layer_params) if p is lp), None)
+            if idx is not None and any((idx, j) in loss_read for j in range(len(tops))):
+                lp = copy.copy(lp)
+                lp.loss_weight = [0.0 if (idx, j) in loss_read else w
+                                  for j, w in enumerate(lp.loss_weight)]
+            fixed.append((lp, bottoms, tops))
+        out = fixed
+    return out
+
+
+def _blob_desc(name, blob):
+    return f"'{name}' {tuple(blob.shape)}"
+
+
+class Net:
+    """A network of layers for one phase (pycaffe's `caffe.Net`).
+
+    Net(model, phase) / Net(model, weights, phase) / Net(model, phase, weights=..., level=0,
+    stages=()); `model` is a .prototxt path, prototxt text or a NetParameter; `phase` is
+    minicaffe.TRAIN / TEST (or "TRAIN" / "TEST"); `weights` a .caffemodel or .npz path.
+
+    Raises LayerSetupError (a ValueError) naming the layer, its type and its bottoms with
+    shapes when the graph or a layer cannot be built.
+    """
+
+    def __init__(self, model, *args, phase=None, weights=None, level=0, stages=(), dtype=np.float32):
+        if len(args) == 1:
+            if phase is not None:
+                weights = args[0]
+            else:
+                phase = args[0]
+        elif len(args) == 2:
+            weights, phase = args
+        elif len(args) > 2:
+            raise TypeError("Net(model, phase) or Net(model, weights, phase)")
+        if phase is None:
+            raise TypeError("Net needs a phase: Net(model, caffe.TRAIN) or Net(model, caffe.TEST)")
+        self.phase = phase_id(phase)
+        self.dtype = np.dtype(dtype)
+        proto = _prototxt()
+        source = _load_net_param(model)
+        filtered = proto.filter_net(source, phase_name(phase), level=level, stages=tuple(stages or ()))
+        self.name = filtered.name
+        self.force_backward = bool(filtered.force_backward)
+        layer_params = [copy.deepcopy(lp) for lp in filtered.layer]
+        self._build(layer_params)
+        if weights is not None:
+            self.copy_from(weights)
+
+    # ------------------------------------------------------------------------------------
+    # building
+    def _build(self, layer_params):
+        self._blobs = OrderedDict()          # blob name -> Blob, in creation order
+        self.layers = []
+        self._layer_names = []
+        self._bottom_names, self._top_names = [], []
+        self._bottom_vecs, self._top_vecs = [], []
+        self._input_names = []
+        available = OrderedDict()            # produced and not yet consumed (Caffe's outputs)
+        for lp, bottoms, tops in _insert_splits(layer_params):
+            self._append_layer(lp, bottoms, tops, available)
+        self._output_names = sorted(available)    # Caffe keeps them in a std::set
+        self._collect_params()
+        self._analyse_backward()
+
+    def _append_layer(self, lp, bottom_names, top_names, available):
+        if lp.name in self._layer_names:
+            raise LayerSetupError(f"layer '{lp.name}' ({lp.type}): duplicate layer name")
+        layer = create_layer(lp, phase_name(self.phase))
+        bottom = []
+        for name in bottom_names:
+            if name not in self._blobs:
+                known = ", ".join(f"'{b}'" for b in self._blobs) or "none"
+                raise LayerSetupError(
+                    f"unknown bottom '{name}' of layer '{lp.name}' ({lp.type}); blobs available: "
+                    f"{known} (a bottom must be produced by an earlier layer)")
+            bottom.append(self._blobs[name])
+            available.pop(name, None)
+        top = []
+        for j, name in enumerate(top_names):
+            in_place = j < len(lp.bottom) and lp.bottom[j] == name
+            if in_place and bottom_names[j] == name:
+                blob = self._blobs[name]
+            elif name in self._blobs and not in_place:
+                raise LayerSetupError(
+                    f"layer '{lp.name}' ({lp.type}): top '{name}' is already produced by an "
+                    f"earlier layer (only an in-place layer, whose bottom {j} has the same name, "
+                    f"may write a blob again)")
+            else:
+                # a new blob; for an in-place layer whose bottom was split because other layers
+                # read it too, this is the next version of that name
+                blob = Blob((), dtype=self.dtype, name=name)
+                self._blobs[name] = blob
+            top.append(blob)
+            available[name] = True
+        if lp.type == "Input":
+            self._input_names.extend(top_names)
+        layer.check_counts(bottom, top)
+        try:
+            layer.setup(bottom, top)
+            for b in layer.blobs:
+                b.astype(self.dtype)
+            layer.reshape(bottom, top)
+        except MinicaffeError:
+            raise
+        except (ValueError, IndexError) as exc:
+            raise layer.error(f"setup failed: {exc}", bottom) from exc
+        self._set_loss_weights(layer, lp, top)
+        self.layers.append(layer)
+        self._layer_names.append(lp.name)
+        self._bottom_names.append(list(bottom_names))
+        self._top_names.append(list(top_names))
+        self._bottom_vecs.append(bottom)
+        self._top_vecs.append(top)
+
+    def _set_loss_weights(self, layer, lp, top):
+        weights = list(lp.loss_weight)
+        if weights and len(weights) != len(top):
+            raise layer.error(f"loss_weight must be given once per top blob or not at all; got "
+                              f"{len(weights)} for {len(top)} top(s)")
+        if not weights:
+            weights = [1.0 if (layer.is_loss and j == 0) else 0.0 for j in range(len(top))]
+        layer.loss_weights = [float(w) for w in weights]
+        for blob, w in zip(top, layer.loss_weights):
+            if w != 0:
+                blob.diff[...] = w
+
+    def _collect_params(self):
+        proto = _prototxt()
+        self._param_infos = []
+        self._learnable = []
+        owners = {}                            # param name -> ParamInfo of its owner
+        for layer, lp in zip(self.layers, (l.layer_param for l in self.layers)):
+            specs = list(lp.param)
+            if len(specs) > len(layer.blobs):
+                raise layer.error(f"{len(specs)} param {{ }} specs given but the layer has only "
+                                  f"{len(layer.blobs)} parameter blob(s)")
+            group = 1
+            if layer.type in ("Convolution", "Deconvolution"):
+                group = int(lp.convolution_param.group)
+            for j, blob in enumerate(layer.blobs):
+                spec = specs[j] if j < len(specs) else proto.ParamSpec()
+                name = spec.name
+                owner_info = owners.get(name) if name else None
+                if owner_info is None:
+                    info = ParamInfo(blob, layer.name, layer.type, j, spec, group, True)
+                    if name:
+                        owners[name] = info
+                    self._learnable.append(blob)
+                else:
+                    self._share_param(layer, j, blob, spec, owner_info)
+                    info = ParamInfo(blob, layer.name, layer.type, j, spec, group, False)
+                self._param_infos.append(info)
+        for layer in self.layers:
+            if hasattr(layer, "refresh_weights"):
+                layer.refresh_weights()
+
+    def _share_param(self, layer, index, blob, spec, owner):
+        mode = getattr(spec, "share_mode", "STRICT") or "STRICT"
+        same = (tuple(blob.shape) == tuple(owner.blob.shape) if mode == "STRICT"
+                else blob.count == owner.blob.count)
+        if not same:
+            raise layer.error(
+                f"param {index} named '{spec.name}' has shape {tuple(blob.shape)} but its owner "
+                f"(layer '{owner.layer_name}', param {owner.index}) has shape "
+                f"{tuple(owner.blob.shape)}" + ("" if mode == "STRICT" else " (PERMISSIVE: counts differ)"),
+                cls=ShapeError)
+        for field in ("lr_mult", "decay_mult"):
+            if spec.has(field) and owner.spec.has(field) and getattr(spec, field) != getattr(owner.spec, field):
+                raise layer.error(f"shared param '{spec.name}' has {field} {getattr(spec, field)} but "
+                                  f"its owner in layer '{owner.layer_name}' has {getattr(owner.spec, field)}")
+        shape = tuple(blob.shape)
+        blob.share_data(owner.blob)
+        blob.share_diff(owner.blob)
+        blob.reshape(shape)
+
+    def _analyse_backward(self):
+        """Caffe's need-backward analysis: which layers run backward and which bottoms get a
+        diff (`self._bottom_need_backward`), and which parameters need one."""
+        blob_need = {}
+        self._layer_need_backward = []
+        self._bottom_need_backward = []
+        self._param_need_backward = []
+        for i, layer in enumerate(self.layers):
+            lp = layer.layer_param
+            prop = list(lp.propagate_down)
+            if prop and len(prop) != len(self._bottom_names[i]):
+                raise layer.error(f"propagate_down must be given once per bottom or not at all; "
+                                  f"got {len(prop)} for {len(self._bottom_names[i])} bottom(s)",
+                                  self._bottom_vecs[i])
+            need = False
+            bottom_need = []
+            for b, name in enumerate(self._bottom_names[i]):
+                blob_needs = blob_need.get(name, False)
+                need |= blob_needs
+                bottom_need.append(bool(prop[b]) if prop else blob_needs)
+            specs = list(lp.param)
+            params_need = []
+            for j in range(len(layer.blobs)):
+                lr = specs[j].lr_mult if j < len(specs) else 1.0
+                params_need.append(lr != 0)
+                need |= lr != 0
+            for name in self._top_names[i]:
+                blob_need[name] = need
+            self._layer_need_backward.append(need)
+            self._bottom_need_backward.append(bottom_need)
+            self._param_need_backward.append(params_need)
+        # Backward sweep: a layer whose tops do not reach a loss needs no backward.
+        under_loss, skip_backprop = set(), set()
+        for i in reversed(range(len(self.layers))):
+            layer = self.layers[i]
+            contributes, skip = False, True
+            for j, name in enumerate(self._top_names[i]):
+                if layer.loss_weights[j] != 0 or name in under_loss:
+                    contributes = True
+                if name not in skip_backprop:
+                    skip = False
+                if contributes and not skip:
+                    break
+            if self._layer_need_backward[i] and skip:
+                self._layer_need_backward[i] = False
+                self._bottom_need_backward[i] = [False] * len(self._bottom_names[i])
+            if not contributes:
+                self._layer_need_backward[i] = False
+            for b, name in enumerate(self._bottom_names[i]):
+                if contributes:
+                    under_loss.add(name)
+                else:
+                    self._bottom_need_backward[i][b] = False
+                if not self._bottom_need_backward[i][b]:
+                    skip_backprop.add(name)
+        if self.force_backward:
+            for i, layer in enumerate(self.layers):
+                self._layer_need_backward[i] = True
+                self._bottom_need_backward[i] = [
+                    need or layer.allow_force_backward(b)
+                    for b, need in enumerate(self._bottom_need_backward[i])]
+                self._param_need_backward[i] = [True] * len(layer.blobs)
+        for layer, params_need in zip(self.layers, self._param_need_backward):
+            layer.param_propagate_down = list(params_need)
+
+    # ------------------------------------------------------------------------------------
+    # pycaffe surface
+    @property
+    def blobs(self):
+        """OrderedDict blob name -> Blob, in the order they were created (includes splits)."""
+        return self._blobs
+
+    @property
+    def params(self):
+        """OrderedDict layer name -> list of its parameter Blobs (layers without any omitted)."""
+        return OrderedDict((name, list(layer.blobs))
+                           for name, layer in zip(self._layer_names, self.layers) if layer.blobs)
+
+    @property
+    def layer_dict(self):
+        return OrderedDict(zip(self._layer_names, self.layers))
+
+    @property
+    def inputs(self):
+        """Names of the blobs fed from outside (tops of Input layers)."""
+        return list(self._input_names)
+
+    @property
+    def outputs(self):
+        """Names of the blobs produced and not consumed, sorted by name (as Caffe lists them)."""
+        return list(self._output_names)
+
+    @property
+    def top_names(self):
+        return OrderedDict(zip(self._layer_names, (list(t) for t in self._top_names)))
+
+    @property
+    def bottom_names(self):
+        return OrderedDict(zip(self._layer_names, (list(b) for b in self._bottom_names)))
+
+    def _layer_index(self, name, what):
+        if name is None:
+            return None
+        try:
+            return self._layer_names.index(name)
+        except ValueError:
+            raise ValueError(f"{what}='{name}' is not a layer of net '{self.name}' "
+                             f"(layers: {', '.join(self._layer_names)})") from None
+
+    def _set_blob(self, name, value, what):
+        if name not in self._blobs:
+            raise ValueError(f"{what}: no blob named '{name}' (blobs: {', '.join(self._blobs)})")
+        blob = self._blobs[name]
+        value = backend.to_current(np.asarray(value))
+        if tuple(value.shape) != tuple(blob.shape):
+            if what == "forward" and name in self._input_names:
+                blob.reshape(value.shape)         # a new batch shape; layers reshape on forward
+            else:
+                raise ShapeError(f"{what}: blob '{name}' has shape {tuple(blob.shape)}, "
+                                 f"got an array of shape {tuple(value.shape)}")
+        return blob, value
+
+    def forward(self, blobs=None, start=None, end=None, **inputs):
+        """Run layers `start`..`end` (layer names, inclusive; default all) after copying the
+        keyword arrays into the named input blobs. Returns {name: data array} of the net
+        outputs (or of `end`'s tops) plus any blob names listed in `blobs`."""
+        for name, value in inputs.items():
+            blob, value = self._set_blob(name, value, "forward")
+            blob.data[...] = value
+        i0 = self._layer_index(start, "start")
+        i1 = self._layer_index(end, "end")
+        self._forward_range(0 if i0 is None else i0, len(self.layers) - 1 if i1 is None else i1)
+        names = list(self._top_names[i1]) if i1 is not None else list(self._output_names)
+        names += [b for b in (blobs or []) if b not in names]
+        return {name: self._blobs[name].data for name in names}
+
+    def backward(self, diffs=None, start=None, end=None, **top_diffs):
+        """Run backward from `start` down to `end` (layer names; default all), after copying
+        the keyword arrays into the diffs of the named (output) blobs. Returns {name: diff}
+        of the net inputs (or of `end`'s bottoms) plus any blob names listed in `diffs`."""
+        for name, value in top_diffs.items():
+            blob, value = self._set_blob(name, value, "backward")
+            blob.diff[...] = value
+        i0 = self._layer_index(start, "start")
+        i1 = self._layer_index(end, "end")
+        self._backward_range(len(self.layers) - 1 if i0 is None else i0, 0 if i1 is None else i1)
+        names = list(self._bottom_names[i1]) if i1 is not None else list(self._input_names)
+        names += [b for b in (diffs or []) if b not in names]
+        return {name: self._blobs[name].diff for name in names}
+
+    def reshape(self):
+        """Propagate changed input shapes through every layer (pycaffe's net.reshape())."""
+        for layer, bottom, top in zip(self.layers, self._bottom_vecs, self._top_vecs):
+            layer.reshape(bottom, top)
+
+    def copy_from(self, path):
+        """Load trained weights (.caffemodel or .npz) into layers of the same name (Caffe's
+        CopyTrainedLayersFrom). Layers of the file missing here are skipped; a blob count or
+        shape mismatch raises ShapeError naming the layer and both shapes."""
+        from minicaffe import weights as weights_io   # noqa: PLC0415
+
+        layers = self.layer_dict
+        for name, type_, arrays in weights_io.load(path):
+            layer = layers.get(name)
+            if layer is None:
+                continue
+            if len(arrays) != len(layer.blobs):
+                raise ShapeError(f"{os.fspath(path)}: layer '{name}' ({layer.type}) has "
+                                 f"{len(layer.blobs)} parameter blob(s) here but {len(arrays)} in the file")
+            for j, (blob, array) in enumerate(zip(layer.blobs, arrays)):
+                if not weights_io.shapes_compatible(array.shape, blob.shape):
+                    raise ShapeError(
+                        f"{os.fspath(path)}: cannot copy param {j} of layer '{name}' ({layer.type}): "
+                        f"file has shape {tuple(array.shape)}, net expects {tuple(blob.shape)}")
+                blob.data[...] = backend.to_current(np.asarray(array).reshape(blob.shape))
+            if hasattr(layer, "refresh_weights"):
+                layer.refresh_weights()
+
+    def save(self, path):
+        """Write every layer's blobs: `.npz` by extension, otherwise a binary .caffemodel."""
+        from minicaffe import weights as weights_io   # noqa: PLC0415
+
+        weights_io.save(path, self)
+
+    def share_with(self, other):
+        """Share parameter data with the layers of the same name in `other` (Caffe's
+        ShareTrainedLayersWith: a test net reads the training net's weights, no copies).
+        Raises ShapeError when a shared blob's shape differs."""
+        theirs = other.layer_dict
+        for layer in self.layers:
+            source = theirs.get(layer.name)
+            if source is None or not layer.blobs:
+                continue
+            if len(source.blobs) != len(layer.blobs):
+                raise ShapeError(f"share_with: layer '{layer.name}' ({layer.type}) has "
+                                 f"{len(layer.blobs)} blobs here and {len(source.blobs)} in the other net")
+            for j, (mine, src) in enumerate(zip(layer.blobs, source.blobs)):
+                if tuple(mine.shape) != tuple(src.shape):
+                    raise ShapeError(f"share_with: layer '{layer.name}' ({layer.type}) param {j} has "
+                                     f"shape {tuple(mine.shape)} here, {tuple(src.shape)} in the other net")
+                mine.share_data(src)
+            if hasattr(layer, "refresh_weights"):
+                layer.refresh_weights()
+
+    # ------------------------------------------------------------------------------------
+    # running
+    def _forward_range(self, first, last):
+        loss = 0.0
+        for i in range(first, last + 1):
+            layer, bottom, top = self.layers[i], self._bottom_vecs[i], self._top_vecs[i]
+            layer.reshape(bottom, top)
+            layer.forward(bottom, top)
+            for blob, w in zip(top, layer.loss_weights):
+                if w != 0:
+                    loss += w * float(blob.data.sum())
+                    blob.diff[...] = w            # the loss weight seeds backward
+        self._last_loss = loss
+        return loss
+
+    def _backward_range(self, first, last):
+        for i in range(first, last - 1, -1):
+            if self._layer_need_backward[i]:
+                self.layers[i].backward(self._top_vecs[i], self._bottom_need_backward[i],
+                                        self._bottom_vecs[i])
+
+    def forward_all_loss(self):
+        """Run every layer forward; returns the total loss Σ loss_weight · sum(top)."""
+        return self._forward_range(0, len(self.layers) - 1)
+
+    def forward_backward(self):
+        """One forward and one backward pass over the whole net; returns the loss (float).
+        Parameter diffs are added to (clear them first with `clear_param_diffs`)."""
+        loss = self._forward_range(0, len(self.layers) - 1)
+        self._backward_range(len(self.layers) - 1, 0)
+        return loss
+
+    @property
+    def loss(self):
+        """Total loss of the last full or partial forward pass."""
+        return getattr(self, "_last_loss", 0.0)
+
+    # ------------------------------------------------------------------------------------
+    # for the solver
+    @property
+    def learnable_params(self):
+        """Unique parameter Blobs in Caffe's order (layer by layer, blob by blob); a blob shared
+        by `param { name }` appears once, as its owner."""
+        return list(self._learnable)
+
+    @property
+    def param_infos(self):
+        """One ParamInfo per parameter blob of every layer (shared ones with owner=False)."""
+        return list(self._param_infos)
+
+    def clear_param_diffs(self):
+        """Set every learnable diff to zero (the solver does this before each iteration)."""
+        for blob in self._learnable:
+            blob.diff[...] = 0
+
+    def first_nonfinite_output(self):
+        """(layer name, top name) of the first top holding NaN/inf after the last forward, or
+        None when every top is finite."""
+        for i, layer in enumerate(self.layers):
+            for name, blob in zip(self._top_names[i], self._top_vecs[i]):
+                xp = backend.xp_of(blob.data)
+                if blob.count and not bool(xp.isfinite(blob.data).all()):
+                    return layer.name, name
+        return None
+
+    def __repr__(self):
+        return f"<Net '{self.name}' {phase_name(self.phase)}: {len(self.layers)} layers>"
