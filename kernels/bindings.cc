@@ -1,0 +1,322 @@
+// Python bindings of minicaffe._kernels: argument conversion and checks only, then the GIL is
+// released and the kernel runs. Only minicaffe/ops/native.py imports this module.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <string>
+#include <vector>
+
+#include "blas.h"
+#include "kernels.h"
+
+namespace py = pybind11;
+using mc::fail;
+
+namespace {
+
+std::string dtype_name(const py::array& a) { return py::str(a.dtype()).cast<std::string>(); }
+
+std::string shape_str(const py::array& a) {
+  std::string s = "(";
+  for (py::ssize_t d = 0; d < a.ndim(); ++d)
+    s += std::to_string(a.shape(d)) + (a.ndim() == 1 || d + 1 < a.ndim() ? (d + 1 < a.ndim() ? ", " : ",") : "");
+  return s + ")";
+}
+
+// 4 for float32, 8 for float64; TypeError otherwise.
+int float_size(const char* op, const char* name, const py::array& a) {
+  if (a.dtype().kind() == 'f' && (a.itemsize() == 4 || a.itemsize() == 8)) return int(a.itemsize());
+  throw py::type_error(std::string(op) + ": " + name + " has dtype " + dtype_name(a) +
+                       "; expected float32 or float64");
+}
+
+// Same dtype as the first operand, C-contiguous, the given shape; writeable for outputs.
+void check_array(const char* op, const char* name, const py::array& a, int itemsize,
+                 const std::vector<int64_t>& shape, bool output = false) {
+  if (a.dtype().kind() != 'f' || a.itemsize() != itemsize)
+    throw py::type_error(std::string(op) + ": " + name + " has dtype " + dtype_name(a) +
+                         "; expected " + (itemsize == 4 ? "float32" : "float64"));
+  if (!(a.flags() & py::array::c_style)) fail(op, name, " must be C-contiguous");
+  if (output && !a.writeable()) fail(op, name, " is read-only");
+  bool same = a.ndim() == py::ssize_t(shape.size());
+  for (size_t d = 0; same && d < shape.size(); ++d) same = a.shape(d) == shape[d];
+  if (!same) {
+    std::string want = "(";
+    for (size_t d = 0; d < shape.size(); ++d)
+      want += std::to_string(shape[d]) + (d + 1 < shape.size() ? ", " : (shape.size() == 1 ? "," : ""));
+    fail(op, name, " has shape ", shape_str(a), "; expected ", want, ")");
+  }
+}
+
+// A 1-D C-contiguous int64 index array; returns its length.
+int64_t index_array(const char* op, const char* name, const py::array& a) {
+  if (a.dtype().kind() != 'i' || a.itemsize() != 8)
+    throw py::type_error(std::string(op) + ": " + name + " has dtype " + dtype_name(a) +
+                         "; expected int64");
+  if (a.ndim() != 1) fail(op, name, " has shape ", shape_str(a), "; expected a 1-D array");
+  if (!(a.flags() & py::array::c_style)) fail(op, name, " must be C-contiguous");
+  return a.shape(0);
+}
+
+const int64_t* idx_ptr(const py::array& a) { return static_cast<const int64_t*>(a.data()); }
+
+mc::Geom geom_of(const char* op, const std::vector<int64_t>& v) {
+  if (v.size() != 11) fail(op, "geom has ", v.size(), " fields; expected 11 (C, H, W, kh, kw, ph, pw, sh, sw, dh, dw)");
+  mc::Geom g{v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10]};
+  mc::check_geom(op, g);
+  return g;
+}
+
+template <typename T>
+const T* cptr(const py::array& a) { return static_cast<const T*>(a.data()); }
+template <typename T>
+T* mptr(py::array& a) { return static_cast<T*>(a.mutable_data()); }
+
+// ---- lowering -------------------------------------------------------------------------
+
+template <typename T>
+void im2col_rows_t(const py::array& x, const mc::Geom& g, const int64_t* rows, int64_t n_rows,
+                   py::array& out) {
+  const T* px = cptr<T>(x);
+  T* po = mptr<T>(out);
+  const int64_t N = x.shape(0);
+  py::gil_scoped_release release;
+  mc::im2col_rows<T>(px, N, g, rows, n_rows, po);
+}
+
+void im2col_rows(const py::array& x, const std::vector<int64_t>& geom, py::object rows_obj,
+                 py::array out) {
+  const char* op = "im2col_rows";
+  const mc::Geom g = geom_of(op, geom);
+  const int sz = float_size(op, "x", x);
+  if (x.ndim() != 4) fail(op, "x has shape ", shape_str(x), "; expected (N, C, H, W)");
+  const int64_t N = x.shape(0);
+  check_array(op, "x", x, sz, {N, g.C, g.H, g.W});
+  const int64_t* rows = nullptr;
+  int64_t n_rows = g.rows();
+  py::array rows_arr;
+  if (!rows_obj.is_none()) {
+    rows_arr = rows_obj.cast<py::array>();
+    n_rows = index_array(op, "rows", rows_arr);
+    rows = idx_ptr(rows_arr);
+    mc::check_index_list(op, "rows", rows, n_rows, g.rows());
+  }
+  check_array(op, "out", out, sz, {n_rows, N * g.cols()}, true);
+  if (sz == 4) im2col_rows_t<float>(x, g, rows, n_rows, out);
+  else im2col_rows_t<double>(x, g, rows, n_rows, out);
+}
+
+void im2col_batch(const py::array& x, const std::vector<int64_t>& geom, py::array out) {
+  im2col_rows(x, geom, py::none(), out);
+}
+
+template <typename T>
+void col2im_t(const py::array& cols, int64_t N, const mc::Geom& g, py::array& out) {
+  const T* pc = cptr<T>(cols);
+  T* po = mptr<T>(out);
+  py::gil_scoped_release release;
+  mc::col2im<T>(pc, N, g, po);
+}
+
+void col2im_batch(const py::array& cols, const std::vector<int64_t>& geom, int64_t N,
+                  py::array out) {
+  const char* op = "col2im_batch";
+  const mc::Geom g = geom_of(op, geom);
+  if (N < 1) fail(op, "N = ", N, "; expected >= 1");
+  const int sz = float_size(op, "cols", cols);
+  check_array(op, "cols", cols, sz, {g.rows(), N * g.cols()});
+  check_array(op, "out", out, sz, {N, g.C, g.H, g.W}, true);
+  if (sz == 4) col2im_t<float>(cols, N, g, out);
+  else col2im_t<double>(cols, N, g, out);
+}
+
+// ---- GEMM -----------------------------------------------------------------------------
+
+template <typename T>
+void gemm_t(bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha, const py::array& a,
+            const py::array& b, double beta, py::array& out) {
+  const T *pa = cptr<T>(a), *pb = cptr<T>(b);
+  T* pc = mptr<T>(out);
+  py::gil_scoped_release release;
+  mc::gemm<T>(ta, tb, M, N, K, T(alpha), pa, pb, T(beta), pc);
+}
+
+void gemm(const py::array& a, const py::array& b, py::array out, double alpha, double beta,
+          bool trans_a, bool trans_b) {
+  const char* op = "gemm";
+  const int sz = float_size(op, "a", a);
+  if (a.ndim() != 2) fail(op, "a has shape ", shape_str(a), "; expected 2 dimensions");
+  if (b.ndim() != 2) fail(op, "b has shape ", shape_str(b), "; expected 2 dimensions");
+  const int64_t M = trans_a ? a.shape(1) : a.shape(0), K = trans_a ? a.shape(0) : a.shape(1);
+  const int64_t N = trans_b ? b.shape(0) : b.shape(1);
+  check_array(op, "a", a, sz, {a.shape(0), a.shape(1)});
+  check_array(op, "b", b, sz, trans_b ? std::vector<int64_t>{N, K} : std::vector<int64_t>{K, N});
+  check_array(op, "out", out, sz, {M, N}, true);
+  if (sz == 4) gemm_t<float>(trans_a, trans_b, M, N, K, alpha, a, b, beta, out);
+  else gemm_t<double>(trans_a, trans_b, M, N, K, alpha, a, b, beta, out);
+}
+
+template <typename T>
+void gemm_compact_t(int64_t M, int64_t N, int64_t K, const py::array& packed, const int64_t* rows,
+                    int64_t m_kept, const int64_t* cols, int64_t k_kept, const py::array& b,
+                    py::array& out) {
+  const T *pa = cptr<T>(packed), *pb = cptr<T>(b);
+  T* pc = mptr<T>(out);
+  py::gil_scoped_release release;
+  mc::gemm_compact<T>(M, N, K, pa, rows, m_kept, cols, k_kept, pb, pc);
+}
+
+void gemm_compact(const py::array& packed, const py::array& rows, py::object cols_obj,
+                  const py::array& b, py::array out) {
+  const char* op = "gemm_compact";
+  const int sz = float_size(op, "packed", packed);
+  if (packed.ndim() != 2) fail(op, "packed has shape ", shape_str(packed), "; expected (m_kept, k_kept)");
+  if (b.ndim() != 2) fail(op, "b has shape ", shape_str(b), "; expected 2 dimensions");
+  if (out.ndim() != 2) fail(op, "out has shape ", shape_str(out), "; expected (M, N)");
+  const int64_t m_kept = packed.shape(0), k_kept = packed.shape(1);
+  const int64_t M = out.shape(0), N = b.shape(1);
+  if (index_array(op, "rows", rows) != m_kept)
+    fail(op, "rows has ", rows.shape(0), " entries but packed has ", m_kept, " rows");
+  const int64_t* cols = nullptr;
+  py::array cols_arr;
+  int64_t K = k_kept;
+  if (!cols_obj.is_none()) {
+    cols_arr = cols_obj.cast<py::array>();
+    if (index_array(op, "cols", cols_arr) != k_kept)
+      fail(op, "cols has ", cols_arr.shape(0), " entries but packed has ", k_kept, " columns");
+    cols = idx_ptr(cols_arr);
+    K = b.shape(0);
+  }
+  check_array(op, "packed", packed, sz, {m_kept, k_kept});
+  check_array(op, "b", b, sz, {K, N});
+  check_array(op, "out", out, sz, {M, N}, true);
+  if (sz == 4) gemm_compact_t<float>(M, N, K, packed, idx_ptr(rows), m_kept, cols, k_kept, b, out);
+  else gemm_compact_t<double>(M, N, K, packed, idx_ptr(rows), m_kept, cols, k_kept, b, out);
+}
+
+template <typename T>
+void linear_compact_t(int64_t Nb, int64_t M, int64_t K, const py::array& x,
+                      const py::array& packed, const int64_t* rows, int64_t m_kept,
+                      const int64_t* cols, int64_t k_kept, py::array& out) {
+  const T *px = cptr<T>(x), *pa = cptr<T>(packed);
+  T* po = mptr<T>(out);
+  py::gil_scoped_release release;
+  mc::linear_compact<T>(Nb, M, K, px, pa, rows, m_kept, cols, k_kept, po);
+}
+
+void linear_compact(const py::array& x, const py::array& packed, const py::array& rows,
+                    const py::array& cols, py::array out) {
+  const char* op = "linear_compact";
+  const int sz = float_size(op, "x", x);
+  if (x.ndim() != 2) fail(op, "x has shape ", shape_str(x), "; expected (N, K)");
+  if (packed.ndim() != 2) fail(op, "packed has shape ", shape_str(packed), "; expected (m_kept, k_kept)");
+  if (out.ndim() != 2) fail(op, "out has shape ", shape_str(out), "; expected (N, M)");
+  const int64_t Nb = x.shape(0), K = x.shape(1), M = out.shape(1);
+  const int64_t m_kept = packed.shape(0), k_kept = packed.shape(1);
+  if (index_array(op, "rows", rows) != m_kept)
+    fail(op, "rows has ", rows.shape(0), " entries but packed has ", m_kept, " rows");
+  if (index_array(op, "cols", cols) != k_kept)
+    fail(op, "cols has ", cols.shape(0), " entries but packed has ", k_kept, " columns");
+  check_array(op, "x", x, sz, {Nb, K});
+  check_array(op, "packed", packed, sz, {m_kept, k_kept});
+  check_array(op, "out", out, sz, {Nb, M}, true);
+  if (sz == 4)
+    linear_compact_t<float>(Nb, M, K, x, packed, idx_ptr(rows), m_kept, idx_ptr(cols), k_kept, out);
+  else
+    linear_compact_t<double>(Nb, M, K, x, packed, idx_ptr(rows), m_kept, idx_ptr(cols), k_kept, out);
+}
+
+// ---- CSR ------------------------------------------------------------------------------
+
+enum class CsrOp { MM, MM_T, MKL };
+
+template <typename T>
+void csr_t(CsrOp which, int64_t M, int64_t N, int64_t K, const py::array& indptr,
+           const py::array& indices, const py::array& data, int64_t nnz, const py::array& b,
+           py::array& out) {
+  const int64_t *pp = idx_ptr(indptr), *pi = idx_ptr(indices);
+  const T *pd = cptr<T>(data), *pb = cptr<T>(b);
+  T* po = mptr<T>(out);
+  py::gil_scoped_release release;
+  if (which == CsrOp::MM) mc::csrmm<T>(M, N, K, pp, pi, pd, nnz, pb, po);
+  else if (which == CsrOp::MM_T) mc::csrmm_t<T>(N, M, K, pp, pi, pd, nnz, pb, po);
+#if defined(MINICAFFE_BLAS_MKL)
+  else mc::csrmm_mkl<T>(M, N, K, pp, pi, pd, nnz, pb, po);
+#endif
+}
+
+// which == MM / MKL: b (K, N) -> out (M, N); MM_T: b is x (N, K) -> out (N, M).
+void csr_call(const char* op, CsrOp which, const py::array& indptr, const py::array& indices,
+              const py::array& data, int64_t K, const py::array& b, py::array out) {
+  const int sz = float_size(op, "data", data);
+  if (K < 0) fail(op, "K = ", K, "; expected a size >= 0");
+  const int64_t M = index_array(op, "indptr", indptr) - 1;
+  if (M < 0) fail(op, "indptr is empty; expected M + 1 >= 1 entries");
+  const int64_t nnz = index_array(op, "indices", indices);
+  if (data.ndim() != 1 || data.shape(0) != nnz)
+    fail(op, "data has shape ", shape_str(data), " but indices has ", nnz, " entries");
+  check_array(op, "data", data, sz, {nnz});
+  if (b.ndim() != 2) fail(op, "b has shape ", shape_str(b), "; expected 2 dimensions");
+  const bool t = which == CsrOp::MM_T;
+  const int64_t N = t ? b.shape(0) : b.shape(1);
+  check_array(op, t ? "x" : "b", b, sz, t ? std::vector<int64_t>{N, K} : std::vector<int64_t>{K, N});
+  check_array(op, "out", out, sz, t ? std::vector<int64_t>{N, M} : std::vector<int64_t>{M, N}, true);
+  if (sz == 4) csr_t<float>(which, M, N, K, indptr, indices, data, nnz, b, out);
+  else csr_t<double>(which, M, N, K, indptr, indices, data, nnz, b, out);
+}
+
+py::dict build_info() {
+  py::dict d;
+  d["blas_vendor"] = mc::blas_vendor();
+  d["blas_version"] = mc::blas_version();
+  d["threads"] = mc::get_num_threads();
+  d["isa"] = mc::isa();
+  d["compiled"] = true;
+#if defined(MINICAFFE_BLAS_MKL)
+  d["mkl_sparse"] = true;
+#else
+  d["mkl_sparse"] = false;
+#endif
+  return d;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_kernels, m) {
+  m.doc() = "minicaffe compiled kernels; use them through minicaffe.ops, not directly.";
+  m.def("im2col_batch", &im2col_batch, py::arg("x"), py::arg("geom"), py::arg("out"),
+        "x (N, C, H, W) -> out (C*kh*kw, N*oh*ow); geom = (C, H, W, kh, kw, ph, pw, sh, sw, dh, dw).");
+  m.def("im2col_rows", &im2col_rows, py::arg("x"), py::arg("geom"), py::arg("rows"),
+        py::arg("out"), "Only the lowered rows `rows` (int64, increasing) -> out (len(rows), N*oh*ow).");
+  m.def("col2im_batch", &col2im_batch, py::arg("cols"), py::arg("geom"), py::arg("N"),
+        py::arg("out"), "cols (C*kh*kw, N*oh*ow) -> out (N, C, H, W), overlaps summed.");
+  m.def("gemm", &gemm, py::arg("a"), py::arg("b"), py::arg("out"), py::arg("alpha") = 1.0,
+        py::arg("beta") = 0.0, py::arg("trans_a") = false, py::arg("trans_b") = false,
+        "out = alpha op(a) op(b) + beta out (CBLAS).");
+  m.def("gemm_compact", &gemm_compact, py::arg("packed"), py::arg("rows"), py::arg("cols"),
+        py::arg("b"), py::arg("out"),
+        "out (M, N) = A b with A's kept block `packed`; cols None: b is (k_kept, N), else (K, N).");
+  m.def("linear_compact", &linear_compact, py::arg("x"), py::arg("packed"), py::arg("rows"),
+        py::arg("cols"), py::arg("out"), "out (N, M) = x (N, K) A^T with A's kept block `packed`.");
+  m.def("csrmm", [](const py::array& p, const py::array& i, const py::array& d, int64_t K,
+                    const py::array& b, py::array out) {
+          csr_call("csrmm", CsrOp::MM, p, i, d, K, b, out);
+        }, py::arg("indptr"), py::arg("indices"), py::arg("data"), py::arg("K"), py::arg("b"),
+        py::arg("out"), "CSR (M, K) x b (K, N) -> out (M, N) (OpenMP, ours).");
+  m.def("csrmm_t", [](const py::array& p, const py::array& i, const py::array& d, int64_t K,
+                      const py::array& x, py::array out) {
+          csr_call("csrmm_t", CsrOp::MM_T, p, i, d, K, x, out);
+        }, py::arg("indptr"), py::arg("indices"), py::arg("data"), py::arg("K"), py::arg("x"),
+        py::arg("out"), "x (N, K) x CSR(M, K)^T -> out (N, M).");
+#if defined(MINICAFFE_BLAS_MKL)
+  m.def("csrmm_mkl", [](const py::array& p, const py::array& i, const py::array& d, int64_t K,
+                        const py::array& b, py::array out) {
+          csr_call("csrmm_mkl", CsrOp::MKL, p, i, d, K, b, out);
+        }, py::arg("indptr"), py::arg("indices"), py::arg("data"), py::arg("K"), py::arg("b"),
+        py::arg("out"), "The same product through MKL's mkl_sparse_?_mm.");
+#endif
+  m.def("set_num_threads", &mc::set_num_threads, py::arg("n"));
+  m.def("get_num_threads", &mc::get_num_threads);
+  m.def("build_info", &build_info);
+}

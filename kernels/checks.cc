@@ -1,0 +1,54 @@
+// Argument checks shared by the kernels (messages per STYLE.md: op, argument, value, rule).
+#include "kernels.h"
+
+namespace mc {
+
+void check_size(const char* op, const char* name, int64_t value) {
+  if (value < 0) fail(op, name, " = ", value, "; expected a size >= 0");
+}
+
+void check_geom(const char* op, const Geom& g) {
+  const char* names[] = {"C", "H", "W", "kh", "kw", "ph", "pw", "sh", "sw", "dh", "dw"};
+  const int64_t values[] = {g.C, g.H, g.W, g.kh, g.kw, g.ph, g.pw, g.sh, g.sw, g.dh, g.dw};
+  const int64_t lows[] = {1, 1, 1, 1, 1, 0, 0, 1, 1, 1, 1};
+  for (int f = 0; f < 11; ++f)
+    if (values[f] < lows[f]) fail(op, "geom.", names[f], " = ", values[f], "; expected >= ", lows[f]);
+  if (g.oh() < 1 || g.ow() < 1)
+    fail(op, "output would be ", g.oh(), "x", g.ow(), ": the dilated kernel does not fit the ",
+         "padded input ", g.H + 2 * g.ph, "x", g.W + 2 * g.pw);
+}
+
+void check_index_list(const char* op, const char* name, const int64_t* idx, int64_t n,
+                      int64_t bound) {
+  for (int64_t t = 0; t < n; ++t) {
+    if (idx[t] < 0 || idx[t] >= bound)
+      fail(op, name, "[", t, "] = ", idx[t], "; expected indices in [0, ", bound, ")");
+    if (t > 0 && idx[t] <= idx[t - 1])
+      fail(op, name, " is not strictly increasing at position ", t, " (", idx[t - 1], " then ",
+           idx[t], ")");
+  }
+}
+
+void check_csr(const char* op, int64_t M, int64_t K, const int64_t* indptr,
+               const int64_t* indices, int64_t nnz) {
+  if (indptr[0] != 0) fail(op, "indptr[0] = ", indptr[0], "; expected 0");
+  if (indptr[M] != nnz)
+    fail(op, "indptr[-1] = ", indptr[M], " but indices has ", nnz, " entries");
+  for (int64_t m = 0; m < M; ++m) {
+    if (indptr[m + 1] < indptr[m])
+      fail(op, "indptr decreases at row ", m, " (", indptr[m], " then ", indptr[m + 1], ")");
+    if (indptr[m + 1] > nnz)
+      fail(op, "indptr[", m + 1, "] = ", indptr[m + 1], " exceeds nnz = ", nnz);
+  }
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t t = indptr[m]; t < indptr[m + 1]; ++t) {
+      if (indices[t] < 0 || indices[t] >= K)
+        fail(op, "indices[", t, "] = ", indices[t], " (row ", m, "); expected column indices in [0, ",
+             K, ")");
+      if (t > indptr[m] && indices[t] <= indices[t - 1])
+        fail(op, "indices of row ", m, " are not sorted: ", indices[t - 1], " then ", indices[t],
+             " (sort them, e.g. scipy's sort_indices())");
+    }
+}
+
+}  // namespace mc

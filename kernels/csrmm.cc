@@ -1,0 +1,189 @@
+// CSR (M, K) x dense B (K, N) -> C (M, N), our OpenMP kernel, plus MKL's when built with MKL.
+#include <algorithm>
+#include <vector>
+
+#include "blas.h"
+#include "kernels.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace mc {
+namespace {
+
+// Rows m0..m1 of C over the W columns starting at j0: W accumulators live in vector registers
+// while the row's nonzeros stream by, each adding v * (a W-wide contiguous slice of B).
+template <typename T, int W>
+inline void rows_block(const int64_t* indptr, const int64_t* indices, const T* data, const T* b,
+                       int64_t N, T* c, int64_t m0, int64_t m1, int64_t j0) {
+  for (int64_t m = m0; m < m1; ++m) {
+    T acc[W];
+    for (int j = 0; j < W; ++j) acc[j] = T(0);
+    for (int64_t t = indptr[m]; t < indptr[m + 1]; ++t) {
+      const T v = data[t];
+      const T* __restrict br = b + indices[t] * N + j0;
+#pragma omp simd
+      for (int j = 0; j < W; ++j) acc[j] += v * br[j];
+    }
+    T* cr = c + m * N + j0;
+    for (int j = 0; j < W; ++j) cr[j] = acc[j];
+  }
+}
+
+// The ragged last columns (width < 16): same loop with a run-time width.
+template <typename T>
+inline void rows_tail(const int64_t* indptr, const int64_t* indices, const T* data, const T* b,
+                      int64_t N, T* c, int64_t m0, int64_t m1, int64_t j0, int64_t w) {
+  for (int64_t m = m0; m < m1; ++m) {
+    T acc[16] = {};
+    for (int64_t t = indptr[m]; t < indptr[m + 1]; ++t) {
+      const T v = data[t];
+      const T* br = b + indices[t] * N + j0;
+      for (int64_t j = 0; j < w; ++j) acc[j] += v * br[j];
+    }
+    T* cr = c + m * N + j0;
+    for (int64_t j = 0; j < w; ++j) cr[j] = acc[j];
+  }
+}
+
+struct Block {
+  int64_t j0, width;
+};
+
+int max_threads() {
+#ifdef _OPENMP
+  return omp_get_max_threads();
+#else
+  return 1;
+#endif
+}
+
+}  // namespace
+
+template <typename T>
+void csrmm(int64_t M, int64_t N, int64_t K, const int64_t* indptr, const int64_t* indices,
+           const T* data, int64_t nnz, const T* b, T* c) {
+  const char* op = sizeof(T) == 4 ? "f32_csrmm" : "f64_csrmm";
+  check_size(op, "M", M);
+  check_size(op, "N", N);
+  check_size(op, "K", K);
+  check_size(op, "nnz", nnz);
+  check_csr(op, M, K, indptr, indices, nnz);
+  if (M == 0 || N == 0) return;
+  // 256-byte column blocks: 64 floats / 32 doubles = four AVX-512 registers of accumulators,
+  // and a K x 256 B panel of B that stays in L2 while a chunk of rows reuses it.
+  constexpr int WIDE = 256 / sizeof(T);
+  std::vector<Block> blocks;
+  int64_t j0 = 0;
+  for (; j0 + WIDE <= N; j0 += WIDE) blocks.push_back({j0, WIDE});
+  for (; j0 + 16 <= N; j0 += 16) blocks.push_back({j0, 16});
+  if (j0 < N) blocks.push_back({j0, N - j0});
+  // Enough row chunks for every thread to get several tasks; chunks hold equal nonzero counts.
+  const int64_t nb = int64_t(blocks.size());
+  const int threads = max_threads();
+  int64_t chunks = std::min<int64_t>(M, std::max<int64_t>(1, (4 * threads + nb - 1) / nb));
+  if (threads == 1) chunks = 1;
+  std::vector<int64_t> bounds(chunks + 1, M);
+  bounds[0] = 0;
+  for (int64_t q = 1; q < chunks; ++q) {
+    const int64_t target = nnz * q / chunks;
+    bounds[q] = std::upper_bound(indptr, indptr + M + 1, target) - indptr - 1;
+    bounds[q] = std::max(bounds[q], bounds[q - 1]);
+  }
+#pragma omp parallel for collapse(2) schedule(dynamic, 1) if (threads > 1 && nnz * N > (1 << 14))
+  for (int64_t q = 0; q < chunks; ++q) {
+    for (int64_t s = 0; s < nb; ++s) {
+      const Block blk = blocks[s];
+      const int64_t m0 = bounds[q], m1 = bounds[q + 1];
+      if (blk.width == WIDE)
+        rows_block<T, WIDE>(indptr, indices, data, b, N, c, m0, m1, blk.j0);
+      else if (blk.width == 16)
+        rows_block<T, 16>(indptr, indices, data, b, N, c, m0, m1, blk.j0);
+      else
+        rows_tail<T>(indptr, indices, data, b, N, c, m0, m1, blk.j0, blk.width);
+    }
+  }
+}
+
+template <typename T>
+void csrmm_t(int64_t Nb, int64_t M, int64_t K, const int64_t* indptr, const int64_t* indices,
+             const T* data, int64_t nnz, const T* x, T* out) {
+  const char* op = sizeof(T) == 4 ? "f32_csrmm_t" : "f64_csrmm_t";
+  check_size(op, "N", Nb);
+  check_size(op, "M", M);
+  check_size(op, "K", K);
+  check_size(op, "nnz", nnz);
+  check_csr(op, M, K, indptr, indices, nnz);
+#pragma omp parallel for collapse(2) schedule(static) if (Nb * nnz > (1 << 15))
+  for (int64_t n = 0; n < Nb; ++n) {
+    for (int64_t m = 0; m < M; ++m) {
+      const T* xr = x + n * K;
+      T acc = T(0);
+      for (int64_t t = indptr[m]; t < indptr[m + 1]; ++t) acc += data[t] * xr[indices[t]];
+      out[n * M + m] = acc;
+    }
+  }
+}
+
+#if defined(MINICAFFE_BLAS_MKL)
+namespace {
+sparse_status_t create_csr(sparse_matrix_t* A, MKL_INT M, MKL_INT K, MKL_INT* rs, MKL_INT* re,
+                           MKL_INT* ci, float* v) {
+  return mkl_sparse_s_create_csr(A, SPARSE_INDEX_BASE_ZERO, M, K, rs, re, ci, v);
+}
+sparse_status_t create_csr(sparse_matrix_t* A, MKL_INT M, MKL_INT K, MKL_INT* rs, MKL_INT* re,
+                           MKL_INT* ci, double* v) {
+  return mkl_sparse_d_create_csr(A, SPARSE_INDEX_BASE_ZERO, M, K, rs, re, ci, v);
+}
+sparse_status_t sparse_mm(sparse_matrix_t A, matrix_descr d, const float* b, MKL_INT N,
+                          float* c) {
+  return mkl_sparse_s_mm(SPARSE_OPERATION_NON_TRANSPOSE, 1.0f, A, d, SPARSE_LAYOUT_ROW_MAJOR, b,
+                         N, N, 0.0f, c, N);
+}
+sparse_status_t sparse_mm(sparse_matrix_t A, matrix_descr d, const double* b, MKL_INT N,
+                          double* c) {
+  return mkl_sparse_d_mm(SPARSE_OPERATION_NON_TRANSPOSE, 1.0, A, d, SPARSE_LAYOUT_ROW_MAJOR, b, N,
+                         N, 0.0, c, N);
+}
+}  // namespace
+
+template <typename T>
+void csrmm_mkl(int64_t M, int64_t N, int64_t K, const int64_t* indptr, const int64_t* indices,
+               const T* data, int64_t nnz, const T* b, T* c) {
+  const char* op = sizeof(T) == 4 ? "f32_csrmm_mkl" : "f64_csrmm_mkl";
+  check_csr(op, M, K, indptr, indices, nnz);
+  if (M == 0 || N == 0) return;
+  if (nnz == 0) {
+    std::fill(c, c + M * N, T(0));
+    return;
+  }
+  std::vector<MKL_INT> ptr(indptr, indptr + M + 1), idx(indices, indices + nnz);
+  std::vector<T> val(data, data + nnz);
+  sparse_matrix_t A = nullptr;
+  if (create_csr(&A, MKL_INT(M), MKL_INT(K), ptr.data(), ptr.data() + 1, idx.data(),
+                 val.data()) != SPARSE_STATUS_SUCCESS)
+    fail(op, "mkl_sparse_?_create_csr failed");
+  matrix_descr descr;
+  descr.type = SPARSE_MATRIX_TYPE_GENERAL;
+  const sparse_status_t status = sparse_mm(A, descr, b, MKL_INT(N), c);
+  mkl_sparse_destroy(A);
+  if (status != SPARSE_STATUS_SUCCESS) fail(op, "mkl_sparse_?_mm failed (status ", status, ")");
+}
+
+template void csrmm_mkl<float>(int64_t, int64_t, int64_t, const int64_t*, const int64_t*,
+                               const float*, int64_t, const float*, float*);
+template void csrmm_mkl<double>(int64_t, int64_t, int64_t, const int64_t*, const int64_t*,
+                                const double*, int64_t, const double*, double*);
+#endif
+
+template void csrmm<float>(int64_t, int64_t, int64_t, const int64_t*, const int64_t*, const float*,
+                           int64_t, const float*, float*);
+template void csrmm<double>(int64_t, int64_t, int64_t, const int64_t*, const int64_t*,
+                            const double*, int64_t, const double*, double*);
+template void csrmm_t<float>(int64_t, int64_t, int64_t, const int64_t*, const int64_t*,
+                             const float*, int64_t, const float*, float*);
+template void csrmm_t<double>(int64_t, int64_t, int64_t, const int64_t*, const int64_t*,
+                              const double*, int64_t, const double*, double*);
+
+}  // namespace mc

@@ -1,0 +1,95 @@
+// Lowering (im2col), kept-row lowering and its adjoint (col2im), Caffe's layout:
+// lowered row r = c*kh*kw + i*kw + j, column n*oh*ow + y*ow + x.
+#include <algorithm>
+#include <cstring>
+
+#include "kernels.h"
+
+namespace mc {
+namespace {
+
+// Output columns xo whose input column xo*sw + off lies inside [0, W): [lo, hi).
+inline void valid_range(int64_t off, int64_t sw, int64_t W, int64_t ow, int64_t* lo, int64_t* hi) {
+  int64_t l = off >= 0 ? 0 : (-off + sw - 1) / sw;
+  int64_t h = W - off <= 0 ? 0 : (W - off + sw - 1) / sw;
+  l = std::min(l, ow);
+  h = std::max(std::min(h, ow), l);
+  *lo = l;
+  *hi = h;
+}
+
+}  // namespace
+
+template <typename T>
+void im2col_rows(const T* x, int64_t N, const Geom& g, const int64_t* rows, int64_t n_rows,
+                 T* cols) {
+  const int64_t oh = g.oh(), ow = g.ow(), P = oh * ow, ncols = N * P, khw = g.kh * g.kw;
+  // One task per (kept row, image): it reads one input plane and writes one contiguous run of
+  // oh*ow lowered values, so work splits evenly and writes never share cache lines much.
+#pragma omp parallel for collapse(2) schedule(static) if (n_rows * ncols > (1 << 15))
+  for (int64_t t = 0; t < n_rows; ++t) {
+    for (int64_t n = 0; n < N; ++n) {
+      const int64_t r = rows ? rows[t] : t;
+      const int64_t c = r / khw, i = (r / g.kw) % g.kh, j = r % g.kw;
+      const T* plane = x + (n * g.C + c) * g.H * g.W;
+      T* dst = cols + t * ncols + n * P;
+      const int64_t off = j * g.dw - g.pw;
+      int64_t lo, hi;
+      valid_range(off, g.sw, g.W, ow, &lo, &hi);
+      for (int64_t y = 0; y < oh; ++y) {
+        T* d = dst + y * ow;
+        const int64_t yy = y * g.sh - g.ph + i * g.dh;
+        if (yy < 0 || yy >= g.H) {
+          std::fill(d, d + ow, T(0));
+          continue;
+        }
+        const T* src = plane + yy * g.W + off;
+        std::fill(d, d + lo, T(0));
+        if (g.sw == 1) {
+          std::memcpy(d + lo, src + lo, (hi - lo) * sizeof(T));
+        } else {
+          for (int64_t xo = lo; xo < hi; ++xo) d[xo] = src[xo * g.sw];
+        }
+        std::fill(d + hi, d + ow, T(0));
+      }
+    }
+  }
+}
+
+template <typename T>
+void col2im(const T* cols, int64_t N, const Geom& g, T* x) {
+  const int64_t oh = g.oh(), ow = g.ow(), P = oh * ow, ncols = N * P;
+  // One task per (image, channel) plane: only that channel's kh*kw lowered rows write to it,
+  // so the scatter-add needs no atomics.
+#pragma omp parallel for collapse(2) schedule(static) if (N * g.C * g.H * g.W > (1 << 15))
+  for (int64_t n = 0; n < N; ++n) {
+    for (int64_t c = 0; c < g.C; ++c) {
+      T* plane = x + (n * g.C + c) * g.H * g.W;
+      std::fill(plane, plane + g.H * g.W, T(0));
+      for (int64_t i = 0; i < g.kh; ++i) {
+        for (int64_t j = 0; j < g.kw; ++j) {
+          const T* src = cols + ((c * g.kh + i) * g.kw + j) * ncols + n * P;
+          const int64_t off = j * g.dw - g.pw;
+          int64_t lo, hi;
+          valid_range(off, g.sw, g.W, ow, &lo, &hi);
+          for (int64_t y = 0; y < oh; ++y) {
+            const int64_t yy = y * g.sh - g.ph + i * g.dh;
+            if (yy < 0 || yy >= g.H) continue;
+            T* d = plane + yy * g.W + off;
+            const T* s = src + y * ow;
+            for (int64_t xo = lo; xo < hi; ++xo) d[xo * g.sw] += s[xo];
+          }
+        }
+      }
+    }
+  }
+}
+
+template void im2col_rows<float>(const float*, int64_t, const Geom&, const int64_t*, int64_t,
+                                 float*);
+template void im2col_rows<double>(const double*, int64_t, const Geom&, const int64_t*, int64_t,
+                                  double*);
+template void col2im<float>(const float*, int64_t, const Geom&, float*);
+template void col2im<double>(const double*, int64_t, const Geom&, double*);
+
+}  // namespace mc

@@ -1,0 +1,98 @@
+// minicaffe compiled kernels: lowering (im2col/col2im), dense and compacted GEMM, CSR x dense.
+// All arrays are C-contiguous (row-major); T is float (f32_*) or double (f64_*).
+// Every entry point checks its arguments and throws std::invalid_argument naming the argument,
+// its value and the rule it broke (pybind11 turns that into ValueError).
+#pragma once
+
+#include <cstdint>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+
+namespace mc {
+
+// Convolution geometry of one image, as minicaffe.ops.ConvGeometry.
+struct Geom {
+  int64_t C, H, W, kh, kw, ph, pw, sh, sw, dh, dw;
+  int64_t oh() const { return (H + 2 * ph - (dh * (kh - 1) + 1)) / sh + 1; }
+  int64_t ow() const { return (W + 2 * pw - (dw * (kw - 1) + 1)) / sw + 1; }
+  int64_t rows() const { return C * kh * kw; }  // K of the lowered GEMM
+  int64_t cols() const { return oh() * ow(); }  // output pixels per image
+};
+
+// Builds "op: what" messages and throws std::invalid_argument.
+template <typename... Parts>
+[[noreturn]] void fail(const char* op, const Parts&... parts) {
+  std::ostringstream msg;
+  msg << op << ": ";
+  (msg << ... << parts);
+  throw std::invalid_argument(msg.str());
+}
+
+void check_geom(const char* op, const Geom& g);
+void check_size(const char* op, const char* name, int64_t value);  // value >= 0
+// idx[0..n) strictly increasing inside [0, bound).
+void check_index_list(const char* op, const char* name, const int64_t* idx, int64_t n,
+                      int64_t bound);
+// indptr[0..M] starts at 0, never decreases, ends at nnz; indices of each row strictly increase
+// inside [0, K).
+void check_csr(const char* op, int64_t M, int64_t K, const int64_t* indptr,
+               const int64_t* indices, int64_t nnz);
+
+// cols[t][n*oh*ow + p] = lowered row rows[t] (t itself when rows is null) of image n:
+//   x[N][C][H][W] -> cols[n_rows][N*oh*ow]; only the listed rows are ever computed.
+template <typename T>
+void im2col_rows(const T* x, int64_t N, const Geom& g, const int64_t* rows, int64_t n_rows,
+                 T* cols);
+
+// Adjoint of the full lowering: cols[C*kh*kw][N*oh*ow] -> x[N][C][H][W] (overwritten, overlaps
+// summed).
+template <typename T>
+void col2im(const T* cols, int64_t N, const Geom& g, T* x);
+
+// c[M][N] = alpha * op(a) op(b) + beta * c; op(a) is (M, K), op(b) is (K, N).
+template <typename T>
+void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, const T* a,
+          const T* b, T beta, T* c);
+
+// C[M][N] = A[M][K] * B, reading only the kept part of A:
+//   a_packed[m_kept][k_kept] = rows row_idx[] x columns col_idx[] of A.
+//   B is b[k_kept][N] (already the kept rows) when col_idx is null, else b[K][N] and the rows
+//   col_idx[] are read. Rows of C not listed in row_idx are set to 0.
+template <typename T>
+void gemm_compact(int64_t M, int64_t N, int64_t K, const T* a_packed, const int64_t* row_idx,
+                  int64_t m_kept, const int64_t* col_idx, int64_t k_kept, const T* b, T* c);
+
+// Fully connected forward with compacted weights: out[Nb][M] = x[Nb][K] * A^T, reading only
+// the kept inputs col_idx[] of x; outputs not in row_idx are 0.
+template <typename T>
+void linear_compact(int64_t Nb, int64_t M, int64_t K, const T* x, const T* a_packed,
+                    const int64_t* row_idx, int64_t m_kept, const int64_t* col_idx,
+                    int64_t k_kept, T* out);
+
+// CSR (M, K) times dense b[K][N] -> c[M][N]; OpenMP over row chunks x column blocks, each
+// block's accumulators held in vector registers.
+template <typename T>
+void csrmm(int64_t M, int64_t N, int64_t K, const int64_t* indptr, const int64_t* indices,
+           const T* data, int64_t nnz, const T* b, T* c);
+
+// x[Nb][K] times the transpose of CSR (M, K) -> out[Nb][M] (fully connected forward).
+template <typename T>
+void csrmm_t(int64_t Nb, int64_t M, int64_t K, const int64_t* indptr, const int64_t* indices,
+             const T* data, int64_t nnz, const T* x, T* out);
+
+#if defined(MINICAFFE_BLAS_MKL)
+// The same product through MKL's sparse BLAS (mkl_sparse_?_mm), for comparison.
+template <typename T>
+void csrmm_mkl(int64_t M, int64_t N, int64_t K, const int64_t* indptr, const int64_t* indices,
+               const T* data, int64_t nnz, const T* b, T* c);
+#endif
+
+// Thread controls and build description (runtime.cc).
+void set_num_threads(int n);
+int get_num_threads();
+std::string blas_vendor();
+std::string blas_version();
+std::string isa();
+
+}  // namespace mc

@@ -1,0 +1,83 @@
+"""Build minicaffe's compiled kernels (minicaffe._kernels) with CMake.
+
+`pip install .` / `pip install -e .` run this with build isolation; pyproject.toml lists what
+the build needs (pybind11, cmake, ninja, scipy-openblas32). Environment knobs:
+  MINICAFFE_BLAS=openblas-wheel (default) | mkl | system
+  MINICAFFE_NATIVE_ARCH=0      build for a generic x86-64 instead of -march=native
+  MINICAFFE_ASAN=1             AddressSanitizer build (see docs/KERNELS.md)
+  MINICAFFE_BUILD_TYPE=Release | RelWithDebInfo | Debug
+  MINICAFFE_CMAKE_ARGS="..."   extra arguments passed to cmake
+"""
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+ROOT = Path(__file__).resolve().parent
+
+
+class CMakeExtension(Extension):
+    def __init__(self, name):
+        super().__init__(name, sources=[])
+
+
+def _cmake_exe():
+    try:
+        import cmake  # noqa: PLC0415  (the pip wheel, a build requirement)
+
+        return str(Path(cmake.CMAKE_BIN_DIR) / "cmake")
+    except ImportError:
+        return shutil.which("cmake") or "cmake"
+
+
+def _ninja_args():
+    try:
+        import ninja  # noqa: PLC0415
+
+        return ["-G", "Ninja", f"-DCMAKE_MAKE_PROGRAM={Path(ninja.BIN_DIR) / 'ninja'}"]
+    except ImportError:
+        return ["-G", "Ninja"] if shutil.which("ninja") else []
+
+
+class CMakeBuild(build_ext):
+    def build_extension(self, ext):
+        import pybind11  # noqa: PLC0415
+
+        target = Path(self.get_ext_fullpath(ext.name)).resolve()
+        out_dir = target.parent
+        out_dir.mkdir(parents=True, exist_ok=True)
+        build_dir = Path(self.build_temp).resolve() / "cmake"
+        build_dir.mkdir(parents=True, exist_ok=True)
+        blas = os.environ.get("MINICAFFE_BLAS", "openblas-wheel")
+        args = [
+            f"-DCMAKE_LIBRARY_OUTPUT_DIRECTORY={out_dir}",
+            f"-DPython_EXECUTABLE={sys.executable}",
+            f"-Dpybind11_DIR={pybind11.get_cmake_dir()}",
+            f"-DCMAKE_BUILD_TYPE={os.environ.get('MINICAFFE_BUILD_TYPE', 'Release')}",
+            f"-DMINICAFFE_BLAS={blas}",
+            f"-DMINICAFFE_NATIVE_ARCH={'OFF' if os.environ.get('MINICAFFE_NATIVE_ARCH') == '0' else 'ON'}",
+            f"-DMINICAFFE_ASAN={'ON' if os.environ.get('MINICAFFE_ASAN') == '1' else 'OFF'}",
+        ]
+        if blas == "openblas-wheel":
+            import scipy_openblas32  # noqa: PLC0415
+
+            args += [f"-DSCIPY_OPENBLAS_INCLUDE_DIR={scipy_openblas32.get_include_dir()}",
+                     f"-DSCIPY_OPENBLAS_LIB_DIR={scipy_openblas32.get_lib_dir()}"]
+        args += shlex.split(os.environ.get("MINICAFFE_CMAKE_ARGS", ""))
+        cmake = _cmake_exe()
+        subprocess.run([cmake, "-S", str(ROOT), "-B", str(build_dir), *_ninja_args(), *args],
+                       check=True)
+        subprocess.run([cmake, "--build", str(build_dir), "--parallel", "2"], check=True)
+        built = sorted(out_dir.glob("_kernels*.so")) if not target.exists() else [target]
+        if not built:
+            raise RuntimeError(f"CMake did not produce {target}")
+        if built[0] != target:
+            shutil.copy2(built[0], target)
+
+
+setup(ext_modules=[CMakeExtension("minicaffe._kernels")], cmdclass={"build_ext": CMakeBuild})
