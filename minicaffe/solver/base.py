@@ -114,6 +114,7 @@ class Solver:
         self._losses = collections.deque(maxlen=max(1, p.average_loss))
         self.smoothed_loss = 0.0
         self._requested = None        # "stop" | "snapshot", set by signal handlers
+        self._last_display = None     # (time, iter) of the previous display line
         self.stopped_early = False
         self.last_snapshot = None
         self.progress = None          # callable(iter, loss) for a progress bar
@@ -311,14 +312,13 @@ class Solver:
                 self.test_all()
                 if self._handle_request():
                     break
-            t0 = time.perf_counter()
             loss = self.forward_backward_all()
             if not math.isfinite(loss):
                 self._diverged(loss)
             self._losses.append(loss)
             self.smoothed_loss = sum(self._losses) / len(self._losses)
             if p.display and self.iter % p.display == 0:
-                self._display(time.perf_counter() - t0)
+                self._display()
             self.apply_update()
             self.iter += 1
             if self.progress is not None:
@@ -368,8 +368,16 @@ class Solver:
         return float(sum(float(np.sum(backend.asnumpy(outs[k]))) * w
                          for k, w in weights.items() if k in outs))
 
-    def _display(self, seconds):
-        log.info("Iteration %d (%.3g s/iter), loss = %g", self.iter, seconds, self.smoothed_loss)
+    def _display(self):
+        now = time.perf_counter()
+        if self._last_display is None:
+            log.info("Iteration %d, loss = %g", self.iter, self.smoothed_loss)
+        else:
+            then, it0 = self._last_display
+            n, dt = self.iter - it0, max(now - then, 1e-9)
+            log.info("Iteration %d (%.4g iter/s, %.3fs/%d iters), loss = %g", self.iter, n / dt,
+                     dt, n, self.smoothed_loss)
+        self._last_display = (now, self.iter)
         weights = _loss_weights(self.net)
         for k, (name, values) in enumerate(_output_values(self.net)):
             log.info("    Train net output #%d: %s = %s%s", k, name, _fmt(values),
