@@ -448,6 +448,28 @@ class Net:
         names += [b for b in (diffs or []) if b not in names]
         return {name: self._blobs[name].diff for name in names}
 
+    def set_input_arrays(self, data, labels):
+        """Hand arrays to the net's MemoryData layer (pycaffe's net.set_input_arrays):
+        data (n, C, H, W), labels (n,), n a multiple of its batch_size."""
+        for layer in self.layers:
+            if layer.type == "MemoryData":
+                layer.set_input_arrays(data, labels)
+                return
+        raise ValueError(f"set_input_arrays needs a MemoryData layer; net '{self.name}' has none")
+
+    @property
+    def blob_loss_weights(self):
+        """OrderedDict blob name -> loss weight (0 for blobs that are not losses)."""
+        weights = OrderedDict((name, 0.0) for name in self._blobs)
+        for layer, names in zip(self.layers, self._top_names):
+            for name, w in zip(names, layer.loss_weights):
+                weights[name] = w
+        return weights
+
+    @property
+    def _blob_names(self):
+        return list(self._blobs)
+
     def reshape(self):
         """Propagate changed input shapes through every layer (pycaffe's net.reshape())."""
         for layer, bottom, top in zip(self.layers, self._bottom_vecs, self._top_vecs):
