@@ -1,0 +1,86 @@
+"""`python -m minicaffe.time`: per-layer forward/backward timings, like `caffe time`.
+
+    python -m minicaffe.time --model M [--iterations 50] [--phase TRAIN] [--gpu N]
+
+Input blobs hold zeros (their values do not change the work done). Prints the average forward
+and backward time of every layer, then of whole passes, in milliseconds.
+"""
+import argparse
+import logging
+import sys
+import time as _time
+
+from minicaffe.train import select_device, setup_logging
+
+log = logging.getLogger("minicaffe")
+
+
+def _parser():
+    ap = argparse.ArgumentParser(prog="python -m minicaffe.time", description=__doc__.split("\n")[0])
+    ap.add_argument("--model", "-model", required=True, help="net .prototxt")
+    ap.add_argument("--weights", "-weights", help="optional weights (sparse weights change the "
+                    "time of compacted layers)")
+    ap.add_argument("--iterations", "-iterations", type=int, default=50)
+    ap.add_argument("--phase", "-phase", default="TRAIN", choices=["TRAIN", "TEST"])
+    ap.add_argument("--gpu", "-gpu", help="CUDA device id")
+    return ap
+
+
+def time_layers(net, iterations, backward=True):
+    """{layer name: (forward ms, backward ms)} averaged over `iterations`, plus totals.
+
+    Returns (per_layer dict, forward total ms, backward total ms)."""
+    from minicaffe import backend
+
+    names = list(net._layer_names)
+    fwd = dict.fromkeys(names, 0.0)
+    bwd = dict.fromkeys(names, 0.0)
+    net.forward()                               # warm-up: buffers, compacted weights
+    if backward:
+        net.backward()
+    for _ in range(iterations):
+        for name in names:
+            t = _time.perf_counter()
+            net.forward(start=name, end=name)
+            backend.synchronize()
+            fwd[name] += _time.perf_counter() - t
+        if backward:
+            for name in reversed(names):
+                t = _time.perf_counter()
+                net.backward(start=name, end=name)
+                backend.synchronize()
+                bwd[name] += _time.perf_counter() - t
+    n = max(iterations, 1)
+    per = {k: (1e3 * fwd[k] / n, 1e3 * bwd[k] / n) for k in names}
+    return per, sum(v[0] for v in per.values()), sum(v[1] for v in per.values())
+
+
+def main(argv=None):
+    args = _parser().parse_args(argv)
+    setup_logging()
+    from minicaffe.errors import MinicaffeError
+    from minicaffe.net import Net
+
+    try:
+        select_device(args.gpu)
+        net = Net(args.model, args.phase, weights=args.weights)
+        log.info("Performing Forward%s", "" if args.phase == "TEST" else " and Backward")
+        per, f, b = time_layers(net, args.iterations, backward=args.phase == "TRAIN")
+    except (MinicaffeError, OSError) as exc:
+        log.error("%s", exc)
+        return 1
+    log.info("Average time per layer:")
+    width = max(len(k) for k in per) if per else 1
+    for name, (lf, lb) in per.items():
+        log.info("%*s\tforward: %.4f ms.", width, name, lf)
+        if args.phase == "TRAIN":
+            log.info("%*s\tbackward: %.4f ms.", width, name, lb)
+    log.info("Average Forward pass: %.4f ms.", f)
+    if args.phase == "TRAIN":
+        log.info("Average Backward pass: %.4f ms.", b)
+        log.info("Average Forward-Backward: %.4f ms.", f + b)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,150 @@
+"""`python -m minicaffe.train`: train a net from a solver file, like `caffe train`.
+
+    python -m minicaffe.train --solver S [--weights W[,W2] | --snapshot STATE] [--gpu N]
+
+Logs Caffe-style lines (and the sparsity report) to stderr, shows a progress bar when stderr is
+a terminal, writes snapshots and `<snapshot_prefix>_log.jsonl`. SIGINT snapshots and stops,
+SIGHUP snapshots and continues. Exit status: 0 done (or stopped), 1 error or divergence.
+"""
+import argparse
+import logging
+import signal
+import sys
+
+log = logging.getLogger("minicaffe")
+
+
+class _BarHandler(logging.Handler):
+    """Log lines printed above an active tqdm bar instead of through it."""
+
+    def __init__(self, bar):
+        super().__init__()
+        self.bar = bar
+
+    def emit(self, record):
+        self.bar.write(self.format(record), file=sys.stderr)
+
+
+def setup_logging():
+    """Caffe-like `I1121 14:55:01 message` lines on stderr."""
+    root = logging.getLogger("minicaffe")
+    if not root.handlers:
+        h = logging.StreamHandler(sys.stderr)
+        h.setFormatter(logging.Formatter("%(levelname).1s%(asctime)s %(message)s",
+                                         datefmt="%m%d %H:%M:%S"))
+        root.addHandler(h)
+    root.setLevel(logging.INFO)
+    root.propagate = False
+    return root
+
+
+def select_device(gpu, param=None):
+    """--gpu N picks CUDA device N; otherwise a solver file that explicitly asks for GPU mode
+    gets it when a GPU is there (and runs on the CPU with a warning when not)."""
+    from minicaffe import backend
+
+    if gpu is not None:
+        backend.set_device(int(gpu))
+        backend.set_mode_gpu()
+        log.info("Using GPU %s", gpu)
+    elif param is not None and param.has("solver_mode") and param.solver_mode == "GPU":
+        if backend.gpu_available():
+            backend.set_device(param.device_id)
+            backend.set_mode_gpu()
+            log.info("Using GPU %d (solver_mode: GPU)", param.device_id)
+        else:
+            log.warning("solver_mode: GPU but no GPU is usable (%s); running on the CPU",
+                        backend.gpu_unavailable_reason())
+    else:
+        log.info("Use CPU.")
+
+
+def _parser():
+    ap = argparse.ArgumentParser(prog="python -m minicaffe.train", description=__doc__.split("\n")[0])
+    ap.add_argument("--solver", "-solver", required=True, help="solver .prototxt")
+    group = ap.add_mutually_exclusive_group()
+    group.add_argument("--weights", "-weights", help="weights to fine-tune from (comma-separated)")
+    group.add_argument("--snapshot", "-snapshot", help=".solverstate to resume from")
+    ap.add_argument("--gpu", "-gpu", help="CUDA device id")
+    ap.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return ap
+
+
+def _install_signals(solver):
+    def on_int(signum, frame):
+        log.info("SIGINT: snapshotting and stopping after this iteration")
+        solver.request("stop")
+
+    def on_hup(signum, frame):
+        log.info("SIGHUP: snapshotting after this iteration")
+        solver.request("snapshot")
+
+    signal.signal(signal.SIGINT, on_int)
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, on_hup)
+
+
+def _progress_bar(solver):
+    """A tqdm bar over iterations when stderr is a terminal; returns it (or None)."""
+    if not sys.stderr.isatty():
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    bar = tqdm(total=solver.param.max_iter, initial=solver.iter, unit="it", dynamic_ncols=True,
+               file=sys.stderr)
+    root = logging.getLogger("minicaffe")
+    fmt = root.handlers[0].formatter if root.handlers else None
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    handler = _BarHandler(bar)
+    handler.setFormatter(fmt)
+    root.addHandler(handler)
+
+    def update(it, loss):
+        bar.n = it
+        bar.set_postfix(loss=f"{loss:.4g}", refresh=False)
+        bar.refresh()
+
+    solver.progress = update
+    return bar
+
+
+def main(argv=None):
+    args = _parser().parse_args(argv)
+    setup_logging()
+    from minicaffe.errors import DivergenceError, MinicaffeError
+    from minicaffe.prototxt import read_solver
+    from minicaffe.solver import get_solver
+
+    bar = None
+    try:
+        param = read_solver(args.solver)
+        select_device(args.gpu, param)
+        log.info("Initializing solver from parameters: %s", args.solver)
+        solver = get_solver(args.solver)
+        if args.weights:
+            for w in args.weights.split(","):
+                log.info("Finetuning from %s", w)
+                solver.net.copy_from(w)
+            for tn in solver.test_nets:
+                tn.share_with(solver.net)
+        _install_signals(solver)
+        if not args.no_progress:
+            bar = _progress_bar(solver)
+        solver.solve(args.snapshot)
+    except DivergenceError as exc:
+        log.error("%s", exc)
+        return 1
+    except (MinicaffeError, OSError, KeyError, RuntimeError) as exc:
+        log.error("%s", exc)
+        return 1
+    finally:
+        if bar is not None:
+            bar.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
