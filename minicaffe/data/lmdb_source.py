@@ -4,6 +4,7 @@ Records are read in key order (Caffe's converters write zero-padded index keys, 
 insertion order) and the cursor wraps around at the end.
 """
 import os
+import threading
 
 import numpy as np
 
@@ -20,24 +21,54 @@ def _import_lmdb():
     return lmdb
 
 
+_ENVS = {}                     # realpath -> [Environment, users]
+_ENVS_LOCK = threading.Lock()
+
+
+def open_env(path):
+    """A read-only Environment for `path`, shared within the process: the lmdb package refuses
+    to open one database twice in a process (e.g. TRAIN and TEST nets reading the same LMDB).
+    Pair every call with `release_env(path)`."""
+    lmdb = _import_lmdb()
+    key = os.path.realpath(path)
+    with _ENVS_LOCK:
+        entry = _ENVS.get(key)
+        if entry is None:
+            try:
+                env = lmdb.open(str(path), readonly=True, lock=False, readahead=False,
+                                subdir=os.path.isdir(path), max_readers=126)
+            except lmdb.Error as e:
+                raise DataError(f"{path}: cannot open as LMDB ({e})") from None
+            entry = _ENVS[key] = [env, 0]
+        entry[1] += 1
+        return entry[0]
+
+
+def release_env(path):
+    key = os.path.realpath(path)
+    with _ENVS_LOCK:
+        entry = _ENVS.get(key)
+        if entry is None:
+            return
+        entry[1] -= 1
+        if entry[1] == 0:
+            entry[0].close()
+            del _ENVS[key]
+
+
 class LMDBSource(Source):
     """Datum records of an LMDB, as `(n, C, H, W)` batches (uint8, or float32 for float_data)
     and int64 labels. The first record fixes the shape; a record of another shape raises
     DataError naming the database, key and record index."""
 
     def __init__(self, path, force_color=False, force_gray=False):
-        lmdb = _import_lmdb()
         self.name = str(path)
         if not os.path.exists(path):
             raise DataError(f"{path}: no such LMDB (write one with `python -m minicaffe.data convert`)")
-        try:
-            self._env = lmdb.open(str(path), readonly=True, lock=False, readahead=False,
-                                  subdir=os.path.isdir(path), max_readers=8)
-        except lmdb.Error as e:
-            raise DataError(f"{path}: cannot open as LMDB ({e})") from None
+        self._env = open_env(path)
         self._count = self._env.stat()["entries"]
         if self._count == 0:
-            self._env.close()
+            self._release()
             raise DataError(f"{path}: LMDB holds no records")
         self._force = (force_color, force_gray)
         self._txn = self._env.begin(buffers=False)
@@ -80,11 +111,14 @@ class LMDBSource(Source):
         for _ in range(k % self._count):
             self._advance()
 
+    def _release(self):
+        self._env = None
+        release_env(self.name)
+
     def close(self):
         if self._env is not None:
             self._txn.abort()
-            self._env.close()
-            self._env = None
+            self._release()
 
 
 class LMDBWriter:

@@ -351,3 +351,18 @@ def test_real_fashion_mnist_if_installed():
     with gzip.open(path) as f:
         raw = f.read()
     assert data[1].tobytes() == raw[16 + 784:16 + 2 * 784]
+
+
+def test_lmdb_opened_twice_in_one_process(tmp_path, rng):
+    """TRAIN and TEST nets may read the same LMDB; the lmdb package alone refuses that."""
+    images = rng.integers(0, 256, size=(3, 1, 2, 2), dtype=np.uint8)
+    _write_lmdb(tmp_path / "db", images, [0, 1, 2])
+    a, b = LMDBSource(str(tmp_path / "db")), LMDBSource(str(tmp_path / "db"))
+    a.next_batch(2)
+    np.testing.assert_array_equal(b.next_batch(3)[0], images)   # independent cursors
+    np.testing.assert_array_equal(a.next_batch(1)[0], images[2:])
+    a.close()
+    np.testing.assert_array_equal(b.next_batch(1)[0], images[:1])
+    b.close()
+    c = LMDBSource(str(tmp_path / "db"))
+    np.testing.assert_array_equal(c.next_batch(1)[0], images[:1])
