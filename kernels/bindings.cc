@@ -85,9 +85,8 @@ void im2col_rows_t(const py::array& x, const mc::Geom& g, const int64_t* rows, i
   mc::im2col_rows<T>(px, N, g, rows, n_rows, po);
 }
 
-void im2col_rows(const py::array& x, const std::vector<int64_t>& geom, py::object rows_obj,
-                 py::array out) {
-  const char* op = "im2col_rows";
+void lower_rows(const char* op, const py::array& x, const std::vector<int64_t>& geom,
+                py::object rows_obj, py::array out) {
   const mc::Geom g = geom_of(op, geom);
   const int sz = float_size(op, "x", x);
   if (x.ndim() != 4) fail(op, "x has shape ", shape_str(x), "; expected (N, C, H, W)");
@@ -107,8 +106,13 @@ void im2col_rows(const py::array& x, const std::vector<int64_t>& geom, py::objec
   else im2col_rows_t<double>(x, g, rows, n_rows, out);
 }
 
+void im2col_rows(const py::array& x, const std::vector<int64_t>& geom, py::object rows,
+                 py::array out) {
+  lower_rows("im2col_rows", x, geom, rows, out);
+}
+
 void im2col_batch(const py::array& x, const std::vector<int64_t>& geom, py::array out) {
-  im2col_rows(x, geom, py::none(), out);
+  lower_rows("im2col_batch", x, geom, py::none(), out);
 }
 
 template <typename T>

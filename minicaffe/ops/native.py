@@ -9,6 +9,7 @@ that package's `lib/` directory, which is not on the loader's path, so it is loa
 RTLD_GLOBAL before the extension; the extension's DT_NEEDED entry then resolves to it by soname.
 """
 import ctypes
+import importlib
 import os
 import warnings
 
@@ -38,7 +39,7 @@ def _load():
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
         _preload_openblas()
-        from minicaffe import _kernels as module  # noqa: PLC0415
+        module = importlib.import_module("minicaffe._kernels")
     except (ImportError, OSError) as exc:
         _import_error = f"{type(exc).__name__}: {exc}"
         warnings.warn(

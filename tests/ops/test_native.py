@@ -1,0 +1,171 @@
+"""The compiled kernels called directly: argument checks with exact messages, threads, info."""
+import os
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+
+from minicaffe import ops
+from minicaffe.ops import native
+
+pytestmark = pytest.mark.native
+
+
+@pytest.fixture
+def k():
+    if not native.available():
+        pytest.skip(f"minicaffe._kernels not built: {native.unavailable_reason()}")
+    return native.kernels()
+
+
+GEOM = (1, 4, 4, 3, 3, 0, 0, 1, 1, 1, 1)  # C H W kh kw ph pw sh sw dh dw -> 9 rows, 2x2 output
+
+
+def f32(*shape):
+    return np.zeros(shape, np.float32)
+
+
+def test_gemm_wrong_dtype_is_type_error(k):
+    with pytest.raises(TypeError, match=r"^gemm: a has dtype int64; expected float32 or float64$"):
+        k.gemm(np.zeros((2, 3), np.int64), f32(3, 4), f32(2, 4))
+    with pytest.raises(TypeError, match=r"^gemm: b has dtype float64; expected float32$"):
+        k.gemm(f32(2, 3), np.zeros((3, 4)), f32(2, 4))
+
+
+def test_gemm_non_contiguous_and_shapes(k):
+    with pytest.raises(ValueError, match=r"^gemm: a must be C-contiguous$"):
+        k.gemm(f32(3, 2).T, f32(3, 4), f32(2, 4))
+    with pytest.raises(ValueError, match=r"^gemm: out has shape \(2, 5\); expected \(2, 4\)$"):
+        k.gemm(f32(2, 3), f32(3, 4), f32(2, 5))
+    with pytest.raises(ValueError, match=r"^gemm: b has shape \(5, 4\); expected \(3, 4\)$"):
+        k.gemm(f32(2, 3), f32(5, 4), f32(2, 4))
+    ro = f32(2, 4)
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match=r"^gemm: out is read-only$"):
+        k.gemm(f32(2, 3), f32(3, 4), ro)
+
+
+def test_lowering_checks(k):
+    x = f32(1, 1, 4, 4)
+    with pytest.raises(ValueError, match=r"^im2col_batch: geom.kh = 0; expected >= 1$"):
+        k.im2col_batch(x, (1, 4, 4, 0, 3, 0, 0, 1, 1, 1, 1), f32(9, 4))
+    with pytest.raises(ValueError, match=r"^im2col_batch: output would be -1x2"):
+        k.im2col_batch(x, (1, 4, 4, 6, 3, 0, 0, 1, 1, 1, 1), f32(9, 4))
+    with pytest.raises(ValueError, match=r"^im2col_rows: rows\[1\] = 9; expected indices in "
+                                         r"\[0, 9\)$"):
+        k.im2col_rows(x, GEOM, np.array([0, 9]), f32(2, 4))
+    with pytest.raises(ValueError, match=r"^im2col_rows: rows is not strictly increasing at "
+                                         r"position 1 \(3 then 3\)$"):
+        k.im2col_rows(x, GEOM, np.array([3, 3]), f32(2, 4))
+    with pytest.raises(TypeError, match=r"^im2col_rows: rows has dtype int32; expected int64$"):
+        k.im2col_rows(x, GEOM, np.array([1], np.int32), f32(1, 4))
+    with pytest.raises(ValueError, match=r"^im2col_batch: x has shape \(1, 2, 4, 4\); expected "
+                                         r"\(1, 1, 4, 4\)$"):
+        k.im2col_batch(f32(1, 2, 4, 4), GEOM, f32(9, 4))
+    with pytest.raises(ValueError, match=r"^col2im_batch: N = 0; expected >= 1$"):
+        k.col2im_batch(f32(9, 4), GEOM, 0, f32(1, 1, 4, 4))
+
+
+def test_compact_checks(k):
+    packed = f32(2, 3)
+    with pytest.raises(ValueError, match=r"^f32_gemm_compact: row_idx is not strictly increasing "
+                                         r"at position 1 \(2 then 1\)$"):
+        k.gemm_compact(packed, np.array([2, 1]), None, f32(3, 5), f32(4, 5))
+    with pytest.raises(ValueError, match=r"^f32_gemm_compact: row_idx\[1\] = 4; expected indices "
+                                         r"in \[0, 4\)$"):
+        k.gemm_compact(packed, np.array([0, 4]), None, f32(3, 5), f32(4, 5))
+    with pytest.raises(ValueError, match=r"^f32_gemm_compact: col_idx\[2\] = 7; expected indices "
+                                         r"in \[0, 6\)$"):
+        k.gemm_compact(packed, np.array([0, 1]), np.array([0, 1, 7]), f32(6, 5), f32(4, 5))
+    with pytest.raises(ValueError, match=r"^gemm_compact: rows has 3 entries but packed has 2 "
+                                         r"rows$"):
+        k.gemm_compact(packed, np.array([0, 1, 2]), None, f32(3, 5), f32(4, 5))
+    with pytest.raises(ValueError, match=r"^f32_gemm_compact: m_kept = 2 exceeds M = 1$"):
+        k.gemm_compact(packed, np.array([0, 1]), None, f32(3, 5), f32(1, 5))
+
+
+def csr(indptr, indices, data):
+    return (np.array(indptr, np.int64), np.array(indices, np.int64),
+            np.array(data, np.float32))
+
+
+@pytest.mark.parametrize("parts,message", [
+    (([0, 2, 2], [2, 1], [1, 1]), r"^f32_csrmm: indices of row 0 are not sorted: 2 then 1 "
+                                  r"\(sort them, e.g. scipy's sort_indices\(\)\)$"),
+    (([0, 2, 2], [1, 1], [1, 1]), r"^f32_csrmm: indices of row 0 are not sorted: 1 then 1"),
+    (([0, 1, 2], [0, 9], [1, 1]), r"^f32_csrmm: indices\[1\] = 9 \(row 1\); expected column "
+                                  r"indices in \[0, 4\)$"),
+    (([0, 1, 3], [0, 1], [1, 1]), r"^f32_csrmm: indptr\[-1\] = 3 but indices has 2 entries$"),
+    (([1, 1, 2], [0, 1], [1, 1]), r"^f32_csrmm: indptr\[0\] = 1; expected 0$"),
+    (([0, 2, 1, 2], [0, 1], [1, 1]), r"^f32_csrmm: indptr decreases at row 1 \(2 then 1\)$"),
+    (([0, 1, 2], [0, 1], [1]), r"^csrmm: data has shape \(1,\) but indices has 2 entries$"),
+])
+def test_csr_checks(k, parts, message):
+    indptr, indices, data = csr(*parts)
+    M = len(indptr) - 1
+    with pytest.raises(ValueError, match=message):
+        k.csrmm(indptr, indices, data, 4, f32(4, 3), f32(M, 3))
+
+
+def test_csr_negative_size_and_index_dtype(k):
+    indptr, indices, data = csr([0, 1], [0], [1])
+    with pytest.raises(ValueError, match=r"^csrmm: K = -1; expected a size >= 0$"):
+        k.csrmm(indptr, indices, data, -1, f32(0, 3), f32(1, 3))
+    with pytest.raises(TypeError, match=r"^csrmm: indices has dtype float64; expected int64$"):
+        k.csrmm(indptr, indices.astype(np.float64), data, 4, f32(4, 3), f32(1, 3))
+
+
+def test_errors_do_not_poison_later_calls(k, rng):
+    with pytest.raises(ValueError):
+        k.csrmm(*csr([0, 1], [5], [1]), 4, f32(4, 3), f32(1, 3))
+    a, b = rng.standard_normal((3, 4)), rng.standard_normal((4, 2))
+    np.testing.assert_allclose(ops.gemm(a, b), a @ b, rtol=1e-12)
+
+
+def test_threads_roundtrip(k):
+    before = ops.get_num_threads()
+    try:
+        ops.set_num_threads(1)
+        assert ops.get_num_threads() == 1
+        assert ops.build_info()["threads"] == 1
+    finally:
+        ops.set_num_threads(before)
+    assert ops.get_num_threads() == before
+
+
+@pytest.mark.parametrize("n", [0, -2, 1.5, True])
+def test_set_num_threads_rejects(n):
+    with pytest.raises(ValueError, match=r"^set_num_threads: n = .*; expected an integer >= 1$"):
+        ops.set_num_threads(n)
+
+
+def test_build_info_fields(k):
+    info = ops.build_info()
+    assert info["compiled"] is True
+    assert set(info) >= {"blas_vendor", "blas_version", "threads", "isa", "compiled"}
+    assert info["blas_vendor"] and info["isa"]
+
+
+def test_omp_num_threads_is_honoured(k, tmp_path):
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    code = "import minicaffe; print(minicaffe.get_num_threads(), minicaffe.build_info()['compiled'])"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         cwd=tmp_path, check=True)
+    assert out.stdout.split() == ["1", "True"]
+
+
+def test_missing_extension_warns_once_and_falls_back(monkeypatch):
+    monkeypatch.setattr(native, "_loaded", False)
+    monkeypatch.setattr(native, "_kernels", None)
+    monkeypatch.setattr(native, "_import_error", None)
+    monkeypatch.setitem(sys.modules, "minicaffe._kernels", None)  # makes the import fail
+    with pytest.warns(RuntimeWarning, match="compiled kernels .* not available"):
+        assert native.kernels() is None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert native.kernels() is None  # no second warning
+    assert ops.build_info()["compiled"] is False
+    a = np.arange(6.0).reshape(2, 3)
+    np.testing.assert_allclose(ops.gemm(a, a.T), a @ a.T)
