@@ -68,7 +68,7 @@ class Pooling(Layer):
         self.round_mode = getattr(p, "round_mode", "CEIL")
         self._key = None
 
-    # -- shapes --------------------------------------------------------------------------------
+    # -- shapes and buffers ---------------------------------------------------------------------
     def reshape(self, bottom, top):
         x = bottom[0]
         if x.ndim != 4:
@@ -82,107 +82,127 @@ class Pooling(Layer):
             if self.oh <= 0 or self.ow <= 0:
                 raise self.error(f"kernel ({self.kh}, {self.kw}) does not fit the {H}x{W} input "
                                  f"with pad ({self.ph}, {self.pw})", bottom)
-            # Padded plane large enough for every window, including Caffe's ceil overhang.
-            self.hp = max(H + 2 * self.ph, (self.oh - 1) * self.sh + self.kh)
-            self.wp = max(W + 2 * self.pw, (self.ow - 1) * self.sw + self.kw)
-            xp = backend.xp_of(x.data)
-            self._fast = self._non_overlapping(H, W)
-            self._padded = None
-            self._arg = xp.empty((N, C, self.oh, self.ow), dtype=np.int8 if self.kh * self.kw < 128
-                                 else np.int32) if self.method == "MAX" else None
-            if self.method == "AVE":
-                self._inv_size = self._ave_inverse_sizes(H, W, x.dtype, xp)
+            if not self.global_pooling:
+                self._plan(x.shape, x.dtype, backend.xp_of(x.data))
             self._key = (x.shape, x.dtype)
         for t in top:
             t.reshape(N, C, self.oh, self.ow)
 
-    def _non_overlapping(self, H, W):
-        """Windows tile the plane exactly: a reshape replaces the strided loops."""
-        if self.global_pooling:
-            return True
-        return (self.kh == self.sh and self.kw == self.sw and self.ph == 0 and self.pw == 0
-                and H == self.oh * self.kh and W == self.ow * self.kw)
+    def _plan(self, shape, dtype, xp):
+        """Stride-phase planes and scratch buffers for windowed pooling.
 
-    def _ave_inverse_sizes(self, H, W, dtype, xp):
+        The padded input is split into sh*sw phase planes, plane (a, b) holding padded pixels
+        (a + u*sh, b + v*sw) as a (Hh, Wh) grid flattened per image-channel. Kernel tap (i, j)
+        of every window is then ONE contiguous slice of plane (i % sh, j % sw), starting at
+        (i // sh) * Wh + j // sw, if outputs live on an (oh, Wh) grid whose columns >= ow are
+        scratch. Each tap is a long contiguous NumPy operation instead of a strided 4-D one.
+        """
+        N, C, H, W = shape
+        NC, sh, sw, kh, kw = N * C, self.sh, self.sw, self.kh, self.kw
+        self.Hh, self.Wh = self.oh + (kh - 1) // sh, self.ow + (kw - 1) // sw
+        L = self.oh * self.Wh                       # output grid, with scratch columns
+        plane = self.Hh * self.Wh + self.Wh         # one spare row: the last taps overhang
+        # Image pixels of each plane: (rows of x, columns of x, rows of plane, cols of plane).
+        self._parts = []
+        self.covered = True
+        for a in range(sh):
+            u0 = max(0, -(-(self.ph - a) // sh))
+            h0 = a + u0 * sh - self.ph
+            nu = max(0, min(len(range(h0, H, sh)), self.Hh - u0))
+            for b in range(sw):
+                v0 = max(0, -(-(self.pw - b) // sw))
+                w0 = b + v0 * sw - self.pw
+                nv = max(0, min(len(range(w0, W, sw)), self.Wh - v0))
+                self._parts.append((a, b, slice(h0, h0 + sh * (nu - 1) + 1 if nu else h0, sh),
+                                    slice(w0, w0 + sw * (nv - 1) + 1 if nv else w0, sw),
+                                    slice(u0, u0 + nu), slice(v0, v0 + nv)))
+        self.covered = sum(len(range(*p[2].indices(H))) * len(range(*p[3].indices(W)))
+                           for p in self._parts) == H * W
+        self._taps = [((i % sh) * sw + (j % sw), (i // sh) * self.Wh + j // sw)
+                      for i in range(kh) for j in range(kw)]
+        fill = -np.inf if self.method == "MAX" else 0.0
+        self._planes = xp.full((sh * sw, NC, plane), fill, dtype=dtype)
+        self._dplanes = None
+        self._y = xp.empty((NC, L), dtype=dtype)
+        self._dy = None                             # (NC, L), scratch columns kept at 0
+        if self.method == "AVE":
+            self._inv = self._ave_inverse_grid(H, W, dtype, xp)
+
+    def _ave_inverse_grid(self, H, W, dtype, xp):
+        """1 / Caffe's window size on the (oh, Wh) grid (0 on scratch columns), flattened."""
         def sizes(n_out, k, p, s, size):
             start = np.arange(n_out) * s - p
             return np.minimum(start + k, size + p) - start
-        hs = sizes(self.oh, self.kh, self.ph, self.sh, H)
-        ws = sizes(self.ow, self.kw, self.pw, self.sw, W)
-        return xp.asarray(1.0 / np.outer(hs, ws), dtype=dtype)
+        inv = np.zeros((self.oh, self.Wh))
+        inv[:, :self.ow] = 1.0 / np.outer(sizes(self.oh, self.kh, self.ph, self.sh, H),
+                                          sizes(self.ow, self.kw, self.pw, self.sw, W))
+        return xp.asarray(inv.reshape(-1), dtype=dtype)
 
-    def _pad_buffer(self, x, fill):
-        """x written into the reused padded buffer whose border holds `fill`."""
-        N, C, H, W = x.shape
-        xp = backend.xp_of(x)
-        if self._padded is None:
-            self._padded = xp.empty((N, C, self.hp, self.wp), dtype=x.dtype)
-            self._padded_fill = None
-        buf = self._padded
-        if self._padded_fill != fill:             # the border never changes: fill it once
-            buf.fill(fill)
-            self._padded_fill = fill
-        buf[:, :, self.ph:self.ph + H, self.pw:self.pw + W] = x
-        return buf
+    def _plane_views(self, planes):
+        """(sh*sw) arrays (NC, Hh, Wh) viewing the flattened planes without their spare row."""
+        body = planes[:, :, :self.Hh * self.Wh]
+        return body.reshape(planes.shape[0], planes.shape[1], self.Hh, self.Wh)
 
-    def _tap(self, a, i, j):
-        """Strided view (N, C, oh, ow) of padded array `a` at kernel offset (i, j)."""
-        return a[:, :, i:i + self.sh * (self.oh - 1) + 1:self.sh, j:j + self.sw * (self.ow - 1) + 1:self.sw]
+    def _tap(self, planes, t):
+        k, off = self._taps[t]
+        return planes[k, :, off:off + self._y.shape[1]]
 
     # -- forward -------------------------------------------------------------------------------
     def forward(self, bottom, top):
         x = bottom[0].data
-        if self.method == "MAX":
-            self._forward_max(x, top[0].data)
-            if len(top) == 2:
-                self._write_mask(x.shape, top[1].data)
-        else:
-            self._forward_ave(x, top[0].data)
-
-    def _forward_max(self, x, y):
-        xp = backend.xp_of(x)
-        N, C, H, W = x.shape
-        if self._fast:
-            win = x.reshape(N, C, self.oh, self.kh, self.ow, self.kw).transpose(0, 1, 2, 4, 3, 5)
-            win = win.reshape(N, C, self.oh, self.ow, self.kh * self.kw)
-            self._arg[...] = win.argmax(axis=-1)
-            y[...] = xp.take_along_axis(win, self._arg[..., None].astype(np.intp), axis=-1)[..., 0]
+        if self.global_pooling:
+            self._forward_global(x, top)
             return
-        a = self._pad_buffer(x, -np.inf)
-        arg = self._arg
-        y[...] = self._tap(a, 0, 0)
-        arg.fill(0)
-        better = xp.empty(y.shape, dtype=bool)
-        for i in range(self.kh):
-            for j in range(self.kw):
-                if i == 0 and j == 0:
-                    continue
-                tap = self._tap(a, i, j)
-                xp.greater(tap, y, out=better)     # strict: the first maximum keeps the gradient
-                xp.copyto(y, tap, where=better)
-                xp.copyto(arg, arg.dtype.type(i * self.kw + j), where=better)
+        N, C, H, W = x.shape
+        x3 = x.reshape(N * C, H, W)
+        views = self._plane_views(self._planes)
+        for a, b, hs, ws, us, vs in self._parts:
+            views[a * self.sw + b][:, us, vs] = x3[:, hs, ws]
+        xp = backend.xp_of(x)
+        y = self._y
+        y[...] = self._tap(self._planes, 0)
+        reduce = xp.maximum if self.method == "MAX" else xp.add
+        for t in range(1, len(self._taps)):
+            reduce(y, self._tap(self._planes, t), out=y)
+        if self.method == "AVE":
+            y *= self._inv
+        grid = y.reshape(N * C, self.oh, self.Wh)[:, :, :self.ow]
+        top[0].data.reshape(N * C, self.oh, self.ow)[...] = grid
+        if len(top) == 2:
+            self._write_mask(x.shape, top[1].data)
+
+    def _first_max_taps(self):
+        """Index of the first tap (row-major in the window) equal to each output's maximum."""
+        xp = backend.xp_of(self._y)
+        arg = xp.full(self._y.shape, -1, dtype=np.int32)
+        hit = xp.empty(self._y.shape, dtype=bool)
+        for t in range(len(self._taps)):
+            xp.equal(self._tap(self._planes, t), self._y, out=hit)
+            hit &= arg < 0
+            arg[hit] = t
+        return arg
 
     def _write_mask(self, shape, mask):
         """Caffe's MAX mask top: the argmax as h*W + w of the unpadded input."""
         N, C, H, W = shape
         xp = backend.xp_of(mask)
-        i, j = xp.divmod(self._arg.astype(np.int64), self.kw)
+        arg = self._first_max_taps().reshape(N, C, self.oh, self.Wh)[..., :self.ow]
+        i, j = xp.divmod(arg, self.kw)
         h = xp.arange(self.oh)[:, None] * self.sh - self.ph + i
         w = xp.arange(self.ow)[None, :] * self.sw - self.pw + j
         mask[...] = h * W + w
 
-    def _forward_ave(self, x, y):
+    def _forward_global(self, x, top):
         N, C, H, W = x.shape
-        if self._fast:
-            y[...] = x.reshape(N, C, self.oh, self.kh, self.ow, self.kw).sum(axis=(3, 5))
+        x2 = x.reshape(N * C, H * W)
+        y = top[0].data.reshape(N * C)
+        if self.method == "MAX":
+            self._arg = x2.argmax(axis=1)
+            y[...] = x2[backend.xp_of(x).arange(N * C), self._arg]
+            if len(top) == 2:
+                top[1].data.reshape(N * C)[...] = self._arg
         else:
-            a = self._pad_buffer(x, 0.0)
-            y[...] = self._tap(a, 0, 0)
-            for i in range(self.kh):
-                for j in range(self.kw):
-                    if i or j:
-                        y += self._tap(a, i, j)
-        y *= self._inv_size
+            y[...] = x2.mean(axis=1)
 
     # -- backward ------------------------------------------------------------------------------
     def backward(self, top, propagate_down, bottom):
@@ -191,34 +211,45 @@ class Pooling(Layer):
         dy, dx = top[0].diff, bottom[0].diff
         N, C, H, W = dx.shape
         xp = backend.xp_of(dy)
+        if self.global_pooling:
+            dx2 = dx.reshape(N * C, H * W)
+            if self.method == "MAX":
+                dx2.fill(0)
+                dx2[xp.arange(N * C), self._arg] = dy.reshape(N * C)
+            else:
+                dx2[...] = dy.reshape(N * C, 1) / (H * W)
+            return
+        if self._dy is None:
+            self._dy = xp.zeros_like(self._y)
+            self._dplanes = xp.empty_like(self._planes)
+            self._tmp = xp.empty_like(self._y)
+            self._hit = xp.empty(self._y.shape, dtype=bool)
+            self._done = xp.empty(self._y.shape, dtype=bool)
+        g = self._dy
+        g.reshape(N * C, self.oh, self.Wh)[:, :, :self.ow] = dy.reshape(N * C, self.oh, self.ow)
+        dplanes = self._dplanes
+        dplanes.fill(0)
         if self.method == "AVE":
-            g = dy * self._inv_size
-            if self._fast:
-                dx.reshape(N, C, self.oh, self.kh, self.ow, self.kw)[...] = g[:, :, :, None, :, None]
-                return
-            da = self._grad_buffer(dx, xp)
-            for i in range(self.kh):
-                for j in range(self.kw):
-                    self._tap(da, i, j)[...] += g
+            g *= self._inv
+            for t in range(len(self._taps)):
+                self._tap(dplanes, t)[...] += g
         else:
-            if self._fast:
-                win = xp.zeros((N, C, self.oh, self.ow, self.kh * self.kw), dtype=dx.dtype)
-                xp.put_along_axis(win, self._arg[..., None].astype(np.intp), dy[..., None], axis=-1)
-                dx.reshape(N, C, self.oh, self.kh, self.ow, self.kw)[...] = \
-                    win.reshape(N, C, self.oh, self.ow, self.kh, self.kw).transpose(0, 1, 2, 4, 3, 5)
-                return
-            da = self._grad_buffer(dx, xp)
-            hit = xp.empty(dy.shape, dtype=bool)
-            for i in range(self.kh):
-                for j in range(self.kw):
-                    xp.equal(self._arg, i * self.kw + j, out=hit)
-                    # inside one tap no two windows share a pixel, so += on the view is exact
-                    self._tap(da, i, j)[...] += dy * hit
-        dx[...] = da[:, :, self.ph:self.ph + H, self.pw:self.pw + W]
-
-    def _grad_buffer(self, dx, xp):
-        if getattr(self, "_dpadded", None) is None or self._dpadded.shape[:2] != dx.shape[:2] \
-                or self._dpadded.dtype != dx.dtype:
-            self._dpadded = xp.empty((dx.shape[0], dx.shape[1], self.hp, self.wp), dtype=dx.dtype)
-        self._dpadded.fill(0)
-        return self._dpadded
+            # Route dy to the first tap equal to the maximum (Caffe's argmax on ties). The
+            # comparison uses this layer's own copy of the input and output, so in-place layers
+            # after it cannot disturb it. Scratch columns carry dy = 0.
+            hit, done, tmp = self._hit, self._done, self._tmp
+            last = len(self._taps) - 1
+            for t in range(len(self._taps)):
+                xp.equal(self._tap(self._planes, t), self._y, out=hit)
+                if t:
+                    xp.greater(hit, done, out=hit)          # hit and not yet routed
+                if t < last:
+                    xp.logical_or(done, hit, out=done) if t else done.__setitem__(Ellipsis, hit)
+                xp.multiply(g, hit, out=tmp)
+                self._tap(dplanes, t)[...] += tmp
+        if not self.covered:
+            dx.fill(0)
+        dx3 = dx.reshape(N * C, H, W)
+        views = self._plane_views(dplanes)
+        for a, b, hs, ws, us, vs in self._parts:
+            dx3[:, hs, ws] = views[a * self.sw + b][:, us, vs]

@@ -9,12 +9,12 @@ from tests.layers import harness
 from tests.layers.harness import LayerCase
 
 
-def pool_reference(x, method, k, s=(1, 1), p=(0, 0)):
+def pool_reference(x, method, k, s=(1, 1), p=(0, 0), rounding=math.ceil):
     """Caffe's pooling, one output at a time."""
     N, C, H, W = x.shape
     (kh, kw), (sh, sw), (ph, pw) = k, s, p
-    oh = int(math.ceil((H + 2 * ph - kh) / sh)) + 1
-    ow = int(math.ceil((W + 2 * pw - kw) / sw)) + 1
+    oh = int(rounding((H + 2 * ph - kh) / sh)) + 1
+    ow = int(rounding((W + 2 * pw - kw) / sw)) + 1
     if ph and (oh - 1) * sh >= H + ph:
         oh -= 1
     if pw and (ow - 1) * sw >= W + pw:
@@ -85,6 +85,31 @@ class TestMaxPoolWithMask(_MaxCase):
                 for b in range(y.shape[3]):
                     mask[0, c, a, b] = np.flatnonzero(flat[0, c] == y[0, c, a, b])[0]
         return y, mask
+
+
+class TestMaxPoolFloorLeavesPixelsOut(_MaxCase):
+    """round_mode FLOOR: the last row/column is in no window and gets no gradient."""
+    type, bottom_shapes = "Pooling", [(2, 2, 7, 5)]
+    params = {"pool": "MAX", "kernel_size": 2, "stride": 2, "round_mode": "FLOOR"}
+
+    def reference(self, x):
+        return pool_reference(x, "MAX", (2, 2), (2, 2), rounding=math.floor)
+
+
+class TestMaxPoolStride1Pad(_MaxCase):
+    type, bottom_shapes = "Pooling", [(2, 2, 5, 6)]
+    params = {"pool": "MAX", "kernel_size": 3, "stride": 1, "pad": 1}
+
+    def reference(self, x):
+        return pool_reference(x, "MAX", (3, 3), (1, 1), (1, 1))
+
+
+class TestAvePoolStride1Pad(LayerCase):
+    type, bottom_shapes = "Pooling", [(2, 2, 5, 6)]
+    params = {"pool": "AVE", "kernel_size": 3, "stride": 1, "pad": 1}
+
+    def reference(self, x):
+        return pool_reference(x, "AVE", (3, 3), (1, 1), (1, 1))
 
 
 class TestAvePool(LayerCase):
