@@ -2,7 +2,7 @@
 import numpy as np
 
 from minicaffe import backend
-from minicaffe.data import DataTransformer, open_source
+from minicaffe.data import ArraySource, DataTransformer, open_source
 from minicaffe.data.feeder import Feeder, layer_seed, named_errors, transform_param_of
 from minicaffe.layers.base import Layer, register_layer
 
@@ -12,8 +12,8 @@ class Data(Layer):
     """Reads `data_param.batch_size` records per forward, in source order, wrapping around.
 
     data_param: source, batch_size, backend (LMDB | IDX | CIFAR10; LEVELDB is refused),
-    rand_skip (skip `U[0, rand_skip)` records at start), prefetch (batches read ahead in a
-    background thread; 0 reads in forward). transform_param (or the deprecated copies in
+    rand_skip (skip `U[0, rand_skip)` records at start), prefetch (LMDB batches read ahead in
+    a background thread; 0 reads in forward; IDX/CIFAR10 live in memory and are read directly). transform_param (or the deprecated copies in
     data_param): scale, mean_file, mean_value, crop_size, mirror, force_color, force_gray.
 
     top[0]: data `(batch_size, C, H', W')` float, `x' = (x - mean) * scale` after crop/mirror;
@@ -48,7 +48,10 @@ class Data(Layer):
             data, labels = source.next_batch(n)
             return transformer(data).astype(dtype, copy=False), labels
 
-        self._feeder = Feeder(produce, int(p.prefetch), self.name)
+        # In-memory sources (IDX, CIFAR10) make a batch in microseconds: a thread would only
+        # add GIL hand-offs, so only LMDB reads ahead.
+        depth = 0 if isinstance(source, ArraySource) else int(p.prefetch)
+        self._feeder = Feeder(produce, depth, self.name)
 
     def reshape(self, bottom, top):
         top[0].reshape(self.data_shape)

@@ -366,3 +366,23 @@ def test_lmdb_opened_twice_in_one_process(tmp_path, rng):
     b.close()
     c = LMDBSource(str(tmp_path / "db"))
     np.testing.assert_array_equal(c.next_batch(1)[0], images[:1])
+
+
+def test_lmdb_batch_fast_path_agrees_with_per_record_decoding(tmp_path, rng):
+    """Whole-batch decoding (same layout as the first record) and the per-record parser give
+    the same records; a record that merely has the same length must not fool the fast path."""
+    images = rng.integers(0, 256, size=(20, 1, 2, 4), dtype=np.uint8)
+    labels = rng.integers(0, 300, size=20)          # labels >= 128 change the record length
+    labels[:8] = np.arange(8)
+    _write_lmdb(tmp_path / "db", images, labels)
+    src = LMDBSource(str(tmp_path / "db"))
+    assert src._template is not None
+    got = [src.next_batch(5) for _ in range(4)]
+    np.testing.assert_array_equal(np.concatenate([g[0] for g in got]), images)
+    np.testing.assert_array_equal(np.concatenate([g[1] for g in got]), labels)
+
+    with LMDBWriter(str(tmp_path / "db2")) as db:
+        db.put("00000000", encode_datum(np.zeros((1, 2, 4), np.uint8), 1))
+        db.put("00000001", encode_datum(np.zeros((1, 4, 2), np.uint8), 1))   # same byte count
+    with pytest.raises(DataError, match=r"record 1 .*Datum shape \(1, 4, 2\) differs"):
+        LMDBSource(str(tmp_path / "db2")).next_batch(2)

@@ -150,8 +150,9 @@ def test_data_batches_in_order_and_wrap(tmp_path):
 
 @pytest.mark.parametrize("prefetch", [0, 1, 4])
 def test_prefetch_gives_the_same_batches_as_direct_reads(tmp_path, prefetch):
-    src, images, _ = make_idx(tmp_path, n=9, h=8, w=8)
-    body = (f'data_param {{ source: "{src}" batch_size: 4 backend: IDX prefetch: {prefetch} }} '
+    _, images, labels = make_idx(tmp_path, n=9, h=8, w=8)
+    src = make_lmdb(tmp_path, images, labels)
+    body = (f'data_param {{ source: "{src}" batch_size: 4 backend: LMDB prefetch: {prefetch} }} '
             'transform_param { crop_size: 5 mirror: true }')
     runs = []
     for _ in range(2):
@@ -163,6 +164,8 @@ def test_prefetch_gives_the_same_batches_as_direct_reads(tmp_path, prefetch):
     direct, top = build("Data", body.replace(f"prefetch: {prefetch}", "prefetch: 0"), seed=77)
     for a in runs[0]:
         np.testing.assert_array_equal(forward(direct, top)[0], a)
+    direct.close()
+    assert (direct._feeder._prefetcher is None) and (prefetch == 0 or not layer._feeder._prefetcher.alive)
 
 
 def test_train_crops_are_random_test_crops_centred(tmp_path):
