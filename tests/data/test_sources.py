@@ -386,3 +386,21 @@ def test_lmdb_batch_fast_path_agrees_with_per_record_decoding(tmp_path, rng):
         db.put("00000001", encode_datum(np.zeros((1, 4, 2), np.uint8), 1))   # same byte count
     with pytest.raises(DataError, match=r"record 1 .*Datum shape \(1, 4, 2\) differs"):
         LMDBSource(str(tmp_path / "db2")).next_batch(2)
+
+
+def test_array_source_shuffle_is_a_fresh_permutation_each_pass(rng):
+    from minicaffe.data import ArraySource
+    images = np.arange(10, dtype=np.uint8).reshape(10, 1, 1, 1)
+    src = ArraySource(images, np.arange(10), shuffle=True, seed=5)
+    passes = [src.next_batch(10)[1].tolist() for _ in range(3)]
+    for p in passes:
+        assert sorted(p) == list(range(10))
+    assert passes[0] != passes[1] != passes[2] and passes[0] != list(range(10))
+    # a batch straddling two passes takes the rest of one and the start of the next
+    src = ArraySource(images, np.arange(10), shuffle=True, seed=5)
+    first = src.next_batch(7)[1].tolist()
+    straddle = src.next_batch(6)[1].tolist()
+    assert sorted(first + straddle[:3]) == list(range(10))
+    assert straddle[3:] == passes[1][:3]
+    with pytest.raises(DataError, match="holds no records"):
+        ArraySource(images[:0], [], name="empty.idx")

@@ -264,3 +264,48 @@ def test_image_data_missing_image_names_line(tmp_path):
     layer, top = build("ImageData", f'image_data_param {{ source: "{src}" root_folder: "{tmp_path}/" batch_size: 2 }}')
     with pytest.raises(DataError, match=r"layer 'd' \(ImageData\): .*list.txt:2: image file .*im1.png not found"):
         forward(layer, top)
+
+
+def test_hdf5_data_with_transform_param(tmp_path):
+    data = np.arange(2 * 1 * 4 * 4, dtype=np.float32).reshape(2, 1, 4, 4)
+    src = make_h5(tmp_path, data, np.arange(2))
+    layer, top = build("HDF5Data", f'hdf5_data_param {{ source: "{src}" batch_size: 2 }} '
+                                   'transform_param { crop_size: 2 scale: 0.5 mean_value: 1 }', phase="TEST")
+    d, lab = forward(layer, top)
+    np.testing.assert_array_equal(d, (data[:, :, 1:3, 1:3] - 1) * 0.5)
+    np.testing.assert_array_equal(lab, [0, 1])
+    layer.close()
+
+
+def test_image_data_rand_skip_and_encoded_lmdb_gray(tmp_path):
+    import io
+
+    from PIL import Image
+    src, bgr = make_images(tmp_path, 5)
+    starts = set()
+    for seed in range(5):
+        layer, top = build("ImageData", f'image_data_param {{ source: "{src}" root_folder: "{tmp_path}/" '
+                                        'batch_size: 1 rand_skip: 4 }', seed=seed)
+        starts.add(int(forward(layer, top)[1][0]))
+        layer.close()
+    assert len(starts) > 1 and max(starts) < 4
+    # encoded colour Datums read as one grey channel with force_gray
+    with LMDBWriter(str(tmp_path / "enc")) as db:
+        for i in range(2):
+            db.put(f"{i:08d}", encode_datum(label=i, encoded_bytes=_png(bgr[i])))
+    layer, top = build("Data", f'data_param {{ source: "{tmp_path}/enc" batch_size: 2 backend: LMDB }} '
+                               'transform_param { force_gray: true }')
+    d, lab = forward(layer, top)
+    gray = [np.asarray(Image.open(io.BytesIO(_png(bgr[i]))).convert("L")) for i in range(2)]
+    assert d.shape == (2, 1, 6, 7)
+    np.testing.assert_array_equal(d[:, 0], np.stack(gray))
+    layer.close()
+
+
+def _png(bgr_chw):
+    import io
+
+    from PIL import Image
+    buf = io.BytesIO()
+    Image.fromarray(bgr_chw.transpose(1, 2, 0)[:, :, ::-1]).save(buf, format="PNG")
+    return buf.getvalue()
