@@ -12,26 +12,34 @@
 namespace mc {
 namespace {
 
-// Rows m0..m1 of C over the W columns starting at j0: W accumulators live in vector registers
-// while the row's nonzeros stream by, each adding v * (a W-wide contiguous slice of B).
-template <typename T, int W>
+// One 64-byte vector of T, loadable from any T-aligned address (GCC/Clang vector extension;
+// with -march=native it is one AVX-512 register, else two AVX2 or four SSE registers).
+template <typename T>
+struct Vec {
+  typedef T type __attribute__((vector_size(64), aligned(sizeof(T))));
+  static constexpr int lanes = 64 / sizeof(T);
+};
+
+// Rows m0..m1 of C over the V*lanes columns starting at j0: V vector accumulators stay in
+// registers while the row's nonzeros stream by, each adding v * (a contiguous slice of B).
+template <typename T, int V>
 inline void rows_block(const int64_t* indptr, const int64_t* indices, const T* data, const T* b,
-                       int64_t N, T* c, int64_t m0, int64_t m1, int64_t j0) {
+                       int64_t ldb, int64_t N, T* c, int64_t m0, int64_t m1, int64_t j0) {
+  typedef typename Vec<T>::type vec;
   for (int64_t m = m0; m < m1; ++m) {
-    T acc[W];
-    for (int j = 0; j < W; ++j) acc[j] = T(0);
+    vec acc[V];
+    for (int u = 0; u < V; ++u) acc[u] = vec{} ;
     for (int64_t t = indptr[m]; t < indptr[m + 1]; ++t) {
       const T v = data[t];
-      const T* __restrict br = b + indices[t] * N + j0;
-#pragma omp simd
-      for (int j = 0; j < W; ++j) acc[j] += v * br[j];
+      const vec* br = reinterpret_cast<const vec*>(b + indices[t] * ldb);
+      for (int u = 0; u < V; ++u) acc[u] += v * br[u];
     }
-    T* cr = c + m * N + j0;
-    for (int j = 0; j < W; ++j) cr[j] = acc[j];
+    vec* cr = reinterpret_cast<vec*>(c + m * N + j0);
+    for (int u = 0; u < V; ++u) cr[u] = acc[u];
   }
 }
 
-// The ragged last columns (width < 16): same loop with a run-time width.
+// The ragged last columns (fewer than one vector): same loop with a run-time width.
 template <typename T>
 inline void rows_tail(const int64_t* indptr, const int64_t* indices, const T* data, const T* b,
                       int64_t N, T* c, int64_t m0, int64_t m1, int64_t j0, int64_t w) {
@@ -73,11 +81,11 @@ void csrmm(int64_t M, int64_t N, int64_t K, const int64_t* indptr, const int64_t
   if (M == 0 || N == 0) return;
   // 256-byte column blocks: 64 floats / 32 doubles = four AVX-512 registers of accumulators,
   // and a K x 256 B panel of B that stays in L2 while a chunk of rows reuses it.
-  constexpr int WIDE = 256 / sizeof(T);
+  constexpr int LANES = Vec<T>::lanes, WIDE = 4 * LANES;
   std::vector<Block> blocks;
   int64_t j0 = 0;
   for (; j0 + WIDE <= N; j0 += WIDE) blocks.push_back({j0, WIDE});
-  for (; j0 + 16 <= N; j0 += 16) blocks.push_back({j0, 16});
+  for (; j0 + LANES <= N; j0 += LANES) blocks.push_back({j0, LANES});
   if (j0 < N) blocks.push_back({j0, N - j0});
   // Enough row chunks for every thread to get several tasks; chunks hold equal nonzero counts.
   const int64_t nb = int64_t(blocks.size());
@@ -96,10 +104,21 @@ void csrmm(int64_t M, int64_t N, int64_t K, const int64_t* indptr, const int64_t
     for (int64_t s = 0; s < nb; ++s) {
       const Block blk = blocks[s];
       const int64_t m0 = bounds[q], m1 = bounds[q + 1];
-      if (blk.width == WIDE)
-        rows_block<T, WIDE>(indptr, indices, data, b, N, c, m0, m1, blk.j0);
-      else if (blk.width == 16)
-        rows_block<T, 16>(indptr, indices, data, b, N, c, m0, m1, blk.j0);
+      // Each B element is read about (nonzeros of the chunk) / K times; when that is more
+      // than a couple, copy the K x WIDE panel to a contiguous buffer first: the nonzeros then
+      // read consecutive lines of one small array instead of K rows a whole B row apart (TLB
+      // and prefetch friendly).
+      if (blk.width == WIDE && indptr[m1] - indptr[m0] >= 2 * K) {
+        thread_local std::vector<T> panel;
+        panel.resize(K * WIDE);
+        for (int64_t k = 0; k < K; ++k)
+          std::copy(b + k * N + blk.j0, b + k * N + blk.j0 + WIDE, panel.data() + k * WIDE);
+        rows_block<T, 4>(indptr, indices, data, panel.data(), WIDE, N, c, m0, m1, blk.j0);
+      } else if (blk.width == WIDE) {
+        rows_block<T, 4>(indptr, indices, data, b + blk.j0, N, N, c, m0, m1, blk.j0);
+      } else if (blk.width == LANES) {
+        rows_block<T, 1>(indptr, indices, data, b + blk.j0, N, N, c, m0, m1, blk.j0);
+      }
       else
         rows_tail<T>(indptr, indices, data, b, N, c, m0, m1, blk.j0, blk.width);
     }
