@@ -404,3 +404,13 @@ def test_array_source_shuffle_is_a_fresh_permutation_each_pass(rng):
     assert straddle[3:] == passes[1][:3]
     with pytest.raises(DataError, match="holds no records"):
         ArraySource(images[:0], [], name="empty.idx")
+
+
+def test_lmdb_writer_grows_a_full_map(tmp_path, rng):
+    images = rng.integers(0, 256, size=(40, 3, 32, 32), dtype=np.uint8)     # ~120 kB of records
+    with LMDBWriter(str(tmp_path / "db"), commit_every=7, map_size=1 << 15) as db:
+        for i, img in enumerate(images):
+            db.put(f"{i:08d}", encode_datum(img, i % 10))
+    data, lab = LMDBSource(str(tmp_path / "db")).next_batch(40)
+    np.testing.assert_array_equal(data, images)
+    np.testing.assert_array_equal(lab, np.arange(40) % 10)
