@@ -196,3 +196,27 @@ def test_matches_torch_forward_backward(torch, cfg):
     np.testing.assert_allclose(bottom[0].diff, tx.grad.numpy(), rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(layer.blobs[0].diff, tw.grad.numpy(), rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(layer.blobs[1].diff, tb.grad.numpy(), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("chunk_images", [1, 2])
+def test_chunked_data_gradient_matches_whole_batch(monkeypatch, chunk_images):
+    """The data gradient is computed a few images at a time (last chunk partial)."""
+    from minicaffe.layers import convolution
+
+    def grads():
+        case = TestConvolutionStridePadGroup()
+        case.bottom_shapes = [(5, 4, 7, 6)]
+        layer, bottom, top = case.build()
+        case.run_forward(layer, bottom, top)
+        top[0].diff[...] = np.random.default_rng(1).standard_normal(top[0].shape)
+        layer.backward(top, [True], bottom)
+        return layer, bottom[0].diff.copy(), layer.blobs[0].diff.copy()
+
+    whole_layer, dx, dw = grads()
+    assert whole_layer._chunk == 5
+    per_image = whole_layer.geom.rows * whole_layer.geom.cols * 8
+    monkeypatch.setattr(convolution, "_CHUNK_BYTES", per_image * chunk_images)
+    layer, dx_c, dw_c = grads()
+    assert layer._chunk == chunk_images
+    np.testing.assert_allclose(dx_c, dx, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(dw_c, dw, rtol=1e-12, atol=1e-12)
