@@ -132,13 +132,18 @@ def compute_mean(source, backend="LMDB", log=print):
     """Per-pixel mean `(C, H, W)` float32 over every record; DataError when records disagree
     in shape or there are none."""
     total, shape, n = None, None, 0
+    bar = _bar(None, f"mean of {os.path.basename(os.path.normpath(str(source)))}")
     for i, array in enumerate(iterate_records(source, backend)):
+        if bar is not None:
+            bar.update(1)
         if total is None:
             shape, total = array.shape, np.zeros(array.shape, np.float64)
         elif array.shape != shape:
             raise DataError(f"{source}: record {i} has shape {array.shape}, the first {shape}")
         total += array
         n += 1
+    if bar is not None:
+        bar.close()
     if not n:
         raise DataError(f"{source}: no records")
     mean = (total / n).astype(np.float32)

@@ -9,7 +9,6 @@ import os
 
 import numpy as np
 
-from minicaffe.data.source import Source
 from minicaffe.errors import DataError
 
 
