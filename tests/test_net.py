@@ -59,6 +59,17 @@ def test_split_is_inserted_and_diffs_are_summed(rng):
     numeric_grad_check(net, [("x", net.blobs["x"])] + [(f"p{i}", b) for i, b in enumerate(net.learnable_params)], rng)
 
 
+def test_splits_follow_a_growing_batch(rng):
+    net = make_net(ip("a", "x", "a", 2) + ip("b", "x", "b", 2) +
+                   'layer { name: "e" type: "Eltwise" bottom: "a" bottom: "b" top: "e" }\n',
+                   header="force_backward: true\n")
+    for n in (3, 7, 2):
+        net.forward(x=rng.standard_normal((n, 4)))
+        dx = net.backward(e=np.ones((n, 2)))["x"]
+        w = net.params["a"][0].data + net.params["b"][0].data
+        np.testing.assert_allclose(dx, np.ones((n, 2)) @ w, rtol=1e-12)
+
+
 def test_in_place_layers_share_the_blob(rng):
     net = make_net(ip("a", "x", "a", 5) +
                    'layer { name: "r" type: "ReLU" bottom: "a" top: "a" }\n'

@@ -30,3 +30,17 @@ def test_softmax_large_inputs_stay_finite(torch):
     case.run_forward(layer, bottom, top)
     want = torch.softmax(torch.from_numpy(x), dim=1).numpy()
     np.testing.assert_allclose(top[0].data, want, rtol=1e-10, atol=1e-300)
+
+
+def test_softmax_backward_matches_torch(torch):
+    case = TestSoftmaxAxis()
+    layer, bottom, top = case.build()
+    case.run_forward(layer, bottom, top)
+    g = np.random.default_rng(1).standard_normal(top[0].shape)
+    top[0].diff[...] = g
+    layer.backward(top, [True], bottom)
+    x = torch.tensor(np.array(bottom[0].data), requires_grad=True)
+    y = torch.softmax(x, dim=-1)
+    y.backward(torch.from_numpy(g))
+    np.testing.assert_allclose(top[0].data, y.detach().numpy(), rtol=1e-12)
+    np.testing.assert_allclose(bottom[0].diff, x.grad.numpy(), rtol=1e-10, atol=1e-14)
