@@ -93,13 +93,18 @@ def labels_path_for(images_path):
 
 class IDXSource(ArraySource):
     """Images `(N, 1, H, W)` (a 4-D IDX file is taken as `(N, C, H, W)`) and int64 labels
-    `(N,)` from a pair of IDX files, read in file order and wrapping around.
+    `(N,)` from a pair of IDX files, read in file order and wrapping around. A missing
+    `images_path` falls back to the same name with / without `.gz`.
 
     `labels_path` defaults to `labels_path_for(images_path)`. Raises DataError when either
     file is missing or malformed, or the counts disagree.
     """
 
     def __init__(self, images_path, labels_path=None, shuffle=False, seed=None):
+        images_path = str(images_path)
+        if not os.path.exists(images_path):
+            alt = images_path[:-3] if images_path.endswith(".gz") else images_path + ".gz"
+            images_path = alt if os.path.exists(alt) else images_path
         images = read_idx(images_path)
         if images.ndim == 3:
             images = images[:, None]

@@ -5,6 +5,7 @@ insertion order) and the cursor wraps around at the end.
 """
 import os
 import threading
+import weakref
 
 import numpy as np
 
@@ -57,6 +58,11 @@ def release_env(path):
             del _ENVS[key]
 
 
+def _finish(txn, path):
+    txn.abort()
+    release_env(path)
+
+
 class LMDBSource(Source):
     """Datum records of an LMDB, as `(n, C, H, W)` batches (uint8, or float32 for float_data)
     and int64 labels. The first record fixes the shape; a record of another shape raises
@@ -73,6 +79,9 @@ class LMDBSource(Source):
             raise DataError(f"{path}: LMDB holds no records")
         self._force = (force_color, force_gray)
         self._txn = self._env.begin(buffers=False)
+        # Closing when the source is garbage-collected returns the shared environment, so a
+        # database rewritten later in the same process is opened afresh.
+        self._finalizer = weakref.finalize(self, _finish, self._txn, self.name)
         self._cursor = self._txn.cursor()
         self._cursor.first()
         self._index = 0
@@ -156,8 +165,8 @@ class LMDBSource(Source):
 
     def close(self):
         if self._env is not None:
-            self._txn.abort()
-            self._release()
+            self._env = None
+            self._finalizer()
 
 
 class LMDBWriter:

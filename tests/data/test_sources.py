@@ -414,3 +414,22 @@ def test_lmdb_writer_grows_a_full_map(tmp_path, rng):
     data, lab = LMDBSource(str(tmp_path / "db")).next_batch(40)
     np.testing.assert_array_equal(data, images)
     np.testing.assert_array_equal(lab, np.arange(40) % 10)
+
+
+def test_idx_source_accepts_name_without_gz(tmp_path, helpers):
+    path, images, _ = helpers.write_idx_pair(tmp_path, n=3, gz=True)
+    src = IDXSource(str(path)[:-3])
+    np.testing.assert_array_equal(src.next_batch(3)[0][:, 0], images)
+
+
+def test_lmdb_rewritten_in_process_is_read_afresh(tmp_path):
+    """A dropped source returns the shared environment, so a database converted again at the
+    same path is not read through a stale mapping."""
+    import shutil
+    for value in (1, 2):
+        with LMDBWriter(str(tmp_path / "db")) as db:
+            db.put("00000000", encode_datum(np.full((1, 1, 1), value, np.uint8), value))
+        src = LMDBSource(str(tmp_path / "db"))
+        assert src.next_batch(1)[1][0] == value
+        del src
+        shutil.rmtree(tmp_path / "db")
