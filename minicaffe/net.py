@@ -530,8 +530,13 @@ class Net:
         loss = 0.0
         for i in range(first, last + 1):
             layer, bottom, top = self.layers[i], self._bottom_vecs[i], self._top_vecs[i]
-            layer.reshape(bottom, top)
-            layer.forward(bottom, top)
+            try:
+                layer.reshape(bottom, top)
+                layer.forward(bottom, top)
+            except MinicaffeError:
+                raise
+            except (ValueError, IndexError) as exc:
+                raise layer.error(f"forward failed: {exc}", bottom) from exc
             for blob, w in zip(top, layer.loss_weights):
                 if w != 0:
                     loss += w * float(blob.data.sum())

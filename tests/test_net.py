@@ -134,6 +134,21 @@ def test_loss_weights_scale_loss_and_gradients(rng):
     numeric_grad_check(net, [(f"p{i}", b) for i, b in enumerate(net.learnable_params)], rng)
 
 
+def test_loss_weighted_top_read_by_another_layer(rng):
+    # "p" is both a loss (weight 2) and the input of a second loss: Caffe moves the weight to
+    # the first output of the split it inserts; the gradient must count both uses.
+    body = (ip("a", "x", "a", 2) +
+            'layer { name: "p" type: "Power" bottom: "a" top: "p" loss_weight: 2 power_param { power: 2 } }\n'
+            'layer { name: "t" type: "DummyData" top: "t" dummy_data_param { shape { dim: 3 dim: 2 } } }\n'
+            'layer { name: "loss" type: "EuclideanLoss" bottom: "p" bottom: "t" top: "loss" }\n')
+    net = make_net(body)
+    assert net.blob_loss_weights["p_p_0_split_0"] == 2.0 and net.blob_loss_weights["p"] == 0.0
+    net.blobs["x"].data[...] = rng.standard_normal((3, 4))
+    a = net.forward(blobs=["a"])["a"]
+    assert net.loss == pytest.approx(2 * (a ** 2).sum() + (a ** 4).sum() / 6, rel=1e-12)
+    numeric_grad_check(net, [(f"p{i}", b) for i, b in enumerate(net.learnable_params)], rng)
+
+
 def test_layers_outside_the_loss_and_frozen_layers_skip_backward(rng):
     body = (ip("frozen", "x", "f", 3, 'param { lr_mult: 0 } param { lr_mult: 0 }') +
             ip("a", "f", "a", 2) + ip("side", "f", "side", 2) +
