@@ -140,3 +140,12 @@ def test_agrees_with_protobuf_package_when_available():
     msg = descriptor_pb2.FieldDescriptorProto(name="x", number=300, json_name="y")
     ours = wire.Writer().string(1, "x").varint(3, 300).string(10, "y").getvalue()
     assert ours == msg.SerializeToString()
+
+
+def test_unpacked_double_run_and_interleaved_fields():
+    values = [0.5, -1.25, 3.0, 1e300]
+    buf = b"".join(b"\x09" + struct.pack("<d", v) for v in values[:2]) + b"\x10\x05" \
+        + b"".join(b"\x09" + struct.pack("<d", v) for v in values[2:])
+    f = wire.parse(buf)
+    np.testing.assert_array_equal(f.doubles(1), values)
+    assert f.double(1) == 1e300 and f.int(2) == 5
