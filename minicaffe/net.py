@@ -448,6 +448,40 @@ class Net:
         names += [b for b in (diffs or []) if b not in names]
         return {name: self._blobs[name].diff for name in names}
 
+    def forward_all(self, blobs=None, **inputs):
+        """Forward many samples in batches of the input blobs' batch size (pycaffe's
+        forward_all): every keyword array shares its first dimension n; returns {name: array
+        with n rows} for the outputs and the names in `blobs`. The last batch is padded with
+        zeros and the padding dropped from the results."""
+        if not inputs:
+            return {k: np.array(backend.asnumpy(v)) for k, v in self.forward(blobs=blobs).items()}
+        arrays = {k: np.asarray(v) for k, v in inputs.items()}
+        counts = {len(a) for a in arrays.values()}
+        if len(counts) != 1:
+            raise ShapeError(f"forward_all: input arrays have different first dimensions "
+                             f"{ {k: len(a) for k, a in arrays.items()} }")
+        n = counts.pop()
+        batch = self._blobs[next(iter(arrays))].shape[0] if next(iter(arrays)) in self._blobs else n
+        batch = max(1, batch)
+        chunks = {}
+        for lo in range(0, n, batch):
+            feed = {}
+            for k, a in arrays.items():
+                part = a[lo:lo + batch]
+                if len(part) < batch:
+                    pad = np.zeros((batch - len(part),) + part.shape[1:], dtype=part.dtype)
+                    part = np.concatenate([part, pad])
+                feed[k] = part
+            for k, v in self.forward(blobs=blobs, **feed).items():
+                chunks.setdefault(k, []).append(np.array(backend.asnumpy(v)))
+        out = {}
+        for k, parts in chunks.items():
+            if parts[0].ndim and parts[0].shape[0] == batch:
+                out[k] = np.concatenate(parts)[:n]
+            else:
+                out[k] = np.stack(parts)          # per-batch scalars (losses, accuracies)
+        return out
+
     def set_input_arrays(self, data, labels):
         """Hand arrays to the net's MemoryData layer (pycaffe's net.set_input_arrays):
         data (n, C, H, W), labels (n,), n a multiple of its batch_size."""

@@ -120,3 +120,12 @@ def test_public_names():
     assert caffe.TRAIN == 0 and caffe.TEST == 1
     assert {"Input", "Split", "SoftmaxWithLoss", "Accuracy"} <= set(caffe.layer_type_list())
     assert caffe.Net is __import__("minicaffe.net", fromlist=["Net"]).Net
+
+
+def test_forward_all_batches_and_trims(deploy_file, rng):
+    net = caffe.Net(deploy_file, caffe.TEST)
+    x = rng.standard_normal((5, 1, 6, 6)).astype(np.float32)       # batch 2: 3 forwards
+    out = net.forward_all(data=x)
+    assert out["prob"].shape == (5, 4)
+    np.testing.assert_allclose(out["prob"][4:5], net.forward(data=np.concatenate([x[4:], x[:1]]))["prob"][:1],
+                               rtol=1e-6)
