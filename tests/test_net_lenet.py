@@ -120,3 +120,29 @@ def test_shipped_deploy_nets_run(path, rng):
         blob.data[...] = rng.random(blob.shape)
     out = net.forward()
     assert out and all(np.isfinite(v).all() for v in out.values())
+
+
+TRAIN_TEST = sorted(pathlib.Path(__file__).resolve().parents[1].glob("prototxt/**/*train_test*.prototxt"))
+FASHION = pathlib.Path("/usr/share/datasets/fashion-mnist")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", TRAIN_TEST, ids=[p.name for p in TRAIN_TEST])
+def test_shipped_train_test_nets_run_on_fashion_mnist(path, tmp_path, monkeypatch):
+    text = path.read_text()
+    if "data/fashion-mnist/" not in text:
+        pytest.skip(f"{path.name} reads another dataset")
+    if not (FASHION / "t10k-images-idx3-ubyte.gz").exists():
+        pytest.skip("Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)")
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "fashion-mnist").symlink_to(FASHION)
+    monkeypatch.chdir(tmp_path)
+    train = caffe.Net(str(path), caffe.TRAIN)
+    test = caffe.Net(str(path), caffe.TEST)
+    test.share_with(train)
+    train.clear_param_diffs()
+    loss = train.forward_backward()
+    assert np.isfinite(loss) and 0.5 < loss < 5.0            # about log(10) at initialisation
+    assert all(np.isfinite(b.diff).all() for b in train.learnable_params)
+    out = test.forward()
+    assert 0.0 <= float(out["accuracy"]) <= 1.0
