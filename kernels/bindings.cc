@@ -289,6 +289,16 @@ py::dict build_info() {
 
 PYBIND11_MODULE(_kernels, m) {
   m.doc() = "minicaffe compiled kernels; use them through minicaffe.ops, not directly.";
+  // Bad arguments surface as minicaffe.errors.KernelError (a ValueError), like the NumPy twins.
+  static PyObject* kernel_error =
+      py::object(py::module_::import("minicaffe.errors").attr("KernelError")).release().ptr();
+  py::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const std::invalid_argument& e) {
+      PyErr_SetString(kernel_error, e.what());
+    }
+  });
   m.def("im2col_batch", &im2col_batch, py::arg("x"), py::arg("geom"), py::arg("out"),
         "x (N, C, H, W) -> out (C*kh*kw, N*oh*ow); geom = (C, H, W, kh, kw, ph, pw, sh, sw, dh, dw).");
   m.def("im2col_rows", &im2col_rows, py::arg("x"), py::arg("geom"), py::arg("rows"),

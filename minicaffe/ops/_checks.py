@@ -72,18 +72,28 @@ def check_geometry(op, geom):
             f"input {geom.H + 2 * geom.ph}x{geom.W + 2 * geom.pw}")
 
 
-def check_index_list(op, name, idx, bound):
-    """Validate a kept-index list: int64-convertible, strictly increasing, inside [0, bound)."""
+def index_list(op, name, idx):
+    """`idx` as a C-contiguous 1-D int64 array (values unchecked: the compiled kernel checks)."""
     idx = np.ascontiguousarray(idx, dtype=np.int64)
     if idx.ndim != 1:
         raise KernelError(f"{op}: {name} has shape {idx.shape}; expected a 1-D index list")
+    return idx
+
+
+def check_index_list(op, name, idx, bound):
+    """Validate a kept-index list: int64-convertible, strictly increasing, inside [0, bound).
+
+    Messages match the compiled kernels' (kernels/checks.cc).
+    """
+    idx = index_list(op, name, idx)
     if idx.size:
-        if idx[0] < 0 or idx[-1] >= bound or idx.min() < 0 or idx.max() >= bound:
-            bad = idx[(idx < 0) | (idx >= bound)][0]
-            raise KernelError(f"{op}: {name} contains {bad}; expected indices in [0, {bound})")
+        bad = np.flatnonzero((idx < 0) | (idx >= bound))
+        if bad.size:
+            raise KernelError(f"{op}: {name}[{bad[0]}] = {idx[bad[0]]}; expected indices in "
+                              f"[0, {bound})")
         steps = np.diff(idx)
         if (steps <= 0).any():
-            at = int(np.argmax(steps <= 0))
-            raise KernelError(f"{op}: {name} is not strictly increasing at position {at + 1} "
-                              f"({idx[at]} then {idx[at + 1]})")
+            at = int(np.argmax(steps <= 0)) + 1
+            raise KernelError(f"{op}: {name} is not strictly increasing at position {at} "
+                              f"({idx[at - 1]} then {idx[at]})")
     return idx

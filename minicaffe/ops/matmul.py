@@ -52,19 +52,21 @@ def _check_format(op, weights):
                         f"(see ops.make_weights), got {type(weights).__name__}")
 
 
-def lower(x, geom, weights):
+def lower(x, geom, weights, out=None):
     """Lower a batch x (N, C, H, W) for `matmul(weights, ...)`.
 
     CompactWeights: only the kept columns, (k_kept, N*oh*ow); otherwise the full
-    im2col_batch (C*kh*kw, N*oh*ow). Raises KernelError when geom.rows != K of the weights.
+    im2col_batch (C*kh*kw, N*oh*ow). Pass a reused `out` (a layer's column buffer, as Caffe's
+    col_buffer_) to avoid fresh page faults on large batches. Raises KernelError when
+    geom.rows != K of the weights.
     """
     _check_format("lower", weights)
     if geom.rows != weights.shape[1]:
         raise KernelError(f"lower: geom lowers to {geom.rows} rows (C*kh*kw) but the weights "
                           f"have K = {weights.shape[1]} (shape {weights.shape})")
     if isinstance(weights, CompactWeights):
-        return im2col_rows(x, geom, weights.cols)
-    return im2col_batch(x, geom)
+        return im2col_rows(x, geom, weights.cols, out=out)
+    return im2col_batch(x, geom, out=out)
 
 
 def matmul(weights, cols, out=None):

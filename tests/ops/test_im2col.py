@@ -139,8 +139,8 @@ def test_out_with_wrong_shape_dtype_or_layout(engine):
 
 
 @pytest.mark.parametrize("rows,message", [
-    ([0, 4], r"rows contains 4; expected indices in \[0, 4\)"),
-    ([-1, 2], r"rows contains -1; expected indices in \[0, 4\)"),
+    ([0, 4], r"rows\[1\] = 4; expected indices in \[0, 4\)"),
+    ([-1, 2], r"rows\[0\] = -1; expected indices in \[0, 4\)"),
     ([2, 1], r"rows is not strictly increasing at position 1 \(2 then 1\)"),
     ([1, 1], r"rows is not strictly increasing at position 1 \(1 then 1\)"),
 ])
