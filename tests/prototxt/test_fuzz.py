@@ -1,0 +1,110 @@
+"""Property tests: the reader raises only ParseError on any input; spec -> text -> spec is exact."""
+import os
+import warnings
+from pathlib import Path
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from minicaffe.errors import ParseError
+from minicaffe.prototxt import message_class, parse_message, parse_net, parse_solver, to_text
+from minicaffe.prototxt.message import _INT_RANGES
+from minicaffe.prototxt.schema import MESSAGES
+
+SETTINGS = settings(max_examples=int(os.environ.get("PROTOTXT_FUZZ_EXAMPLES", 300)), deadline=None,
+                    suppress_health_check=[HealthCheck.too_slow])
+LENET = (Path(__file__).resolve().parents[2] / "prototxt" / "lenet" /
+         "lenet_train_test.prototxt").read_text()
+
+_VOCAB = ["layer", "layers", "name", "type", "param", "lr_mult", "convolution_param",
+          "kernel_size", "pool", "MAX", "include", "phase", "TRAIN", "input", "input_dim",
+          "input_shape", "dim", "window_data_param", "blobs_lr", "CONVOLUTION", "solver_type",
+          "ADAM", "net_param", "inf", "-", "nan", "true", "t", "{", "}", "<", ">", "[", "]",
+          ":", ",", ";", "#", "\n", "'", '"', "\\", "0x1F", "010", "-3", "1e-4", ".5", "1f",
+          "99999999999999999999", '"s"', "'q\\n'", '"\\x41"', '"\\400"', "@", " "]
+
+
+def _only_parse_errors(parse, text):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            parse(text)
+        except ParseError:
+            pass
+
+
+@SETTINGS
+@given(st.text(max_size=200))
+def test_arbitrary_text_raises_only_parse_error(text):
+    _only_parse_errors(parse_net, text)
+    _only_parse_errors(parse_solver, text)
+
+
+@SETTINGS
+@given(st.lists(st.sampled_from(_VOCAB), max_size=60).map(" ".join))
+def test_token_soup_raises_only_parse_error(text):
+    _only_parse_errors(parse_net, text)
+    _only_parse_errors(parse_solver, text)
+
+
+@SETTINGS
+@given(st.data())
+def test_mutated_real_net_raises_only_parse_error(data):
+    text = LENET
+    for _ in range(data.draw(st.integers(1, 4))):
+        i = data.draw(st.integers(0, len(text)))
+        j = data.draw(st.integers(i, min(len(text), i + 20)))
+        text = text[:i] + data.draw(st.sampled_from(["", "{", "}", ":", '"', "x", "-1", "1.5"])) \
+            + text[j:]
+    _only_parse_errors(parse_net, text)
+
+
+# --- round trip -----------------------------------------------------------------------------
+_TEXT = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=12)
+
+
+def _value(f, depth):
+    if f.is_message:
+        return messages(f.kind, depth + 1)
+    if f.enum is not None:
+        return st.sampled_from(list(f.enum.values))
+    if f.kind in ("float", "double"):
+        return st.floats(allow_nan=True, allow_infinity=True)
+    if f.kind == "bool":
+        return st.booleans()
+    if f.kind == "string":
+        return _TEXT
+    if f.kind == "bytes":
+        return st.binary(max_size=12)
+    lo, hi = _INT_RANGES[f.kind]
+    return st.integers(lo, hi)
+
+
+@st.composite
+def messages(draw, name, depth=0):
+    spec = MESSAGES[name]
+    msg = message_class(name)()
+    fields = [f for f in spec.fields.values() if not (f.is_message and depth >= 2)]
+    for f in draw(st.lists(st.sampled_from(fields), max_size=5, unique_by=lambda f: f.name)):
+        if f.repeated:
+            setattr(msg, f.name, draw(st.lists(_value(f, depth), min_size=1, max_size=3)))
+        else:
+            setattr(msg, f.name, draw(_value(f, depth)))
+    return msg
+
+
+@SETTINGS
+@given(st.sampled_from(sorted(MESSAGES)).flatmap(lambda n: st.tuples(st.just(n), messages(n))))
+def test_spec_text_spec_round_trip(case):
+    name, msg = case
+    text = to_text(msg)
+    again = parse_message(name, text)
+    assert again == msg, text
+    assert to_text(again) == text
+
+
+@SETTINGS
+@given(messages("LayerParameter").filter(lambda layer: layer.type != "BatchNorm"))
+def test_layer_inside_net_round_trips_through_parse_net(layer):
+    net = message_class("NetParameter")(name="n", layer=[layer])
+    assert parse_net(to_text(net)) == net
