@@ -141,7 +141,8 @@ class Net:
 
     Net(model, phase) / Net(model, weights, phase) / Net(model, phase, weights=..., level=0,
     stages=()); `model` is a .prototxt path, prototxt text or a NetParameter; `phase` is
-    minicaffe.TRAIN / TEST (or "TRAIN" / "TEST"); `weights` a .caffemodel or .npz path.
+    minicaffe.TRAIN / TEST (or "TRAIN" / "TEST"); `weights` a .caffemodel or .npz path;
+    `dtype` the element type of every blob (float32 as in Caffe; float64 for gradient checks).
 
     Raises LayerSetupError (a ValueError) naming the layer, its type and its bottoms with
     shapes when the graph or a layer cannot be built.
