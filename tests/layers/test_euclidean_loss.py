@@ -1,5 +1,3 @@
-import numpy as np
-
 from tests.layers.harness import LayerCase, expect_setup_error
 
 
