@@ -12,7 +12,9 @@ class Accuracy(Layer):
     """accuracy = #{i not ignored : rank(label_i) < top_k} / #{i not ignored}.
 
     Ranks order the scores of a sample descending; a tie goes to the larger class index (a
-    class with an equal score and a larger index ranks before the label). bottom[0]: scores
+    class with an equal score and a larger index ranks before the label), as the partial sort
+    of (score, index) pairs in the SSL fork does. (BVLC 1.0 later counts every tie against the
+    label; the two differ only on exactly equal scores.) bottom[0]: scores
     (outer..., C, inner...) with C along `accuracy_param.axis`; bottom[1]: outer*inner labels.
     top[0]: scalar; optional top[1]: per-class accuracy (C,), 0 for classes never seen.
     No gradient.
