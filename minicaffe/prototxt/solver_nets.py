@@ -2,8 +2,9 @@
 Solver::InitTrainNet / InitTestNets).
 
 Relative net paths are tried relative to the working directory first (as Caffe does), then
-relative to the solver file's folder, so `python -m minicaffe.train --solver prototxt/lenet/
-lenet_solver.prototxt` works from the repository root and from inside `prototxt/lenet/`.
+relative to the solver file's folder: `net: "prototxt/lenet/lenet_train_test.prototxt"` (Caffe's
+style, run from the project root) and `net: "lenet_train_test.prototxt"` (next to the solver)
+both work.
 """
 import os
 from dataclasses import dataclass, field
@@ -44,7 +45,8 @@ def resolve_net_path(solver, name, value):
         beside = os.path.join(os.path.dirname(os.path.abspath(solver_path)), value)
         if os.path.exists(beside):
             return beside
-        tried.append(beside)
+        if os.path.abspath(beside) not in tried:
+            tried.append(os.path.abspath(beside))
     raise _error(solver, name, f"{name} file '{value}' not found (tried "
                  f"{' and '.join(tried)})")
 
