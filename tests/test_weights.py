@@ -128,3 +128,68 @@ def test_npz_with_pickled_objects_is_refused(tmp_path):
     np.savez(path, **{"__layers__": np.array(["ip"]), "ip/0": np.array([{"a": 1}], dtype=object)})
     with pytest.raises(DataError, match="cannot read weights .npz"):
         weights.read_npz(str(path))
+
+
+def _protobuf_classes():
+    """NetParameter / V1 classes built at run time from caffe.proto's field numbers, with the
+    real protobuf library (no protoc, no caffe_pb2)."""
+    pytest.importorskip("google.protobuf", reason="protobuf not installed (optional cross-check)")
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+
+    F = descriptor_pb2.FieldDescriptorProto
+    fdp = descriptor_pb2.FileDescriptorProto(name="mini_caffe.proto", package="mini", syntax="proto2")
+
+    def message(name, *fields):
+        m = fdp.message_type.add(name=name)
+        for fname, number, ftype, label, packed, type_name in fields:
+            f = m.field.add(name=fname, number=number, type=ftype, label=label)
+            if type_name:
+                f.type_name = ".mini." + type_name
+            if packed:
+                f.options.packed = True
+
+    OPT, REP = F.LABEL_OPTIONAL, F.LABEL_REPEATED
+    message("BlobShape", ("dim", 1, F.TYPE_INT64, REP, True, None))
+    message("BlobProto", ("num", 1, F.TYPE_INT32, OPT, False, None),
+            ("channels", 2, F.TYPE_INT32, OPT, False, None), ("height", 3, F.TYPE_INT32, OPT, False, None),
+            ("width", 4, F.TYPE_INT32, OPT, False, None), ("data", 5, F.TYPE_FLOAT, REP, True, None),
+            ("shape", 7, F.TYPE_MESSAGE, OPT, False, "BlobShape"),
+            ("double_data", 8, F.TYPE_DOUBLE, REP, True, None))
+    message("LayerParameter", ("name", 1, F.TYPE_STRING, OPT, False, None),
+            ("type", 2, F.TYPE_STRING, OPT, False, None),
+            ("blobs", 7, F.TYPE_MESSAGE, REP, False, "BlobProto"))
+    message("V1LayerParameter", ("name", 4, F.TYPE_STRING, OPT, False, None),
+            ("type", 5, F.TYPE_INT32, OPT, False, None),
+            ("blobs", 6, F.TYPE_MESSAGE, REP, False, "BlobProto"))
+    message("NetParameter", ("name", 1, F.TYPE_STRING, OPT, False, None),
+            ("layers", 2, F.TYPE_MESSAGE, REP, False, "V1LayerParameter"),
+            ("layer", 100, F.TYPE_MESSAGE, REP, False, "LayerParameter"))
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(fdp)
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName("mini.NetParameter"))
+
+
+def test_bytes_match_the_protobuf_library(rng):
+    NetParameter = _protobuf_classes()
+    w = rng.standard_normal((3, 2, 2, 2)).astype(np.float32)
+    b = rng.standard_normal(3).astype(np.float32)
+    d = rng.standard_normal((2, 300))                      # float64 -> double_data
+    net = NetParameter(name="cross")
+    conv = net.layer.add(name="conv1", type="Convolution")
+    for a in (w, b):
+        blob = conv.blobs.add()
+        blob.data.extend(a.reshape(-1).tolist())
+        blob.shape.dim.extend(a.shape)
+    blob = net.layer.add(name="d", type="Scale").blobs.add()
+    blob.shape.dim.extend(d.shape)
+    blob.double_data.extend(d.reshape(-1).tolist())
+    ours = weights.encode_caffemodel([("conv1", "Convolution", [w, b]), ("d", "Scale", [d])], "cross")
+    assert ours == net.SerializeToString()
+    # and V1 files written by the library read back here
+    old = NetParameter()
+    v1 = old.layers.add(name="ip", type=14)
+    blob = v1.blobs.add(num=1, channels=1, height=2, width=3)
+    blob.data.extend(range(6))
+    [(name, type_, [array])] = weights.decode_caffemodel(old.SerializeToString())
+    assert (name, type_, array.shape) == ("ip", "InnerProduct", (1, 1, 2, 3))
+    np.testing.assert_array_equal(array.reshape(-1), np.arange(6))
