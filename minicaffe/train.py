@@ -72,8 +72,10 @@ def _parser():
 
 def _install_signals(solver):
     def on_int(signum, frame):
-        log.info("SIGINT: snapshotting and stopping after this iteration")
+        log.info("SIGINT: snapshotting and stopping after this iteration "
+                 "(press Ctrl-C again to abort without a snapshot)")
         solver.request("stop")
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
     def on_hup(signum, frame):
         log.info("SIGHUP: snapshotting after this iteration")
@@ -140,6 +142,9 @@ def main(argv=None):
     except (MinicaffeError, OSError, KeyError, RuntimeError) as exc:
         log.error("%s", exc)
         return 1
+    except KeyboardInterrupt:
+        log.error("interrupted twice: stopped without a snapshot")
+        return 130
     finally:
         if bar is not None:
             bar.close()

@@ -344,6 +344,8 @@ class Solver:
         p = self.param
         if resume_file:
             self.restore(resume_file)
+        elif self.iter == 0 and self._curve_path and os.path.exists(self._curve_path):
+            os.remove(self._curve_path)           # a fresh run starts a fresh curve file
         log.info("Solving %s", getattr(self.net, "name", "") or "net")
         log.info("Learning Rate Policy: %s", p.lr_policy)
         self.stopped_early = False
