@@ -95,10 +95,16 @@ class Blob:
         self.diff[...] = value
 
     def share_data(self, other):
-        """Make this blob's data the same storage as `other`'s (shared weights, in-place)."""
+        """Make this blob's data the same storage as `other`'s (shared weights, in-place).
+
+        Takes `other`'s shape; this blob's own diff is kept when it is large enough."""
         self._data_store = other._data_store
         self._shape = other.shape
         self._data = other._data
+        if self._diff_store is not None and self._diff_store.size < other.count:
+            self._diff_store = None
+        self._diff = None if self._diff_store is None else \
+            self._diff_store[: other.count].reshape(other.shape)
 
     def share_diff(self, other):
         other.diff  # materialise

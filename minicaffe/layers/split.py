@@ -14,12 +14,7 @@ class Split(Layer):
 
     def reshape(self, bottom, top):
         for t in top:
-            t.share_data(bottom[0])
-            # Each top keeps a diff of its own; drop it when the batch grew past its size (the
-            # Blob allocates a new one on first use), then make both views the new shape.
-            if t._diff_store is not None and t._diff_store.size < bottom[0].count:
-                t._diff_store = None
-            t.reshape(bottom[0].shape)
+            t.share_data(bottom[0])            # each top keeps a diff of its own
 
     def forward(self, bottom, top):
         pass                                   # tops already view bottom's data

@@ -1,0 +1,62 @@
+"""Blob: storage reuse, diff allocation, sharing."""
+import numpy as np
+import pytest
+
+from minicaffe.blob import Blob
+
+
+def test_reshape_keeps_storage_when_it_fits():
+    b = Blob((4, 5))
+    b.data[...] = np.arange(20).reshape(4, 5)
+    store = b._data_store
+    b.reshape(2, 10)
+    assert b._data_store is store
+    np.testing.assert_array_equal(b.data.ravel(), np.arange(20))
+    b.reshape((3, 2))
+    assert b.shape == (3, 2) and b.count == 6 and b._data_store is store
+
+
+def test_growing_keeps_values_and_diff_has_data_shape():
+    b = Blob((2, 3))
+    b.data[...] = 1.5
+    b.reshape(4, 3)
+    assert b.data.shape == b.diff.shape == (4, 3)
+    np.testing.assert_array_equal(b.data[:2], 1.5)
+    np.testing.assert_array_equal(b.diff, 0)
+
+
+def test_negative_dimension_names_blob():
+    with pytest.raises(ValueError, match=r"blob 'x': negative dimension in shape \(2, -1\)"):
+        Blob((2, -1), name="x")
+
+
+def test_share_data_sees_writes_and_keeps_own_diff_sized():
+    src, top = Blob((2, 3)), Blob((1,))
+    top.diff[...] = 7                      # a small diff of its own
+    top.share_data(src)
+    src.data[...] = 3
+    np.testing.assert_array_equal(top.data, 3)
+    assert top.diff.shape == (2, 3)        # re-sized, not the stale (1,) diff
+    top.diff[...] = 1
+    np.testing.assert_array_equal(src.diff, 0)   # diffs stay separate
+
+    src.reshape(8, 3)                      # a larger batch: storage reallocated
+    top.share_data(src)
+    assert top.data.shape == top.diff.shape == (8, 3)
+
+
+def test_share_diff_shares_gradients():
+    a, b = Blob((3,)), Blob((3,))
+    b.share_data(a)
+    b.share_diff(a)
+    b.diff[...] = 2
+    np.testing.assert_array_equal(a.diff, 2)
+
+
+def test_legacy_accessors_and_astype():
+    b = Blob((2, 3, 4, 5))
+    assert (b.num, b.channels, b.height, b.width) == (2, 3, 4, 5)
+    assert Blob((7,)).channels == 1
+    b.data[...] = 0.25
+    b.astype(np.float64)
+    assert b.data.dtype == np.float64 and b.data[0, 0, 0, 0] == 0.25
