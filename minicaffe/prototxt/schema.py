@@ -427,7 +427,48 @@ message V1LayerParameter
   threshold_param ThresholdParameter
   transform_param TransformationParameter
   loss_param LossParameter
-known V1LayerParameter contrastive_loss_param hdf5_output_param hinge_loss_param infogain_loss_param mvn_param window_data_param layer
+  layer V0LayerParameter
+known V1LayerParameter contrastive_loss_param hdf5_output_param hinge_loss_param infogain_loss_param mvn_param window_data_param
+
+message V0LayerParameter
+  name string
+  type string
+  num_output uint32
+  biasterm bool = true
+  weight_filler FillerParameter
+  bias_filler FillerParameter
+  pad uint32 = 0
+  kernelsize uint32
+  group uint32 = 1
+  stride uint32 = 1
+  pool PoolMethod = MAX
+  dropout_ratio float = 0.5
+  local_size uint32 = 5
+  alpha float = 1
+  beta float = 0.75
+  k float = 1
+  source string
+  scale float = 1
+  meanfile string
+  batchsize uint32
+  cropsize uint32 = 0
+  mirror bool = false
+  *blobs BlobProto
+  *blobs_lr float
+  *weight_decay float
+  rand_skip uint32 = 0
+  det_fg_threshold float = 0.5
+  det_bg_threshold float = 0.5
+  det_fg_fraction float = 0.25
+  det_context_pad uint32 = 0
+  det_crop_mode string = "warp"
+  new_num int32 = 0
+  new_channels int32 = 0
+  new_height int32 = 0
+  new_width int32 = 0
+  shuffle_images bool = false
+  concat_dim uint32 = 1
+known V0LayerParameter hdf5_output_param
 """
 
 

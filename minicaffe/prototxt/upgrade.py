@@ -9,9 +9,13 @@
 - A BatchNorm layer declaring three `param { }` gets lr_mult and decay_mult 0 on all three
   (Caffe's UpgradeNetBatchNorm: its blobs are statistics, never learned).
 - Solver `solver_type: NESTEROV` (the deprecated enum) becomes `type: "Nesterov"`.
-V0 nets (`layers { layer { type: "conv" } }`, before 2014) are refused with a pointer to Caffe's
-upgrade tool.
+- V0 nets (`layers { layer { type: "conv" kernelsize: 5 ... } }`, 2013-2014) are converted
+  field by field (Caffe's UpgradeV0Net), including merging V0 "padding" layers into the
+  convolution that follows them. V0 fields with no current equivalent in minicaffe (the
+  window-data `det_*` fields, `new_num`...) give an UnmodeledFieldWarning and are dropped.
 """
+import warnings
+
 from minicaffe.errors import ParseError
 from minicaffe.prototxt.message import message_class
 
@@ -52,6 +56,7 @@ def upgrade_net(net):
         if net.layer:
             raise _error(net, "layers", "net mixes V1 'layers' and current 'layer' fields; "
                          "use one form")
+        _merge_v0_padding(net)
         net.layer = [_upgrade_v1_layer(v1) for v1 in net.layers]
         net.clear("layers")
     _upgrade_input(net)
@@ -65,15 +70,12 @@ def upgrade_net(net):
 
 def _upgrade_v1_layer(v1):
     LayerParameter, ParamSpec = message_class("LayerParameter"), message_class("ParamSpec")
+    if v1.has("layer"):
+        v1 = _v0_to_v1(v1)
     layer = LayerParameter()
     object.__setattr__(layer, "_source", v1._source)
     layer.position = v1.position
-    for name, raw in v1.unmodeled:
-        if name == "layer":
-            raise _error(v1, "name", "V0 layer definitions ('layers { layer { ... } }') are "
-                         "not supported; convert the file with Caffe's "
-                         "upgrade_net_proto_text tool first")
-        layer.unmodeled.append((name, raw))
+    layer.unmodeled.extend(v1.unmodeled)
     for name in _V1_COPIED:
         if v1.has(name):
             setattr(layer, name, getattr(v1, name))
@@ -117,6 +119,125 @@ def _move_data_transform(layer):
         if params.has(name):
             setattr(layer.transform_param, name, getattr(params, name))
             params.clear(name)
+
+
+# V0 type string -> V1 enum name (Caffe's UpgradeV0LayerType).
+V0_TYPES = {
+    "accuracy": "ACCURACY", "bnll": "BNLL", "concat": "CONCAT", "conv": "CONVOLUTION",
+    "data": "DATA", "dropout": "DROPOUT", "euclidean_loss": "EUCLIDEAN_LOSS",
+    "flatten": "FLATTEN", "hdf5_data": "HDF5_DATA", "hdf5_output": "HDF5_OUTPUT",
+    "im2col": "IM2COL", "images": "IMAGE_DATA", "infogain_loss": "INFOGAIN_LOSS",
+    "innerproduct": "INNER_PRODUCT", "lrn": "LRN",
+    "multinomial_logistic_loss": "MULTINOMIAL_LOGISTIC_LOSS", "pool": "POOLING",
+    "relu": "RELU", "sigmoid": "SIGMOID", "softmax": "SOFTMAX", "softmax_loss": "SOFTMAX_LOSS",
+    "split": "SPLIT", "tanh": "TANH", "window_data": "WINDOW_DATA",
+}
+_T = "transform_param"
+# (V0 type, V0 field) -> (parameter message field, its field name); repeated targets take a list.
+_V0_FIELDS = {
+    ("conv", "num_output"): ("convolution_param", "num_output"),
+    ("conv", "biasterm"): ("convolution_param", "bias_term"),
+    ("conv", "weight_filler"): ("convolution_param", "weight_filler"),
+    ("conv", "bias_filler"): ("convolution_param", "bias_filler"),
+    ("conv", "pad"): ("convolution_param", "pad"),
+    ("conv", "kernelsize"): ("convolution_param", "kernel_size"),
+    ("conv", "group"): ("convolution_param", "group"),
+    ("conv", "stride"): ("convolution_param", "stride"),
+    ("innerproduct", "num_output"): ("inner_product_param", "num_output"),
+    ("innerproduct", "biasterm"): ("inner_product_param", "bias_term"),
+    ("innerproduct", "weight_filler"): ("inner_product_param", "weight_filler"),
+    ("innerproduct", "bias_filler"): ("inner_product_param", "bias_filler"),
+    ("pool", "pad"): ("pooling_param", "pad"),
+    ("pool", "kernelsize"): ("pooling_param", "kernel_size"),
+    ("pool", "stride"): ("pooling_param", "stride"),
+    ("pool", "pool"): ("pooling_param", "pool"),
+    ("dropout", "dropout_ratio"): ("dropout_param", "dropout_ratio"),
+    ("lrn", "local_size"): ("lrn_param", "local_size"),
+    ("lrn", "alpha"): ("lrn_param", "alpha"),
+    ("lrn", "beta"): ("lrn_param", "beta"),
+    ("lrn", "k"): ("lrn_param", "k"),
+    ("data", "source"): ("data_param", "source"),
+    ("data", "batchsize"): ("data_param", "batch_size"),
+    ("data", "rand_skip"): ("data_param", "rand_skip"),
+    ("data", "scale"): (_T, "scale"), ("data", "meanfile"): (_T, "mean_file"),
+    ("data", "cropsize"): (_T, "crop_size"), ("data", "mirror"): (_T, "mirror"),
+    ("images", "source"): ("image_data_param", "source"),
+    ("images", "batchsize"): ("image_data_param", "batch_size"),
+    ("images", "rand_skip"): ("image_data_param", "rand_skip"),
+    ("images", "shuffle_images"): ("image_data_param", "shuffle"),
+    ("images", "new_height"): ("image_data_param", "new_height"),
+    ("images", "new_width"): ("image_data_param", "new_width"),
+    ("images", "scale"): (_T, "scale"), ("images", "meanfile"): (_T, "mean_file"),
+    ("images", "cropsize"): (_T, "crop_size"), ("images", "mirror"): (_T, "mirror"),
+    ("hdf5_data", "source"): ("hdf5_data_param", "source"),
+    ("hdf5_data", "batchsize"): ("hdf5_data_param", "batch_size"),
+    ("concat", "concat_dim"): ("concat_param", "concat_dim"),
+}
+_V0_COMMON = ("name", "type", "blobs", "blobs_lr", "weight_decay")
+
+
+def _v0_to_v1(wrapper):
+    """A V1 layer from a V1 `layers` entry holding a V0 `layer` (connections stay on the
+    wrapper, everything else comes from the V0 message)."""
+    v0 = wrapper.layer
+    out = wrapper.copy()
+    out.clear("layer")
+    for name in ("name", "blobs", "blobs_lr", "weight_decay"):
+        if v0.has(name):
+            setattr(out, name, getattr(v0, name))
+            out._positions[name] = v0.position_of(name)
+    if v0.type not in V0_TYPES:
+        raise _error(v0, "type", f"unknown V0 layer type '{v0.type}' (known: "
+                     f"{', '.join(sorted(V0_TYPES))})")
+    out.type = V0_TYPES[v0.type]
+    out._positions["type"] = v0.position_of("type")
+    for name in type(v0)._spec.fields:
+        if name in _V0_COMMON or not v0.has(name):
+            continue
+        target = _V0_FIELDS.get((v0.type, name))
+        if target is None:
+            pos = v0.position_of(name)
+            warnings.warn(_unmodeled_warning(
+                f"{pos[0] or '<string>'}:{pos[1]}:{pos[2]}: V0 field '{name}' of a "
+                f"'{v0.type}' layer has no minicaffe equivalent; it is dropped"), stacklevel=2)
+            continue
+        param_name, field_name = target
+        param = getattr(out, param_name)
+        value = getattr(v0, name)
+        f = type(param)._spec.fields[field_name]
+        setattr(param, field_name, [value] if f.repeated else value)
+        param._positions[field_name] = v0.position_of(name)
+    for name, raw in v0.unmodeled:
+        out.unmodeled.append((name, raw))
+    return out
+
+
+def _unmodeled_warning(text):
+    from minicaffe.prototxt.bind import UnmodeledFieldWarning
+    return UnmodeledFieldWarning(text)
+
+
+def _merge_v0_padding(net):
+    """Fold V0 "padding" layers into the convolution that reads their output (Caffe's
+    UpgradeV0PaddingLayers)."""
+    pads = {}
+    kept = []
+    for v1 in net.layers:
+        if v1.has("layer") and v1.layer.type == "padding":
+            if len(v1.bottom) != 1 or len(v1.top) != 1:
+                raise _error(v1, "bottom", "V0 padding layer needs exactly one bottom and top")
+            pads[v1.top[0]] = (v1.bottom[0], v1.layer.pad, v1)
+            continue
+        for i, bottom in enumerate(v1.bottom):
+            if bottom in pads:
+                source, pad, pad_layer = pads[bottom]
+                if not (v1.has("layer") and v1.layer.type == "conv"):
+                    raise _error(pad_layer, "top", "a V0 padding layer must feed a "
+                                 "convolution")
+                v1.bottom[i] = source
+                v1.layer.pad = pad
+        kept.append(v1)
+    net.layers = kept
 
 
 def _upgrade_input(net):

@@ -4,8 +4,10 @@ from pathlib import Path
 import pytest
 
 from minicaffe.errors import ParseError
-from minicaffe.prototxt import (BlobShape, LayerParameter, NetStateRule, ParamSpec, filter_net,
-                                parse_net, parse_solver, read_net, read_solver, to_text)
+from minicaffe.prototxt import (BlobShape, ConvolutionParameter, FillerParameter,
+                                LayerParameter, NetStateRule, ParamSpec, PoolingParameter,
+                                TransformationParameter, filter_net, parse_net, parse_solver,
+                                read_net, read_solver, to_text)
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -87,10 +89,44 @@ def test_mixing_layer_and_layers_is_an_error():
         parse_net('layer { name: "a" }\nlayers { name: "b" type: RELU }')
 
 
-def test_v0_layers_are_refused_with_a_pointer():
-    with pytest.warns(UserWarning, match="field 'layer' in layers"):
-        with pytest.raises(ParseError, match="V0 layer definitions .* upgrade_net_proto_text"):
-            parse_net('layers { layer { name: "conv1" type: "conv" num_output: 3 } }')
+def test_v0_net_is_upgraded_field_by_field():
+    with pytest.warns(UserWarning, match=r"v0_net.prototxt:56:5: V0 field 'det_fg_threshold' "
+                      "of a 'window_data' layer has no minicaffe equivalent; it is dropped"):
+        net = read_net(FIXTURES / "v0_net.prototxt")
+    names = [(l.name, l.type) for l in net.layer]
+    assert names == [("input", "Input"), ("data", "Data"), ("conv1", "Convolution"),
+                     ("pool1", "Pooling"), ("norm1", "LRN"), ("fc", "InnerProduct"),
+                     ("drop", "Dropout"), ("loss", "SoftmaxWithLoss"),
+                     ("images", "ImageData"), ("windows", "WindowData")]
+    data, conv, pool, norm, fc, drop = net.layer[1:7]
+    assert (data.data_param.source, data.data_param.batch_size) == ("train-leveldb", 32)
+    assert data.transform_param == TransformationParameter(
+        scale=0.5, mean_file="mean.binaryproto", crop_size=27, mirror=True)
+    # the padding layer is folded into conv1, which now reads "data" directly
+    assert conv.bottom == ["data"] and conv.convolution_param.pad == [2]
+    assert conv.convolution_param == ConvolutionParameter(
+        num_output=8, bias_term=False, pad=[2], kernel_size=[5], stride=[2], group=2,
+        weight_filler=FillerParameter(type="gaussian", std=0.01))
+    assert conv.param == [ParamSpec(lr_mult=1, decay_mult=1), ParamSpec(lr_mult=2, decay_mult=0)]
+    assert pool.pooling_param == PoolingParameter(pool="AVE", kernel_size=3, stride=2)
+    assert norm.lrn_param.local_size == 3 and norm.lrn_param.alpha == 5e-05
+    assert fc.inner_product_param.num_output == 10
+    assert drop.dropout_param.dropout_ratio == 0.4
+    images = net.layer[8]
+    assert (images.image_data_param.shuffle, images.image_data_param.new_height) == (True, 64)
+    assert images.transform_param.crop_size == 56
+
+
+def test_v0_unknown_type():
+    with pytest.raises(ParseError, match=r"<string>:1:28: unknown V0 layer type 'convolution' "
+                       r"\(known: accuracy, bnll"):
+        parse_net('layers { layer { name: "c" type: "convolution" } }')
+
+
+def test_v0_padding_must_feed_a_convolution():
+    with pytest.raises(ParseError, match="a V0 padding layer must feed a convolution"):
+        parse_net('layers { layer { name: "p" type: "padding" pad: 1 } bottom: "a" top: "b" }'
+                  'layers { layer { name: "r" type: "relu" } bottom: "b" top: "c" }')
 
 
 def test_solver_type_enum_becomes_type_string_and_inline_net_parses():
