@@ -10,7 +10,8 @@ Each message is a few lines of a small table language (parsed once at import by 
     known LayerParameter crop_param    Caffe fields minicaffe does not model (warn, keep raw text)
 
 Field names, kinds, defaults and enum numbers follow BVLC caffe.proto (1.0) and the SSL fork
-(wenwei202/caffe); the minicaffe extensions are listed in docs/ARCHITECTURE.md. Enum names are
+(wenwei202/caffe); the minicaffe extensions are listed in docs/ARCHITECTURE.md. The `known`
+SolverParameter fields are the SSL fork's later force-regularization experiments. Enum names are
 global here; where two caffe.proto enums share a name but differ (Engine is the same
 everywhere) they get distinct names below.
 """
@@ -130,6 +131,7 @@ message SolverParameter
   group_lasso_update GroupLassoUpdate = SUBGRADIENT
   zero_threshold float = 0
   sparsity_report bool = true
+known SolverParameter force_decay force_type force_iter
 message SolverState
   iter int32
   learned_net string
