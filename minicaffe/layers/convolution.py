@@ -114,14 +114,22 @@ class Convolution(Layer):
         self._formats = None
 
     def _weight_formats(self):
+        """Per-group formats for the sparse TEST modes, rebuilt whenever the weights changed
+        (a TEST net sharing weights with a training net sees every update)."""
+        w = self.blobs[0].data
+        if self._formats is not None and not backend.xp_of(w).array_equal(w, self._formats_of):
+            self._formats = None
         if self._formats is None:
             mode = _FORMATS[self.conv_mode]
             self._formats = [ops.make_weights(np.ascontiguousarray(w2d), mode)
-                             for w2d in self._group_weights(self.blobs[0].data)]
+                             for w2d in self.lowered_weights()]
+            self._formats_of = w.copy()
         return self._formats
 
-    def _group_weights(self, w):
-        """Per-group lowered views (num_output/group, C/group*kh*kw) of a weight array."""
+    def lowered_weights(self, w=None):
+        """Per-group lowered views (num_output/group, C/group*kh*kw) of the weights (or of `w`,
+        e.g. the weight diff): rows are filters, columns are shape fibres."""
+        w = self.blobs[0].data if w is None else w
         mg = self.num_output // self.group
         w2d = w.reshape(self.num_output, -1)
         return [w2d[g * mg:(g + 1) * mg] for g in range(self.group)]
@@ -138,7 +146,7 @@ class Convolution(Layer):
         else:
             ops.im2col_batch(x, g, out=self._cols)
             self._cols_valid = True
-            for gi, w2d in enumerate(self._group_weights(self.blobs[0].data)):
+            for gi, w2d in enumerate(self.lowered_weights()):
                 ops.gemm(w2d, self._cols[gi * kg:(gi + 1) * kg], out=out[gi * mg:(gi + 1) * mg])
         # (M, N*P) -> (N, M, P), fused with the bias add.
         y = top[0].data.reshape(N, self.num_output, g.cols)
@@ -198,7 +206,7 @@ class Convolution(Layer):
         if self._dcols is None:
             self._dcols = xp.empty(g.rows * nc * P, dtype=dx.dtype)
             self._dyc = xp.empty(M * nc * P, dtype=dx.dtype)
-        weights = self._group_weights(self.blobs[0].data)
+        weights = self.lowered_weights()
         for n0 in range(0, N, nc):
             n = min(nc, N - n0)
             if n == 1:
