@@ -220,7 +220,6 @@ message TransformationParameter
   *mean_value float
   force_color bool = false
   force_gray bool = false
-known TransformationParameter crop_h crop_w
 message LossParameter
   ignore_label int32
   normalization NormalizationMode = VALID
