@@ -68,3 +68,15 @@ def test_correct_layer_passes(monkeypatch, test_name):
 def test_defect_is_caught(monkeypatch, bug, test_name):
     with pytest.raises(AssertionError):
         _run(monkeypatch, bug, test_name)
+
+
+def test_params_may_be_prototxt_text_or_dict_with_sub_messages():
+    lp = harness.layer_parameter("c", "Convolution", ["x"], ["y"],
+                                 "convolution_param { num_output: 3 kernel_size: 2 "
+                                 "weight_filler { type: 'xavier' } }")
+    assert lp.convolution_param.num_output == 3 and lp.convolution_param.weight_filler.type == "xavier"
+    lp = harness.layer_parameter("c", "Convolution", ["x"], ["y"],
+                                 {"num_output": 3, "weight_filler": {"type": "msra"}})
+    assert lp.convolution_param.weight_filler.type == "msra" and lp.bottom == ["x"]
+    assert harness.param_field_of("InnerProduct") == "inner_product_param"
+    assert harness.param_field_of("Pooling") == "pooling_param"
