@@ -227,7 +227,9 @@ def _build_classes():
                 for value in f.enum.values:
                     if value not in spec.fields:
                         attrs.setdefault(value, value)
-        _CLASSES[name] = type(name, (Message,), attrs)
+        attrs["__module__"] = __name__
+        # Also a module attribute, so pickle (and multiprocessing) can find the class.
+        _CLASSES[name] = globals()[name] = type(name, (Message,), attrs)
 
 
 _build_classes()

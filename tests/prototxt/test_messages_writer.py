@@ -146,3 +146,11 @@ def test_unmodeled_fields_are_written_back(recwarn):
     net = parse_net(text)
     assert to_text(net) == text
     assert parse_net(to_text(net)) == net
+
+
+def test_messages_pickle_for_worker_processes():
+    import pickle
+
+    net = parse_net('layer { name: "c" convolution_param { kernel_size: 3 } }', "n.prototxt")
+    again = pickle.loads(pickle.dumps(net))
+    assert again == net and again.layer[0].position == ("n.prototxt", 1, 1)
