@@ -167,8 +167,9 @@ void gemm_compact_t(int64_t M, int64_t N, int64_t K, const py::array& packed, co
                     py::array& out) {
   const T *pa = cptr<T>(packed), *pb = cptr<T>(b);
   T* pc = mptr<T>(out);
+  const int64_t m_pad = packed.shape(0);
   py::gil_scoped_release release;
-  mc::gemm_compact<T>(M, N, K, pa, rows, m_kept, cols, k_kept, pb, pc);
+  mc::gemm_compact<T>(M, N, K, pa, m_pad, rows, m_kept, cols, k_kept, pb, pc);
 }
 
 void gemm_compact(const py::array& packed, const py::array& rows, py::object cols_obj,
@@ -178,10 +179,12 @@ void gemm_compact(const py::array& packed, const py::array& rows, py::object col
   if (packed.ndim() != 2) fail(op, "packed has shape ", shape_str(packed), "; expected (m_kept, k_kept)");
   if (b.ndim() != 2) fail(op, "b has shape ", shape_str(b), "; expected 2 dimensions");
   if (out.ndim() != 2) fail(op, "out has shape ", shape_str(out), "; expected (M, N)");
-  const int64_t m_kept = packed.shape(0), k_kept = packed.shape(1);
+  // packed may carry zero rows below the kept ones (padding, see kernels.h).
+  const int64_t m_pad = packed.shape(0), k_kept = packed.shape(1);
   const int64_t M = out.shape(0), N = b.shape(1);
-  if (index_array(op, "rows", rows) != m_kept)
-    fail(op, "rows has ", rows.shape(0), " entries but packed has ", m_kept, " rows");
+  const int64_t m_kept = index_array(op, "rows", rows);
+  if (m_kept > m_pad)
+    fail(op, "rows has ", m_kept, " entries but packed has only ", m_pad, " rows");
   const int64_t* cols = nullptr;
   py::array cols_arr;
   int64_t K = k_kept;
@@ -192,7 +195,7 @@ void gemm_compact(const py::array& packed, const py::array& rows, py::object col
     cols = idx_ptr(cols_arr);
     K = b.shape(0);
   }
-  check_array(op, "packed", packed, sz, {m_kept, k_kept});
+  check_array(op, "packed", packed, sz, {m_pad, k_kept});
   check_array(op, "b", b, sz, {K, N});
   check_array(op, "out", out, sz, {M, N}, true);
   if (sz == 4) gemm_compact_t<float>(M, N, K, packed, idx_ptr(rows), m_kept, cols, k_kept, b, out);

@@ -57,8 +57,9 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, 
 }
 
 template <typename T>
-void gemm_compact(int64_t M, int64_t N, int64_t K, const T* a_packed, const int64_t* row_idx,
-                  int64_t m_kept, const int64_t* col_idx, int64_t k_kept, const T* b, T* c) {
+void gemm_compact(int64_t M, int64_t N, int64_t K, const T* a_packed, int64_t m_pad,
+                  const int64_t* row_idx, int64_t m_kept, const int64_t* col_idx, int64_t k_kept,
+                  const T* b, T* c) {
   const char* op = sizeof(T) == 4 ? "f32_gemm_compact" : "f64_gemm_compact";
   check_blas_dim(op, "M", M);
   check_blas_dim(op, "N", N);
@@ -67,6 +68,8 @@ void gemm_compact(int64_t M, int64_t N, int64_t K, const T* a_packed, const int6
   if (k_kept > K) fail(op, "k_kept = ", k_kept, " exceeds K = ", K);
   check_size(op, "m_kept", m_kept);
   check_size(op, "k_kept", k_kept);
+  if (m_pad < m_kept || m_pad > M)
+    fail(op, "m_pad = ", m_pad, "; expected m_kept <= m_pad <= M (", m_kept, " .. ", M, ")");
   check_index_list(op, "row_idx", row_idx, m_kept, M);
   if (col_idx) check_index_list(op, "col_idx", col_idx, k_kept, K);
   if (m_kept == 0 || k_kept == 0 || N == 0) {
@@ -80,7 +83,7 @@ void gemm_compact(int64_t M, int64_t N, int64_t K, const T* a_packed, const int6
     gather_rows(b, col_idx, k_kept, N, gathered.data());
     bk = gathered.data();
   }
-  blas_gemm(false, false, int(m_kept), int(N), int(k_kept), T(1), a_packed, int(k_kept), bk,
+  blas_gemm(false, false, int(m_pad), int(N), int(k_kept), T(1), a_packed, int(k_kept), bk,
             int(N), T(0), c, int(N));
   if (m_kept < M) spread_rows(c, M, N, row_idx, m_kept);
 }
@@ -125,10 +128,12 @@ template void gemm<float>(bool, bool, int64_t, int64_t, int64_t, float, const fl
                           const float*, float, float*);
 template void gemm<double>(bool, bool, int64_t, int64_t, int64_t, double, const double*,
                            const double*, double, double*);
-template void gemm_compact<float>(int64_t, int64_t, int64_t, const float*, const int64_t*, int64_t,
-                                  const int64_t*, int64_t, const float*, float*);
-template void gemm_compact<double>(int64_t, int64_t, int64_t, const double*, const int64_t*,
-                                   int64_t, const int64_t*, int64_t, const double*, double*);
+template void gemm_compact<float>(int64_t, int64_t, int64_t, const float*, int64_t,
+                                  const int64_t*, int64_t, const int64_t*, int64_t, const float*,
+                                  float*);
+template void gemm_compact<double>(int64_t, int64_t, int64_t, const double*, int64_t,
+                                   const int64_t*, int64_t, const int64_t*, int64_t, const double*,
+                                   double*);
 template void linear_compact<float>(int64_t, int64_t, int64_t, const float*, const float*,
                                     const int64_t*, int64_t, const int64_t*, int64_t, float*);
 template void linear_compact<double>(int64_t, int64_t, int64_t, const double*, const double*,

@@ -33,24 +33,43 @@ void im2col_rows(const T* x, int64_t N, const Geom& g, const int64_t* rows, int6
       const int64_t c = r / khw, i = (r / g.kw) % g.kh, j = r % g.kw;
       const T* plane = x + (n * g.C + c) * g.H * g.W;
       T* dst = cols + t * ncols + n * P;
-      const int64_t off = j * g.dw - g.pw;
-      int64_t lo, hi;
-      valid_range(off, g.sw, g.W, ow, &lo, &hi);
-      for (int64_t y = 0; y < oh; ++y) {
+      // Valid output rows [ylo, yhi) read input rows inside [0, H); the others are padding.
+      const int64_t yoff = i * g.dh - g.ph, xoff = j * g.dw - g.pw;
+      int64_t ylo, yhi, xlo, xhi;
+      valid_range(yoff, g.sh, g.H, oh, &ylo, &yhi);
+      valid_range(xoff, g.sw, g.W, ow, &xlo, &xhi);
+      std::fill(dst, dst + ylo * ow, T(0));
+      std::fill(dst + yhi * ow, dst + P, T(0));
+      if (g.sh == 1 && g.sw == 1 && ow == g.W) {
+        // "Same" convolutions (AlexNet conv2-5): output and input rows have equal length, so
+        // the valid rows are one contiguous shifted copy of the plane; only the x-padding
+        // columns, which picked up neighbours' values, are cleared afterwards.
+        const int64_t base = (ylo + yoff) * g.W + xoff, count = (yhi - ylo) * ow;
+        const int64_t e_lo = std::min(count, std::max<int64_t>(0, -base));
+        const int64_t e_hi = std::max(e_lo, std::min(count, g.H * g.W - base));
+        T* d = dst + ylo * ow;
+        std::fill(d, d + e_lo, T(0));
+        std::memcpy(d + e_lo, plane + base + e_lo, (e_hi - e_lo) * sizeof(T));
+        std::fill(d + e_hi, d + count, T(0));
+        for (int64_t y = ylo; y < yhi; ++y) {
+          T* row = dst + y * ow;
+          for (int64_t xo = 0; xo < xlo; ++xo) row[xo] = T(0);
+          for (int64_t xo = xhi; xo < ow; ++xo) row[xo] = T(0);
+        }
+        continue;
+      }
+      // Small images (13x13 in AlexNet's conv3-5) make per-row overhead matter: plain loops
+      // the compiler vectorises, no library calls per output row.
+      for (int64_t y = ylo; y < yhi; ++y) {
         T* d = dst + y * ow;
-        const int64_t yy = y * g.sh - g.ph + i * g.dh;
-        if (yy < 0 || yy >= g.H) {
-          std::fill(d, d + ow, T(0));
-          continue;
-        }
-        const T* src = plane + yy * g.W + off;
-        std::fill(d, d + lo, T(0));
+        const T* src = plane + (y * g.sh + yoff) * g.W + xoff;
+        for (int64_t xo = 0; xo < xlo; ++xo) d[xo] = T(0);
         if (g.sw == 1) {
-          std::memcpy(d + lo, src + lo, (hi - lo) * sizeof(T));
+          for (int64_t xo = xlo; xo < xhi; ++xo) d[xo] = src[xo];
         } else {
-          for (int64_t xo = lo; xo < hi; ++xo) d[xo] = src[xo * g.sw];
+          for (int64_t xo = xlo; xo < xhi; ++xo) d[xo] = src[xo * g.sw];
         }
-        std::fill(d + hi, d + ow, T(0));
+        for (int64_t xo = xhi; xo < ow; ++xo) d[xo] = T(0);
       }
     }
   }

@@ -3,6 +3,8 @@
 Messages follow STYLE.md: the operation, the argument, the value found and the rule broken.
 Wrong dtypes raise TypeError; everything else raises KernelError (a ValueError).
 """
+import functools
+
 import numpy as np
 
 from minicaffe.errors import KernelError
@@ -42,9 +44,12 @@ def check_ndim(op, name, a, ndim, layout):
 
 def output(op, out, shape, dtype, name="out"):
     """Validate a caller-supplied output (exact shape, dtype, C-contiguous) or allocate one."""
-    shape = tuple(int(s) for s in shape)
     if out is None:
         return np.empty(shape, dtype=dtype)
+    if (type(out) is np.ndarray and out.shape == shape and out.dtype == dtype
+            and out.flags.c_contiguous and out.flags.writeable):
+        return out  # the common case, checked cheaply (this runs on every forward)
+    shape = tuple(map(int, shape))
     if not isinstance(out, np.ndarray):
         raise TypeError(f"{op}: {name} must be a numpy.ndarray, got {type(out).__name__}")
     if out.dtype != dtype:
@@ -58,8 +63,12 @@ def output(op, out, shape, dtype, name="out"):
     return out
 
 
+@functools.lru_cache(maxsize=256)
 def check_geometry(op, geom):
-    """Raise KernelError unless every ConvGeometry field is in range and the output is non-empty."""
+    """Raise KernelError unless every ConvGeometry field is in range and the output is non-empty.
+
+    Cached per (op, geom): layers pass the same frozen geometry on every forward.
+    """
     for field, low in (("C", 1), ("H", 1), ("W", 1), ("kh", 1), ("kw", 1), ("ph", 0),
                        ("pw", 0), ("sh", 1), ("sw", 1), ("dh", 1), ("dw", 1)):
         value = getattr(geom, field)

@@ -60,7 +60,14 @@ class CompactWeights:
         nonzero = w2d != 0
         self.rows = np.flatnonzero(nonzero.any(axis=1)).astype(np.int64)
         self.cols = np.flatnonzero(nonzero.any(axis=0)).astype(np.int64)
-        self.packed = np.ascontiguousarray(w2d[np.ix_(self.rows, self.cols)])
+        # `packed` is the top of a buffer padded with zero rows to a multiple of 4 (at most M):
+        # OpenBLAS runs e.g. 88 rows faster than 87, and the compiled compacted GEMM uses the
+        # padded block (the extra output rows are zeros it overwrites or clears anyway).
+        m_kept = len(self.rows)
+        m_pad = min(w2d.shape[0], -(-m_kept // 4) * 4)
+        self._padded = np.zeros((m_pad, len(self.cols)), dtype=w2d.dtype)
+        self._padded[:m_kept] = w2d[np.ix_(self.rows, self.cols)]
+        self.packed = self._padded[:m_kept]
         self.shape = tuple(w2d.shape)
         self.dtype = w2d.dtype
 

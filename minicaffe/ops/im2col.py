@@ -6,6 +6,8 @@ entry = x_padded[c, y*sh + i*dh, x*sw + j*dw]. A batch of N images is lowered si
 Each function runs the compiled kernel when it is available and its NumPy twin (`_np_*`)
 otherwise; both share the argument checks.
 """
+import functools
+
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
@@ -13,6 +15,7 @@ from minicaffe.ops import _checks, native
 from minicaffe.ops.geometry import ConvGeometry
 
 
+@functools.lru_cache(maxsize=256)
 def _geom_tuple(g):
     return (g.C, g.H, g.W, g.kh, g.kw, g.ph, g.pw, g.sh, g.sw, g.dh, g.dw)
 

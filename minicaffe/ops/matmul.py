@@ -92,7 +92,7 @@ def matmul(weights, cols, out=None):
         out = _checks.output("matmul", out, (M, ncols), dtype)
         gathered = cols.shape[0] == k_kept
         if k is not None:
-            k.gemm_compact(weights.packed, weights.rows, None if gathered else weights.cols,
+            k.gemm_compact(weights._padded, weights.rows, None if gathered else weights.cols,
                            cols, out)
             return out
         kept = cols if gathered else cols[weights.cols]

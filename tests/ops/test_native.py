@@ -80,10 +80,14 @@ def test_compact_checks(k):
     with pytest.raises(ValueError, match=r"^f32_gemm_compact: col_idx\[2\] = 7; expected indices "
                                          r"in \[0, 6\)$"):
         k.gemm_compact(packed, np.array([0, 1]), np.array([0, 1, 7]), f32(6, 5), f32(4, 5))
-    with pytest.raises(ValueError, match=r"^gemm_compact: rows has 3 entries but packed has 2 "
-                                         r"rows$"):
+    with pytest.raises(ValueError, match=r"^gemm_compact: rows has 3 entries but packed has only "
+                                         r"2 rows$"):
         k.gemm_compact(packed, np.array([0, 1, 2]), None, f32(3, 5), f32(4, 5))
     with pytest.raises(ValueError, match=r"^f32_gemm_compact: m_kept = 2 exceeds M = 1$"):
+        k.gemm_compact(packed, np.array([0, 1]), None, f32(3, 5), f32(1, 5))
+    with pytest.raises(ValueError, match=r"^f32_gemm_compact: m_pad = 4; expected m_kept <= "
+                                         r"m_pad <= M \(2 \.\. 3\)$"):
+        k.gemm_compact(f32(4, 3), np.array([0, 1]), None, f32(3, 5), f32(3, 5))
         k.gemm_compact(packed, np.array([0, 1]), None, f32(3, 5), f32(1, 5))
 
 
