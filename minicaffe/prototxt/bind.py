@@ -5,6 +5,7 @@ import re
 import warnings
 
 from minicaffe.prototxt.message import _INT_RANGES, message_class
+from minicaffe.prototxt.schema import MESSAGES
 from minicaffe.prototxt.text import Block, ListValue, Token
 from minicaffe.prototxt.writer import render_raw_entry
 
@@ -75,7 +76,14 @@ def _unknown_field(source, entry, spec, where):
     close = difflib.get_close_matches(entry.name, names, n=1)
     if close:
         msg += f"; did you mean '{close[0]}'?"
+    elif where in _OTHER_FILE_KIND and entry.name in MESSAGES[_OTHER_FILE_KIND[where][0]].fields:
+        msg += f" (is this a {_OTHER_FILE_KIND[where][1]}?)"
     return source.error(msg, entry.token.line, entry.token.column)
+
+
+# A top-level field of the other kind of file: a solver read as a net or the reverse.
+_OTHER_FILE_KIND = {"NetParameter": ("SolverParameter", "solver file; read it with read_solver"),
+                    "SolverParameter": ("NetParameter", "net file; read it with read_net")}
 
 
 def _convert(f, item, entry, source):

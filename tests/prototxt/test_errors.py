@@ -176,3 +176,10 @@ def test_error_at_points_at_a_field_for_later_checks():
                         "        group: 3\n"
                         "        ^")
     assert str(error_at(parse_message("ParamSpec", ""), None, "x")) == "<string>:1:1: x\n    \n    ^"
+
+
+def test_wrong_kind_of_file_gets_a_hint():
+    assert error_of('base_lr: 0.01').message == ("unknown field 'base_lr' in NetParameter (is "
+                                                 "this a solver file; read it with read_solver?)")
+    assert error_of('layer { name: "a" }', "s.prototxt", parse_solver).message == (
+        "unknown field 'layer' in SolverParameter (is this a net file; read it with read_net?)")
