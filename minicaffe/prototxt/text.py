@@ -23,7 +23,11 @@ class Source:
         self.lines = text.split("\n")
 
     def line(self, number):
-        return self.lines[number - 1] if 1 <= number <= len(self.lines) else ""
+        """Line `number` (1-based) for display: no CR, tabs shown as one space so that a caret
+        placed by column lines up."""
+        if not 1 <= number <= len(self.lines):
+            return ""
+        return self.lines[number - 1].rstrip("\r").replace("\t", " ")
 
     def error(self, message, line, column):
         """A ParseError at (line, column) showing that line with a caret."""

@@ -183,3 +183,9 @@ def test_wrong_kind_of_file_gets_a_hint():
                                                  "this a solver file; read it with read_solver?)")
     assert error_of('layer { name: "a" }', "s.prototxt", parse_solver).message == (
         "unknown field 'layer' in SolverParameter (is this a net file; read it with read_net?)")
+
+
+def test_caret_lines_up_with_tabs_and_crlf_and_bom_is_skipped():
+    err = error_of('layer {\r\n\t\tnme: "a"\r\n}\r\n')
+    assert str(err).splitlines()[1:] == ["      nme: \"a\"", "      ^"]
+    assert parse_net(b'\xef\xbb\xbfname: "bom"').name == "bom"
