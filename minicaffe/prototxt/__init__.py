@@ -22,6 +22,8 @@ Messages
 
 Writing
     to_text(msg) -> str: text -> spec -> text -> spec gives an equal spec.
+    `text_format.Merge(text, msg)` / `MessageToString(msg)` for code written against pycaffe's
+    `google.protobuf.text_format`.
 
 Nets and solvers
     filter_net(net, phase, level=0, stages=()) -> NetParameter: Caffe's include/exclude rules.
@@ -40,6 +42,7 @@ from minicaffe.prototxt.reader import (parse_message, parse_net, parse_solver, r
 from minicaffe.prototxt.schema import MESSAGES
 from minicaffe.prototxt.solver_nets import SolverNets, resolve_net_path, solver_nets
 from minicaffe.prototxt.writer import to_text
+from minicaffe.prototxt import text_format  # noqa: E402  (protobuf-style Merge/MessageToString)
 
 
 def error_at(msg, field, text):
@@ -58,4 +61,4 @@ globals().update({name: message_class(name) for name in MESSAGES})
 __all__ = ["ParseError", "UnmodeledFieldWarning", "Message", "message_class", "parse_message",
            "parse_net", "parse_solver", "read_net", "read_solver", "to_text", "filter_net",
            "layer_included", "state_meets_rule", "solver_nets", "SolverNets",
-           "resolve_net_path", "error_at", *MESSAGES]
+           "resolve_net_path", "error_at", "text_format", *MESSAGES]

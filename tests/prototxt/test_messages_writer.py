@@ -154,3 +154,16 @@ def test_messages_pickle_for_worker_processes():
     net = parse_net('layer { name: "c" convolution_param { kernel_size: 3 } }', "n.prototxt")
     again = pickle.loads(pickle.dumps(net))
     assert again == net and again.layer[0].position == ("n.prototxt", 1, 1)
+
+
+def test_text_format_merge_parse_and_message_to_string():
+    from minicaffe.prototxt import text_format
+
+    solver = SolverParameter(base_lr=0.1, test_iter=[1])
+    assert text_format.Merge("test_iter: 2 max_iter: 5", solver) is solver
+    assert (solver.base_lr, solver.test_iter, solver.max_iter) == (0.1, [1, 2], 5)
+    text_format.Parse("max_iter: 7", solver)
+    assert not solver.has("base_lr") and solver.test_iter == [] and solver.max_iter == 7
+    assert text_format.MessageToString(solver) == "max_iter: 7\n"
+    with pytest.raises(pt.ParseError, match="unknown field 'max_itr' in SolverParameter"):
+        text_format.Merge("max_itr: 1", solver)
