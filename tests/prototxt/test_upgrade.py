@@ -237,3 +237,13 @@ def test_layer_parameter_keyword_constructor_matches_parse():
     parsed = parse_net('layer { name: "r" type: "ReLU" bottom: "x" top: "x" '
                        'relu_param { negative_slope: 0.1 } }').layer[0]
     assert built == parsed
+
+
+@pytest.mark.parametrize("path", sorted(FIXTURES.glob("*.prototxt")), ids=lambda p: p.name)
+def test_every_vintage_fixture_round_trips_after_upgrade(path, recwarn):
+    read, parse = (read_solver, parse_solver) if "solver" in path.name else (read_net, parse_net)
+    spec = read(path)
+    text = to_text(spec)
+    assert parse(text) == spec and to_text(parse(text)) == text
+    if "solver" not in path.name:
+        assert spec.layer and not spec.layers and not spec.input
