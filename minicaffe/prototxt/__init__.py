@@ -25,6 +25,9 @@ Writing
     `text_format.Merge(text, msg)` / `MessageToString(msg)` for code written against pycaffe's
     `google.protobuf.text_format`.
 
+Command line
+    python -m minicaffe.prototxt check FILE... | upgrade IN [OUT]  (Caffe's upgrade_*_proto_text)
+
 Nets and solvers
     filter_net(net, phase, level=0, stages=()) -> NetParameter: Caffe's include/exclude rules.
     solver_nets(solver) -> SolverNets(train, train_source, tests, test_sources): the train and
