@@ -174,3 +174,33 @@ def test_missing_extension_warns_once_and_falls_back(monkeypatch):
     assert ops.build_info()["compiled"] is False
     a = np.arange(6.0).reshape(2, 3)
     np.testing.assert_allclose(ops.gemm(a, a.T), a @ a.T)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_parallel_paths_match_numpy(k, rng, threads, monkeypatch):
+    """Sizes above the kernels' OpenMP thresholds, so the threaded loops really run."""
+    import importlib  # noqa: PLC0415
+
+    from minicaffe.ops import ConvGeometry  # noqa: PLC0415
+
+    # (ops.im2col is the function; the module of NumPy twins is reached by its full name)
+    im2col_module = importlib.import_module("minicaffe.ops.im2col")
+
+    before = ops.get_num_threads()
+    ops.set_num_threads(threads)
+    try:
+        g = ConvGeometry(8, 20, 18, 3, 3, 1, 1, 1, 1)
+        x = rng.standard_normal((4, 8, 20, 18)).astype(np.float32)
+        cols = ops.im2col_batch(x, g)
+        want = im2col_module._np_im2col_batch(x, g, np.empty_like(cols))
+        np.testing.assert_array_equal(cols, want)
+        back = ops.col2im_batch(cols, g, 4)
+        np.testing.assert_allclose(back, im2col_module._np_col2im_batch(
+            cols, g, 4, np.empty_like(back)), rtol=1e-5, atol=1e-5)
+        w = rng.standard_normal((200, g.rows)).astype(np.float32)
+        w[rng.random(w.shape) < 0.9] = 0
+        w[5:40] = 0  # a run of empty rows
+        got = ops.matmul(ops.CSRWeights(w), cols)
+        np.testing.assert_allclose(got, w.astype(np.float64) @ cols, rtol=1e-4, atol=1e-4)
+    finally:
+        ops.set_num_threads(before)
