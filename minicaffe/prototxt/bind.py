@@ -74,12 +74,20 @@ def _unknown_field(source, entry, spec, where):
     names = list(spec.fields) + list(spec.known)
     msg = f"unknown field '{entry.name}' in {where}"
     close = difflib.get_close_matches(entry.name, names, n=1)
-    if close:
+    if where == "layer" and entry.name in _V1_FIELDS:
+        msg += f" (a V1 'layers' field; in 'layer' write {_V1_FIELDS[entry.name]})"
+    elif close:
         msg += f"; did you mean '{close[0]}'?"
     elif where in _OTHER_FILE_KIND and entry.name in MESSAGES[_OTHER_FILE_KIND[where][0]].fields:
         msg += f" (is this a {_OTHER_FILE_KIND[where][1]}?)"
     return source.error(msg, entry.token.line, entry.token.column)
 
+
+_V1_FIELDS = {"blobs_lr": "param { lr_mult: ... }", "weight_decay": "param { decay_mult: ... }"}
+_V1_TYPE_NAMES = {"CONVOLUTION": "Convolution", "INNER_PRODUCT": "InnerProduct",
+                  "POOLING": "Pooling", "RELU": "ReLU", "SOFTMAX_LOSS": "SoftmaxWithLoss",
+                  "DATA": "Data", "ACCURACY": "Accuracy", "DROPOUT": "Dropout", "LRN": "LRN",
+                  "SOFTMAX": "Softmax", "CONCAT": "Concat", "ELTWISE": "Eltwise"}
 
 # A top-level field of the other kind of file: a solver read as a net or the reverse.
 _OTHER_FILE_KIND = {"NetParameter": ("SolverParameter", "solver file; read it with read_solver"),
@@ -115,8 +123,11 @@ def _scalar(f, tok: Token, source):
     text = tok.text
     if f.kind in ("string", "bytes"):
         if tok.kind != "string":
-            raise _wrong(f, tok, source, f"; did you mean \"{text}\"?" if tok.kind == "ident"
-                         else "")
+            hint = ""
+            if tok.kind == "ident":
+                # `type: CONVOLUTION` is the V1 spelling of `type: "Convolution"`.
+                hint = f"; did you mean \"{_V1_TYPE_NAMES.get(text, text)}\"?"
+            raise _wrong(f, tok, source, hint)
         if f.kind == "bytes":
             return tok.value
         try:

@@ -189,3 +189,11 @@ def test_caret_lines_up_with_tabs_and_crlf_and_bom_is_skipped():
     err = error_of('layer {\r\n\t\tnme: "a"\r\n}\r\n')
     assert str(err).splitlines()[1:] == ["      nme: \"a\"", "      ^"]
     assert parse_net(b'\xef\xbb\xbfname: "bom"').name == "bom"
+
+
+def test_v1_spellings_in_a_current_layer_get_hints():
+    assert error_of('layer { type: CONVOLUTION }').message == \
+        'field \'type\' expects a quoted string, got CONVOLUTION; did you mean "Convolution"?'
+    assert error_of('layer { blobs_lr: 1 }').message == (
+        "unknown field 'blobs_lr' in layer (a V1 'layers' field; in 'layer' write "
+        "param { lr_mult: ... })")
