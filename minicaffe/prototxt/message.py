@@ -62,10 +62,10 @@ class Message:
                 return
             raise AttributeError(self._unknown(name))
         if f.repeated:
-            if isinstance(value, (list, tuple)):
-                value = [_coerce(f, v) for v in value]
-            else:
+            if isinstance(value, (str, bytes, dict, Message)) or not hasattr(value, "__iter__"):
                 value = [_coerce(f, value)]
+            else:  # lists, tuples, generators, numpy arrays
+                value = [_coerce(f, v) for v in value]
         else:
             value = _coerce(f, value)
         object.__setattr__(self, name, value)
