@@ -292,6 +292,7 @@ py::dict build_info() {
 
 PYBIND11_MODULE(_kernels, m) {
   m.doc() = "minicaffe compiled kernels; use them through minicaffe.ops, not directly.";
+  mc::init_blas();
   // Bad arguments surface as minicaffe.errors.KernelError (a ValueError), like the NumPy twins.
   static PyObject* kernel_error =
       py::object(py::module_::import("minicaffe.errors").attr("KernelError")).release().ptr();

@@ -91,7 +91,8 @@ void csrmm_mkl(int64_t M, int64_t N, int64_t K, const int64_t* indptr, const int
                const T* data, int64_t nnz, const T* b, T* c);
 #endif
 
-// Thread controls and build description (runtime.cc).
+// Thread controls and build description (runtime.cc). init_blas runs once at import.
+void init_blas();
 void set_num_threads(int n);
 int get_num_threads();
 std::string blas_vendor();

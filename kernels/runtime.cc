@@ -10,6 +10,15 @@
 
 namespace mc {
 
+void init_blas() {
+#if defined(MINICAFFE_BLAS_MKL)
+  // MKL's default threading layer is Intel OpenMP; ours is GNU OpenMP. One runtime per process
+  // avoids two thread pools (and the mkl_gnu_thread layer ships in the mkl wheel).
+  mkl_set_interface_layer(MKL_INTERFACE_LP64);
+  mkl_set_threading_layer(MKL_THREADING_GNU);
+#endif
+}
+
 void set_num_threads(int n) {
   if (n < 1) fail("set_num_threads", "n = ", n, "; expected >= 1");
 #ifdef _OPENMP

@@ -204,3 +204,22 @@ def test_parallel_paths_match_numpy(k, rng, threads, monkeypatch):
         np.testing.assert_allclose(got, w.astype(np.float64) @ cols, rtol=1e-4, atol=1e-4)
     finally:
         ops.set_num_threads(before)
+
+
+def test_mkl_sparse_matches_when_built(k, rng):
+    if not hasattr(k, "csrmm_mkl"):
+        pytest.skip("built without MKL (MINICAFFE_BLAS=mkl adds csrmm_mkl)")
+    w = rng.standard_normal((37, 50)).astype(np.float32)
+    w[rng.random(w.shape) < 0.8] = 0
+    w[3:9] = 0
+    b = rng.standard_normal((50, 70)).astype(np.float32)
+    csr = ops.CSRWeights(w)
+    out = np.full((37, 70), np.nan, np.float32)
+    k.csrmm_mkl(csr.indptr, csr.indices, csr.data, 50, b, out)
+    np.testing.assert_allclose(out, w.astype(np.float64) @ b, rtol=1e-5, atol=1e-5)
+    with pytest.raises(KernelError, match=r"^f32_csrmm_mkl: indices of row"):
+        k.csrmm_mkl(*csr_unsorted(), 4, np.zeros((4, 3), np.float32), np.zeros((1, 3), np.float32))
+
+
+def csr_unsorted():
+    return csr([0, 2], [2, 1], [1, 1])
