@@ -20,38 +20,57 @@ struct Vec {
   static constexpr int lanes = 64 / sizeof(T);
 };
 
-// Rows m0..m1 of C over the V*lanes columns starting at j0: V vector accumulators stay in
-// registers while the row's nonzeros stream by, each adding v * (a contiguous slice of B).
+// Rows m0..m1 of C, V*lanes columns: c[m - m0][:] (row stride ldc) = sum over the row's nonzeros t
+// of data[t] * b[indices[t]][:] (row stride ldb). The accumulators stay in vector registers.
+// With fewer than four vectors per row, consecutive nonzeros go to U separate accumulator sets,
+// so that enough independent FMAs are in flight to cover the FMA latency.
 template <typename T, int V>
 inline void rows_block(const int64_t* indptr, const int64_t* indices, const T* data, const T* b,
-                       int64_t ldb, int64_t N, T* c, int64_t m0, int64_t m1, int64_t j0) {
+                       int64_t ldb, T* c, int64_t ldc, int64_t m0, int64_t m1) {
   typedef typename Vec<T>::type vec;
+  constexpr int U = V >= 4 ? 1 : (V == 1 ? 4 : 2);
   for (int64_t m = m0; m < m1; ++m) {
-    vec acc[V];
-    for (int u = 0; u < V; ++u) acc[u] = vec{} ;
-    for (int64_t t = indptr[m]; t < indptr[m + 1]; ++t) {
+    vec acc[U][V];
+    for (int p = 0; p < U; ++p)
+      for (int u = 0; u < V; ++u) acc[p][u] = vec{};
+    int64_t t = indptr[m];
+    const int64_t end = indptr[m + 1];
+    for (; t + U <= end; t += U) {
+      for (int p = 0; p < U; ++p) {
+        const T v = data[t + p];
+        const vec* br = reinterpret_cast<const vec*>(b + indices[t + p] * ldb);
+        for (int u = 0; u < V; ++u) acc[p][u] += v * br[u];
+      }
+    }
+    for (; t < end; ++t) {
       const T v = data[t];
       const vec* br = reinterpret_cast<const vec*>(b + indices[t] * ldb);
-      for (int u = 0; u < V; ++u) acc[u] += v * br[u];
+      for (int u = 0; u < V; ++u) acc[0][u] += v * br[u];
     }
-    vec* cr = reinterpret_cast<vec*>(c + m * N + j0);
-    for (int u = 0; u < V; ++u) cr[u] = acc[u];
+    for (int p = 1; p < U; ++p)
+      for (int u = 0; u < V; ++u) acc[0][u] += acc[p][u];
+    vec* cr = reinterpret_cast<vec*>(c + (m - m0) * ldc);
+    for (int u = 0; u < V; ++u) cr[u] = acc[0][u];
   }
 }
 
-// The ragged last columns (fewer than one vector): same loop with a run-time width.
+// b[0..K)[j0 .. j0+w) copied into a contiguous K x width panel, zero-padded on the right.
 template <typename T>
-inline void rows_tail(const int64_t* indptr, const int64_t* indices, const T* data, const T* b,
-                      int64_t N, T* c, int64_t m0, int64_t m1, int64_t j0, int64_t w) {
-  for (int64_t m = m0; m < m1; ++m) {
-    T acc[16] = {};
-    for (int64_t t = indptr[m]; t < indptr[m + 1]; ++t) {
-      const T v = data[t];
-      const T* br = b + indices[t] * N + j0;
-      for (int64_t j = 0; j < w; ++j) acc[j] += v * br[j];
-    }
-    T* cr = c + m * N + j0;
-    for (int64_t j = 0; j < w; ++j) cr[j] = acc[j];
+void pack_panel(const T* b, int64_t K, int64_t N, int64_t j0, int64_t w, int64_t width,
+                std::vector<T>* panel) {
+  panel->assign(K * width, T(0));
+  for (int64_t k = 0; k < K; ++k)
+    std::copy(b + k * N + j0, b + k * N + j0 + w, panel->data() + k * width);
+}
+
+template <typename T>
+void rows_block_v(int V, const int64_t* indptr, const int64_t* indices, const T* data, const T* b,
+                  int64_t ldb, T* c, int64_t ldc, int64_t m0, int64_t m1) {
+  switch (V) {
+    case 1: rows_block<T, 1>(indptr, indices, data, b, ldb, c, ldc, m0, m1); break;
+    case 2: rows_block<T, 2>(indptr, indices, data, b, ldb, c, ldc, m0, m1); break;
+    case 3: rows_block<T, 3>(indptr, indices, data, b, ldb, c, ldc, m0, m1); break;
+    default: rows_block<T, 4>(indptr, indices, data, b, ldb, c, ldc, m0, m1); break;
   }
 }
 
@@ -85,8 +104,7 @@ void csrmm(int64_t M, int64_t N, int64_t K, const int64_t* indptr, const int64_t
   std::vector<Block> blocks;
   int64_t j0 = 0;
   for (; j0 + WIDE <= N; j0 += WIDE) blocks.push_back({j0, WIDE});
-  for (; j0 + LANES <= N; j0 += LANES) blocks.push_back({j0, LANES});
-  if (j0 < N) blocks.push_back({j0, N - j0});
+  if (j0 < N) blocks.push_back({j0, N - j0});  // the remainder, 1 .. WIDE-1 columns
   // Enough row chunks for every thread to get several tasks; chunks hold equal nonzero counts.
   const int64_t nb = int64_t(blocks.size());
   const int threads = max_threads();
@@ -104,23 +122,35 @@ void csrmm(int64_t M, int64_t N, int64_t K, const int64_t* indptr, const int64_t
     for (int64_t s = 0; s < nb; ++s) {
       const Block blk = blocks[s];
       const int64_t m0 = bounds[q], m1 = bounds[q + 1];
-      // Each B element is read about (nonzeros of the chunk) / K times; when that is more
-      // than a couple, copy the K x WIDE panel to a contiguous buffer first: the nonzeros then
-      // read consecutive lines of one small array instead of K rows a whole B row apart (TLB
-      // and prefetch friendly).
-      if (blk.width == WIDE && indptr[m1] - indptr[m0] >= 2 * K) {
-        thread_local std::vector<T> panel;
-        panel.resize(K * WIDE);
-        for (int64_t k = 0; k < K; ++k)
-          std::copy(b + k * N + blk.j0, b + k * N + blk.j0 + WIDE, panel.data() + k * WIDE);
-        rows_block<T, 4>(indptr, indices, data, panel.data(), WIDE, N, c, m0, m1, blk.j0);
-      } else if (blk.width == WIDE) {
-        rows_block<T, 4>(indptr, indices, data, b + blk.j0, N, N, c, m0, m1, blk.j0);
-      } else if (blk.width == LANES) {
-        rows_block<T, 1>(indptr, indices, data, b + blk.j0, N, N, c, m0, m1, blk.j0);
+      thread_local std::vector<T> panel, tile;
+      if (blk.width == WIDE) {
+        // Each B element is read about (nonzeros of the chunk) / K times; when that is more
+        // than a couple, copy the K x WIDE panel to a contiguous buffer first: the nonzeros
+        // then read consecutive lines of one small array instead of K rows a whole B row
+        // apart (TLB and prefetch friendly).
+        if (indptr[m1] - indptr[m0] >= 2 * K) {
+          pack_panel(b, K, N, blk.j0, WIDE, WIDE, &panel);
+          rows_block<T, 4>(indptr, indices, data, panel.data(), WIDE, c + m0 * N + blk.j0, N, m0,
+                           m1);
+        } else {
+          rows_block<T, 4>(indptr, indices, data, b + blk.j0, N, c + m0 * N + blk.j0, N, m0, m1);
+        }
+        continue;
       }
-      else
-        rows_tail<T>(indptr, indices, data, b, N, c, m0, m1, blk.j0, blk.width);
+      // Remainder: V vectors; a width that is not a whole number of vectors runs on a
+      // zero-padded panel into a scratch tile, then the real columns are copied out.
+      const int V = int((blk.width + LANES - 1) / LANES);
+      const int64_t width = V * LANES;
+      if (width == blk.width) {
+        rows_block_v<T>(V, indptr, indices, data, b + blk.j0, N, c + m0 * N + blk.j0, N, m0, m1);
+        continue;
+      }
+      pack_panel(b, K, N, blk.j0, blk.width, width, &panel);
+      tile.resize((m1 - m0) * width);
+      rows_block_v<T>(V, indptr, indices, data, panel.data(), width, tile.data(), width, m0, m1);
+      for (int64_t m = m0; m < m1; ++m)
+        std::copy(tile.data() + (m - m0) * width, tile.data() + (m - m0) * width + blk.width,
+                  c + m * N + blk.j0);
     }
   }
 }

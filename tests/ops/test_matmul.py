@@ -29,6 +29,7 @@ CASES = {  # (M, K, ncols, row sparsity, column sparsity, element sparsity)
     "k1": (5, 1, 40, 0.2, 0.0, 0.0),
     "n1": (12, 30, 1, 0.25, 0.5, 0.2),
     "wide_n": (20, 50, 300, 0.1, 0.6, 0.3),
+    "n_whole_vectors": (7, 25, 48, 0.1, 0.2, 0.5),  # CSR remainder of whole 64-byte vectors
 }
 
 
