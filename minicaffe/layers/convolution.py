@@ -22,11 +22,13 @@ class Convolution(Layer):
     y[n, m] = b[m] + W_g[m] @ im2col(x[n])_g: the whole batch is lowered once into
     cols (C*kh*kw, N*oh*ow) and each group g is one GEMM of its lowered weights
     (num_output/group, C/group*kh*kw) (rows = filters, columns = shape fibres) with its
-    C/group*kh*kw rows of cols. Backward: dW_g += dY_g @ cols_g^T, dcols_g = W_g^T @ dY_g,
-    dx = col2im(dcols).
+    C/group*kh*kw rows of cols. Backward: dW_g += dY_g @ cols_g^T (cols kept from forward),
+    dcols_g = W_g^T @ dY_g and dx = col2im(dcols), the last two a cache-sized chunk of images
+    at a time. All scratch buffers are allocated on the first reshape of a shape and reused.
 
     At TEST with conv_mode LOWERED_CCNMM / LOWERED_CSRMM the per-group weights are turned into
-    compact / CSR formats (ops.make_weights) on the first forward and on `refresh_weights()`.
+    compact / CSR formats (ops.make_weights) on the first forward, on `refresh_weights()` and
+    whenever the weights changed since (checked by comparison, cheap next to the convolution).
     Raises LayerSetupError for a bad geometry, a group that does not divide the channels or
     num_output, or a bottom whose channels disagree with the weights.
     """
