@@ -337,4 +337,9 @@ PYBIND11_MODULE(_kernels, m) {
   m.def("set_num_threads", &mc::set_num_threads, py::arg("n"));
   m.def("get_num_threads", &mc::get_num_threads);
   m.def("build_info", &build_info);
+  m.def("peak_gflops", [](int vector_bits, double seconds) {
+          py::gil_scoped_release release;
+          return mc::peak_gflops(vector_bits, seconds);
+        }, py::arg("vector_bits") = 512, py::arg("seconds") = 0.2,
+        "FP32 FMA peak of one core (GFLOP/s), measured with a register-resident loop.");
 }

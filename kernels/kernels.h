@@ -98,5 +98,7 @@ int get_num_threads();
 std::string blas_vendor();
 std::string blas_version();
 std::string isa();
+// Measured single-precision FMA peak of the calling thread's core, vectors of 256 or 512 bits.
+double peak_gflops(int vector_bits, double seconds);
 
 }  // namespace mc

@@ -158,11 +158,14 @@ def layer_engines(layer, batch, rng, torch=None):
     return engines, ideal
 
 
-def time_interleaved(engines, min_rounds, max_rounds, budget_s, clock=time.perf_counter):
-    """Median seconds per engine; engines alternate within each round so drift hits all alike.
+def time_interleaved(engines, min_rounds, max_rounds, budget_s, clock=time.perf_counter,
+                     burst=3):
+    """Median seconds per engine over warm calls.
 
-    `clock` is wall time by default; time.process_time (CPU time of this process) shields
-    one-thread runs from other processes on a shared machine.
+    Engines alternate round by round, so drift on a shared machine hits all alike; within a
+    round each engine runs one untimed call (its data back in cache, as in a layer called
+    repeatedly) and then `burst` timed calls. `clock` is wall time by default;
+    time.process_time (CPU time of this process) shields one-thread runs from other processes.
     """
     for fn, check in engines.values():  # warm up and verify before timing
         fn()
@@ -171,9 +174,11 @@ def time_interleaved(engines, min_rounds, max_rounds, budget_s, clock=time.perf_
     start = time.perf_counter()
     for r in range(max_rounds):
         for name, (fn, _) in engines.items():
-            t = clock()
             fn()
-            samples[name].append(clock() - t)
+            for _ in range(burst):
+                t = clock()
+                fn()
+                samples[name].append(clock() - t)
         if r + 1 >= min_rounds and time.perf_counter() - start > budget_s:
             break
     return {name: statistics.median(ts) for name, ts in samples.items()}
@@ -191,9 +196,14 @@ def sgemm_row(threads, n, rounds, clock=time.perf_counter):
         ts.append(clock() - t)
     seconds = statistics.median(ts)
     gflops = 2.0 * n ** 3 / seconds / 1e9
-    return {"layer": f"sgemm{n}", "engine": "dense-gemm", "threads": threads, "batch": 1,
-            "seconds": seconds, "speedup_vs_dense": 1.0, "ideal_speedup": 1.0,
-            "gflops": gflops, "percent_of_peak": 100.0 * gflops / (PEAK_GFLOPS * threads)}
+    row = {"layer": f"sgemm{n}", "engine": "dense-gemm", "threads": threads, "batch": 1,
+           "seconds": seconds, "speedup_vs_dense": 1.0, "ideal_speedup": 1.0,
+           "gflops": gflops, "percent_of_peak": 100.0 * gflops / (PEAK_GFLOPS * threads)}
+    k = ops.native.kernels()
+    if k is not None:  # this core's FMA peak, measured (thread CPU time), AVX2 and AVX-512 widths
+        row["measured_peak_256"] = k.peak_gflops(256, 0.2)
+        row["measured_peak_512"] = k.peak_gflops(512, 0.2)
+    return row
 
 
 GEMM_ONLY = ("dense-gemm", "compact-gemm", "csr-ours", "csr-scipy", "csr-mkl", "csr-torch")
@@ -214,8 +224,8 @@ def run_gemm(threads=1, batches=(1, 8), quick=False, layers=None, log=print, clo
     for batch in batches:
         for layer in layers or ALEXNET:
             engines, ideal = layer_engines(layer, batch, rng, torch)
-            medians = time_interleaved(engines, 3 if quick else 7, 10 if quick else 200,
-                                       0.3 if quick else 2.5, clock)
+            medians = time_interleaved(engines, 2 if quick else 5, 10 if quick else 200,
+                                       0.3 if quick else 3.0, clock)
             for engine, seconds in medians.items():
                 base = medians["dense-gemm" if engine in GEMM_ONLY else "dense"]
                 rows.append({"layer": layer.name, "engine": engine, "threads": threads,
@@ -231,8 +241,12 @@ def format_table(rows):
              f"{'ideal':>8}{'of ideal':>9}"]
     for r in rows:
         frac = r["speedup_vs_dense"] / r["ideal_speedup"] if r["ideal_speedup"] else 0.0
-        extra = f"  {r['gflops']:.1f} GFLOP/s = {r['percent_of_peak']:.0f}% of peak" \
-            if "gflops" in r else ""
+        extra = ""
+        if "gflops" in r:
+            extra = f"  {r['gflops']:.1f} GFLOP/s = {r['percent_of_peak']:.0f}% of {PEAK_GFLOPS:g}"
+            if "measured_peak_256" in r:
+                extra += (f"; measured FMA peak {r['measured_peak_256']:.0f} (256-bit) / "
+                          f"{r['measured_peak_512']:.0f} (512-bit) GFLOP/s")
         lines.append(f"{r['layer']:<10}{r['engine']:<14}{r['threads']:>4}{r['batch']:>6}"
                      f"{1e3 * r['seconds']:>10.3f}{r['speedup_vs_dense']:>9.2f}"
                      f"{r['ideal_speedup']:>8.2f}{100 * frac:>8.0f}%{extra}")

@@ -223,3 +223,28 @@ def test_mkl_sparse_matches_when_built(k, rng):
 
 def csr_unsorted():
     return csr([0, 2], [2, 1], [1, 1])
+
+
+def test_peak_gflops(k):
+    assert k.peak_gflops(256, 0.01) > 1.0
+    with pytest.raises(KernelError, match=r"^peak_gflops: vector_bits = 128; expected 256 or 512$"):
+        k.peak_gflops(128, 0.01)
+
+
+def test_openblas_coretype_choice_is_ours_alone(k, tmp_path):
+    """MINICAFFE_OPENBLAS_CORETYPE picks the kernels of our OpenBLAS copy; the user's
+    OPENBLAS_CORETYPE is back in place afterwards."""
+    if "openblas (scipy-openblas32" not in ops.build_info()["blas_vendor"]:
+        pytest.skip("not the scipy-openblas32 build")
+    if not native._SKYLAKEX_FLAGS <= native._cpu_flags():
+        pytest.skip("CPU without the AVX-512 subsets of OpenBLAS's SkylakeX kernels")
+    code = ("import os, minicaffe; print(minicaffe.build_info()['blas_version']); "
+            "print(os.environ.get('OPENBLAS_CORETYPE'))")
+    env = dict(os.environ, OPENBLAS_CORETYPE="Haswell", MINICAFFE_OPENBLAS_CORETYPE="SKYLAKEX")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         cwd=tmp_path, check=True).stdout.splitlines()
+    assert "SkylakeX" in out[0] and out[1] == "Haswell"
+    env.pop("MINICAFFE_OPENBLAS_CORETYPE")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         cwd=tmp_path, check=True).stdout.splitlines()
+    assert "Haswell" in out[0] and out[1] == "Haswell"
