@@ -230,3 +230,21 @@ def test_torch_default_floor_mode_differs(torch):
     x = torch.zeros(1, 1, 16, 16)
     assert torch.nn.functional.max_pool2d(x, 3, 2).shape[-1] == 7
     assert pooled_size(16, 3, 0, 2) == 8
+
+
+@pytest.mark.parametrize("case_cls", [TestMaxPoolOverlappingCeil, TestMaxPoolPadRect,
+                                      TestAvePoolPad, TestMaxPool2x2])
+def test_blocked_passes_match(monkeypatch, case_cls):
+    """Windows are processed a few image-channels at a time; tiny blocks (last one partial)
+    must give the same forward and gradients."""
+    from minicaffe.layers import pooling
+
+    monkeypatch.setattr(pooling, "_BLOCK_BYTES", 1)       # one image-channel per block
+    case = case_cls()
+    layer = case.build()[0]
+    assert len(layer._blocks) == np.prod(case.bottom_shapes[0][:2])
+    case.test_forward_matches_reference()
+    case.test_gradient_bottoms()
+    monkeypatch.setattr(pooling, "_BLOCK_BYTES", 3 * 8 * layer._y.shape[1] + 1)   # 3 rows
+    case.test_forward_matches_reference()
+    case.test_gradient_bottoms()
