@@ -70,7 +70,11 @@ def _load():
         return
     # Idle OpenMP threads that spin steal the cores OpenBLAS's own pool needs next (BUILD_NOTES:
     # alternating pools oversubscribe); sleeping waiters cost a few microseconds per region only.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    # libgomp reads the policy when it loads (with the extension), so the variable is set for
+    # that moment only and other OpenMP users in the process keep their own setting.
+    wait_policy_was_set = "OMP_WAIT_POLICY" in os.environ
+    if not wait_policy_was_set:
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
     try:
         _preload_openblas()
         module = importlib.import_module("minicaffe._kernels")
@@ -82,6 +86,9 @@ def _load():
             "Build them with `pip install -e .` in the source tree.",
             RuntimeWarning, stacklevel=3)
         return
+    finally:
+        if not wait_policy_was_set:
+            os.environ.pop("OMP_WAIT_POLICY", None)
     _kernels = module
 
 
