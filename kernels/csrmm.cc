@@ -128,7 +128,7 @@ void csrmm(int64_t M, int64_t N, int64_t K, const int64_t* indptr, const int64_t
         // than a couple, copy the K x WIDE panel to a contiguous buffer first: the nonzeros
         // then read consecutive lines of one small array instead of K rows a whole B row
         // apart (TLB and prefetch friendly).
-        if (indptr[m1] - indptr[m0] >= 2 * K) {
+        if (N * int64_t(sizeof(T)) >= 4096 && indptr[m1] - indptr[m0] >= 4 * K) {
           pack_panel(b, K, N, blk.j0, WIDE, WIDE, &panel);
           rows_block<T, 4>(indptr, indices, data, panel.data(), WIDE, c + m0 * N + blk.j0, N, m0,
                            m1);
