@@ -2,6 +2,7 @@
 // lowered row r = c*kh*kw + i*kw + j, column n*oh*ow + y*ow + x.
 #include <algorithm>
 #include <cstring>
+#include <vector>
 
 #include "kernels.h"
 
@@ -20,57 +21,69 @@ inline void valid_range(int64_t off, int64_t sw, int64_t W, int64_t ow, int64_t*
 
 }  // namespace
 
+// Where one lowered row r = (c, i, j) reads: plane c shifted by (yoff, xoff); output rows
+// [ylo, yhi) and columns [xlo, xhi) fall inside the input, the rest is padding.
+struct RowPlan {
+  int64_t c, yoff, xoff, ylo, yhi, xlo, xhi;
+};
+
 template <typename T>
 void im2col_rows(const T* x, int64_t N, const Geom& g, const int64_t* rows, int64_t n_rows,
                  T* cols) {
   const int64_t oh = g.oh(), ow = g.ow(), P = oh * ow, ncols = N * P, khw = g.kh * g.kw;
+  std::vector<RowPlan> plan(n_rows);
+  for (int64_t t = 0; t < n_rows; ++t) {
+    const int64_t r = rows ? rows[t] : t;
+    RowPlan& p = plan[t];
+    p.c = r / khw;
+    p.yoff = ((r / g.kw) % g.kh) * g.dh - g.ph;
+    p.xoff = (r % g.kw) * g.dw - g.pw;
+    valid_range(p.yoff, g.sh, g.H, oh, &p.ylo, &p.yhi);
+    valid_range(p.xoff, g.sw, g.W, ow, &p.xlo, &p.xhi);
+  }
+  // "Same" convolutions (AlexNet conv2-5): output and input rows have equal length, so the
+  // valid rows of a lowered row are one contiguous shifted copy of the plane; only the
+  // x-padding columns, which pick up neighbouring values, are cleared afterwards.
+  const bool same = g.sh == 1 && g.sw == 1 && ow == g.W;
   // One task per (kept row, image): it reads one input plane and writes one contiguous run of
   // oh*ow lowered values, so work splits evenly and writes never share cache lines much.
-#pragma omp parallel for collapse(2) schedule(static) if (n_rows * ncols > (1 << 15))
-  for (int64_t t = 0; t < n_rows; ++t) {
-    for (int64_t n = 0; n < N; ++n) {
-      const int64_t r = rows ? rows[t] : t;
-      const int64_t c = r / khw, i = (r / g.kw) % g.kh, j = r % g.kw;
-      const T* plane = x + (n * g.C + c) * g.H * g.W;
-      T* dst = cols + t * ncols + n * P;
-      // Valid output rows [ylo, yhi) read input rows inside [0, H); the others are padding.
-      const int64_t yoff = i * g.dh - g.ph, xoff = j * g.dw - g.pw;
-      int64_t ylo, yhi, xlo, xhi;
-      valid_range(yoff, g.sh, g.H, oh, &ylo, &yhi);
-      valid_range(xoff, g.sw, g.W, ow, &xlo, &xhi);
-      std::fill(dst, dst + ylo * ow, T(0));
-      std::fill(dst + yhi * ow, dst + P, T(0));
-      if (g.sh == 1 && g.sw == 1 && ow == g.W) {
-        // "Same" convolutions (AlexNet conv2-5): output and input rows have equal length, so
-        // the valid rows are one contiguous shifted copy of the plane; only the x-padding
-        // columns, which picked up neighbours' values, are cleared afterwards.
-        const int64_t base = (ylo + yoff) * g.W + xoff, count = (yhi - ylo) * ow;
-        const int64_t e_lo = std::min(count, std::max<int64_t>(0, -base));
-        const int64_t e_hi = std::max(e_lo, std::min(count, g.H * g.W - base));
-        T* d = dst + ylo * ow;
-        std::fill(d, d + e_lo, T(0));
-        std::memcpy(d + e_lo, plane + base + e_lo, (e_hi - e_lo) * sizeof(T));
-        std::fill(d + e_hi, d + count, T(0));
-        for (int64_t y = ylo; y < yhi; ++y) {
+#pragma omp parallel for schedule(static) if (n_rows * ncols > (1 << 15))
+  for (int64_t task = 0; task < n_rows * N; ++task) {
+    const int64_t t = task / N, n = task % N;
+    const RowPlan p = plan[t];
+    const T* plane = x + (n * g.C + p.c) * g.H * g.W;
+    T* dst = cols + t * ncols + n * P;
+    std::fill(dst, dst + p.ylo * ow, T(0));
+    std::fill(dst + p.yhi * ow, dst + P, T(0));
+    if (same) {
+      const int64_t base = (p.ylo + p.yoff) * g.W + p.xoff, count = (p.yhi - p.ylo) * ow;
+      const int64_t e_lo = std::min(count, std::max<int64_t>(0, -base));
+      const int64_t e_hi = std::max(e_lo, std::min(count, g.H * g.W - base));
+      T* d = dst + p.ylo * ow;
+      std::fill(d, d + e_lo, T(0));
+      std::memcpy(d + e_lo, plane + base + e_lo, (e_hi - e_lo) * sizeof(T));
+      std::fill(d + e_hi, d + count, T(0));
+      if (p.xlo > 0 || p.xhi < ow) {
+        for (int64_t y = p.ylo; y < p.yhi; ++y) {
           T* row = dst + y * ow;
-          for (int64_t xo = 0; xo < xlo; ++xo) row[xo] = T(0);
-          for (int64_t xo = xhi; xo < ow; ++xo) row[xo] = T(0);
+          for (int64_t xo = 0; xo < p.xlo; ++xo) row[xo] = T(0);
+          for (int64_t xo = p.xhi; xo < ow; ++xo) row[xo] = T(0);
         }
-        continue;
       }
-      // Small images (13x13 in AlexNet's conv3-5) make per-row overhead matter: plain loops
-      // the compiler vectorises, no library calls per output row.
-      for (int64_t y = ylo; y < yhi; ++y) {
-        T* d = dst + y * ow;
-        const T* src = plane + (y * g.sh + yoff) * g.W + xoff;
-        for (int64_t xo = 0; xo < xlo; ++xo) d[xo] = T(0);
-        if (g.sw == 1) {
-          for (int64_t xo = xlo; xo < xhi; ++xo) d[xo] = src[xo];
-        } else {
-          for (int64_t xo = xlo; xo < xhi; ++xo) d[xo] = src[xo * g.sw];
-        }
-        for (int64_t xo = xhi; xo < ow; ++xo) d[xo] = T(0);
+      continue;
+    }
+    // General case; small images make per-row overhead matter: plain loops the compiler
+    // vectorises, no library call per output row.
+    for (int64_t y = p.ylo; y < p.yhi; ++y) {
+      T* d = dst + y * ow;
+      const T* src = plane + (y * g.sh + p.yoff) * g.W + p.xoff;
+      for (int64_t xo = 0; xo < p.xlo; ++xo) d[xo] = T(0);
+      if (g.sw == 1) {
+        for (int64_t xo = p.xlo; xo < p.xhi; ++xo) d[xo] = src[xo];
+      } else {
+        for (int64_t xo = p.xlo; xo < p.xhi; ++xo) d[xo] = src[xo * g.sw];
       }
+      for (int64_t xo = p.xhi; xo < ow; ++xo) d[xo] = T(0);
     }
   }
 }
