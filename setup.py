@@ -7,6 +7,7 @@ the build needs (pybind11, cmake, ninja, scipy-openblas32). Environment knobs:
   MINICAFFE_ASAN=1             AddressSanitizer build (see docs/KERNELS.md)
   MINICAFFE_BUILD_TYPE=Release | RelWithDebInfo | Debug
   MINICAFFE_CMAKE_ARGS="..."   extra arguments passed to cmake
+  MINICAFFE_SKIP_KERNELS=1     install without the compiled kernels (NumPy fallback, slow)
 """
 import os
 import shlex
@@ -80,4 +81,6 @@ class CMakeBuild(build_ext):
             shutil.copy2(built[0], target)
 
 
-setup(ext_modules=[CMakeExtension("minicaffe._kernels")], cmdclass={"build_ext": CMakeBuild})
+_skip = os.environ.get("MINICAFFE_SKIP_KERNELS") == "1"
+setup(ext_modules=[] if _skip else [CMakeExtension("minicaffe._kernels")],
+      cmdclass={"build_ext": CMakeBuild})
