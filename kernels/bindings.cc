@@ -203,6 +203,47 @@ void gemm_compact(const py::array& packed, const py::array& rows, py::object col
 }
 
 template <typename T>
+void conv_forward_t(const py::array& x, const mc::Geom& g, const py::array& a, int64_t m_kept,
+                    const int64_t* rows, const int64_t* cols, py::array& out, int64_t block_bytes) {
+  const T *px = cptr<T>(x), *pa = cptr<T>(a);
+  T* po = mptr<T>(out);
+  const int64_t N = x.shape(0), m_pad = a.shape(0), k = a.shape(1), M = out.shape(0);
+  py::gil_scoped_release release;
+  mc::conv_forward<T>(px, N, g, pa, m_pad, k, rows, m_kept, M, cols, po, block_bytes);
+}
+
+void conv_forward(const py::array& x, const std::vector<int64_t>& geom, const py::array& a,
+                  py::object rows_obj, py::object cols_obj, py::array out, int64_t block_bytes) {
+  const char* op = "conv_forward";
+  const mc::Geom g = geom_of(op, geom);
+  const int sz = float_size(op, "x", x);
+  if (x.ndim() != 4) fail(op, "x has shape ", shape_str(x), "; expected (N, C, H, W)");
+  const int64_t N = x.shape(0);
+  check_array(op, "x", x, sz, {N, g.C, g.H, g.W});
+  if (a.ndim() != 2) fail(op, "a has shape ", shape_str(a), "; expected 2 dimensions");
+  if (out.ndim() != 2) fail(op, "out has shape ", shape_str(out), "; expected (M, N*oh*ow)");
+  check_array(op, "a", a, sz, {a.shape(0), a.shape(1)});
+  check_array(op, "out", out, sz, {out.shape(0), N * g.cols()}, true);
+  if (block_bytes < 1) fail(op, "block_bytes = ", block_bytes, "; expected >= 1");
+  py::array rows_arr, cols_arr;
+  const int64_t *rows = nullptr, *cols = nullptr;
+  int64_t m_kept = a.shape(0);
+  if (!rows_obj.is_none()) {
+    rows_arr = rows_obj.cast<py::array>();
+    m_kept = index_array(op, "rows", rows_arr);
+    rows = idx_ptr(rows_arr);
+  }
+  if (!cols_obj.is_none()) {
+    cols_arr = cols_obj.cast<py::array>();
+    if (index_array(op, "cols", cols_arr) != a.shape(1))
+      fail(op, "cols has ", cols_arr.shape(0), " entries but a has ", a.shape(1), " columns");
+    cols = idx_ptr(cols_arr);
+  }
+  if (sz == 4) conv_forward_t<float>(x, g, a, m_kept, rows, cols, out, block_bytes);
+  else conv_forward_t<double>(x, g, a, m_kept, rows, cols, out, block_bytes);
+}
+
+template <typename T>
 void linear_compact_t(int64_t Nb, int64_t M, int64_t K, const py::array& x,
                       const py::array& packed, const int64_t* rows, int64_t m_kept,
                       const int64_t* cols, int64_t k_kept, py::array& out) {
@@ -315,6 +356,10 @@ PYBIND11_MODULE(_kernels, m) {
   m.def("gemm_compact", &gemm_compact, py::arg("packed"), py::arg("rows"), py::arg("cols"),
         py::arg("b"), py::arg("out"),
         "out (M, N) = A b with A's kept block `packed`; cols None: b is (k_kept, N), else (K, N).");
+  m.def("conv_forward", &conv_forward, py::arg("x"), py::arg("geom"), py::arg("a"),
+        py::arg("rows"), py::arg("cols"), py::arg("out"), py::arg("block_bytes") = 2 << 20,
+        "out (M, N*oh*ow) = a (m_pad, k) x lowered rows `cols` of x, lowered by blocks of images; "
+        "rows None: dense weights (m_pad = M); cols None: all C*kh*kw rows.");
   m.def("linear_compact", &linear_compact, py::arg("x"), py::arg("packed"), py::arg("rows"),
         py::arg("cols"), py::arg("out"), "out (N, M) = x (N, K) A^T with A's kept block `packed`.");
   m.def("csrmm", [](const py::array& p, const py::array& i, const py::array& d, int64_t K,

@@ -89,6 +89,50 @@ void gemm_compact(int64_t M, int64_t N, int64_t K, const T* a_packed, int64_t m_
 }
 
 template <typename T>
+void conv_forward(const T* x, int64_t N, const Geom& g, const T* a, int64_t m_pad, int64_t k,
+                  const int64_t* row_idx, int64_t m_kept, int64_t M, const int64_t* col_idx,
+                  T* out, int64_t block_bytes) {
+  const char* op = sizeof(T) == 4 ? "f32_conv_forward" : "f64_conv_forward";
+  check_geom(op, g);
+  check_size(op, "N", N);
+  check_blas_dim(op, "M", M);
+  check_blas_dim(op, "k", k);
+  if (row_idx) {
+    if (m_kept > m_pad || m_pad > M)
+      fail(op, "m_kept = ", m_kept, ", m_pad = ", m_pad, ", M = ", M,
+           "; expected m_kept <= m_pad <= M");
+    check_index_list(op, "row_idx", row_idx, m_kept, M);
+  } else if (m_pad != M || m_kept != M) {
+    fail(op, "a has ", m_pad, " rows; expected M = ", M, " without row_idx");
+  }
+  if (col_idx) {
+    if (k > g.rows()) fail(op, "k = ", k, " exceeds C*kh*kw = ", g.rows());
+    check_index_list(op, "col_idx", col_idx, k, g.rows());
+  } else if (k != g.rows()) {
+    fail(op, "a has ", k, " columns; expected C*kh*kw = ", g.rows(), " without col_idx");
+  }
+  const int64_t P = g.cols(), ncols = N * P;
+  check_blas_dim(op, "N*oh*ow", ncols);
+  if (N == 0 || M == 0) return;
+  if (m_kept == 0 || k == 0) {
+    std::fill(out, out + M * ncols, T(0));
+    return;
+  }
+  const int64_t per_image = k * P * int64_t(sizeof(T));
+  const int64_t nb = std::max<int64_t>(1, std::min<int64_t>(N, block_bytes / per_image));
+  thread_local std::vector<T> scratch;
+  scratch.resize(k * nb * P);
+  const int64_t image = g.C * g.H * g.W;
+  for (int64_t n0 = 0; n0 < N; n0 += nb) {
+    const int64_t n = std::min(nb, N - n0), w = n * P;
+    im2col_rows<T>(x + n0 * image, n, g, col_idx, k, scratch.data());
+    blas_gemm(false, false, int(m_pad), int(w), int(k), T(1), a, int(k), scratch.data(), int(w),
+              T(0), out + n0 * P, int(ncols));
+  }
+  if (row_idx && m_kept < M) spread_rows(out, M, ncols, row_idx, m_kept);
+}
+
+template <typename T>
 void linear_compact(int64_t Nb, int64_t M, int64_t K, const T* x, const T* a_packed,
                     const int64_t* row_idx, int64_t m_kept, const int64_t* col_idx,
                     int64_t k_kept, T* out) {
@@ -134,6 +178,12 @@ template void gemm_compact<float>(int64_t, int64_t, int64_t, const float*, int64
 template void gemm_compact<double>(int64_t, int64_t, int64_t, const double*, int64_t,
                                    const int64_t*, int64_t, const int64_t*, int64_t, const double*,
                                    double*);
+template void conv_forward<float>(const float*, int64_t, const Geom&, const float*, int64_t,
+                                  int64_t, const int64_t*, int64_t, int64_t, const int64_t*,
+                                  float*, int64_t);
+template void conv_forward<double>(const double*, int64_t, const Geom&, const double*, int64_t,
+                                   int64_t, const int64_t*, int64_t, int64_t, const int64_t*,
+                                   double*, int64_t);
 template void linear_compact<float>(int64_t, int64_t, int64_t, const float*, const float*,
                                     const int64_t*, int64_t, const int64_t*, int64_t, float*);
 template void linear_compact<double>(int64_t, int64_t, int64_t, const double*, const double*,

@@ -66,6 +66,18 @@ void gemm_compact(int64_t M, int64_t N, int64_t K, const T* a_packed, int64_t m_
                   const int64_t* row_idx, int64_t m_kept, const int64_t* col_idx, int64_t k_kept,
                   const T* b, T* c);
 
+// Convolution forward, lowering and GEMM fused by blocks of images:
+//   out[M][N*oh*ow] = A * (lowered rows col_idx[] of x[N][C][H][W]).
+// A is a[m_pad][k]: its first m_kept rows are output rows row_idx[] (row_idx null: all M rows
+// in order, m_pad == m_kept == M); the remaining m_pad - m_kept rows are zero padding.
+// col_idx null means all K = C*kh*kw lowered rows (k == K). Each block of images is lowered
+// into a scratch buffer of about block_bytes that stays in cache for its GEMM, instead of
+// writing (and re-reading) the whole lowered batch. Rows of out not in row_idx are set to 0.
+template <typename T>
+void conv_forward(const T* x, int64_t N, const Geom& g, const T* a, int64_t m_pad, int64_t k,
+                  const int64_t* row_idx, int64_t m_kept, int64_t M, const int64_t* col_idx,
+                  T* out, int64_t block_bytes);
+
 // Fully connected forward with compacted weights: out[Nb][M] = x[Nb][K] * A^T, reading only
 // the kept inputs col_idx[] of x; outputs not in row_idx are 0.
 template <typename T>

@@ -3,9 +3,11 @@
 
 For AlexNet's conv1-conv5 as Caffe lowers them (one image or 8 images lowered together, one
 group), it times, interleaved and reported as medians:
-  dense           our dense convolution forward: im2col + GEMM
-  compact         SSL compacted forward at the paper's Table 4 row/column sparsity: lowering of
-                  the kept columns only + (m_kept x k_kept) GEMM + zero rows for removed filters
+  dense           our dense convolution forward, ops.conv_forward: im2col + GEMM (fused by
+                  blocks of images so the lowered batch stays in cache)
+  compact         SSL compacted forward at the paper's Table 4 row/column sparsity,
+                  ops.conv_forward: lowering of the kept columns only + (m_kept x k_kept) GEMM
+                  + zero rows for removed filters
   torch-conv2d    PyTorch's dense conv2d on the same layer (when torch is installed)
   dense-gemm      the GEMM alone on a prepared lowered matrix (the paper's measurement)
   compact-gemm    the compacted GEMM alone (kept rows of the lowered matrix prepared)
@@ -100,8 +102,6 @@ def layer_engines(layer, batch, rng, torch=None):
     cols = ops.im2col_batch(x, g)
     kept_cols = np.ascontiguousarray(cols[compact.cols])
     out = np.empty((layer.M, batch * g.cols), np.float32)
-    # Column buffers live across calls, as a layer's would (fresh large arrays page-fault).
-    buf_full, buf_kept = np.empty_like(cols), np.empty_like(kept_cols)
     ref_dense, ref_ssl, ref_l1 = w_dense @ cols, w_ssl @ cols, w_l1 @ cols
 
     def close(want):
@@ -110,10 +110,8 @@ def layer_engines(layer, batch, rng, torch=None):
         return check
 
     engines = {
-        "dense": (lambda: ops.matmul(dense, ops.lower(x, g, dense, out=buf_full), out=out),
-                  close(ref_dense)),
-        "compact": (lambda: ops.matmul(compact, ops.lower(x, g, compact, out=buf_kept), out=out),
-                    close(ref_ssl)),
+        "dense": (lambda: ops.conv_forward(x, g, dense, out=out), close(ref_dense)),
+        "compact": (lambda: ops.conv_forward(x, g, compact, out=out), close(ref_ssl)),
         "dense-gemm": (lambda: ops.matmul(dense, cols, out=out), close(ref_dense)),
         "compact-gemm": (lambda: ops.matmul(compact, kept_cols, out=out), close(ref_ssl)),
         "csr-ours": (lambda: ops.matmul(csr, cols, out=out), close(ref_l1)),

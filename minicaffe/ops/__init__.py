@@ -6,11 +6,12 @@ A convolution group's forward is `matmul(weights, lower(x, geom, weights))`; the
 from minicaffe.ops.formats import CompactWeights, CSRWeights, DenseWeights, make_weights
 from minicaffe.ops.geometry import ConvGeometry
 from minicaffe.ops.im2col import col2im, col2im_batch, im2col, im2col_batch, im2col_rows
-from minicaffe.ops.matmul import gemm, linear, lower, matmul
+from minicaffe.ops.matmul import conv_forward, gemm, linear, lower, matmul
 from minicaffe.ops.native import build_info, get_num_threads, set_num_threads
 
 __all__ = [
     "ConvGeometry", "im2col", "im2col_batch", "im2col_rows", "col2im", "col2im_batch", "gemm",
     "DenseWeights", "CompactWeights", "CSRWeights", "make_weights", "lower", "matmul", "linear",
+    "conv_forward",
     "set_num_threads", "get_num_threads", "build_info",
 ]

@@ -10,7 +10,7 @@ import numpy as np
 from minicaffe.errors import KernelError
 from minicaffe.ops import _checks, native
 from minicaffe.ops.formats import CompactWeights, CSRWeights, DenseWeights
-from minicaffe.ops.im2col import im2col_batch, im2col_rows
+from minicaffe.ops.im2col import _check_input, _geom_tuple, im2col_batch, im2col_rows
 
 
 def gemm(a, b, out=None, alpha=1.0, beta=0.0, trans_a=False, trans_b=False):
@@ -148,4 +148,30 @@ def linear(x, weights, out=None):
         k.csrmm_t(weights.indptr, weights.indices, weights.data, K, x, out)
         return out
     out[...] = (weights.scipy() @ x.T).T
+    return out
+
+
+def conv_forward(x, geom, weights, out=None):
+    """One convolution group's forward: out (M, N*oh*ow) = W @ lowered x, by format.
+
+    The same result as `matmul(weights, lower(x, geom, weights))`, but the compiled path lowers
+    a few images at a time into a cache-sized buffer and runs the GEMM on each block, so the
+    lowered batch is never written to (and read back from) main memory. CompactWeights lower
+    only their kept columns and write 0 to removed filters' rows. x: (N, C, H, W).
+    """
+    _check_format("conv_forward", weights)
+    if geom.rows != weights.shape[1]:
+        raise KernelError(f"conv_forward: geom lowers to {geom.rows} rows (C*kh*kw) but the "
+                          f"weights have K = {weights.shape[1]} (shape {weights.shape})")
+    x = _check_input("conv_forward", x, geom, batched=True)
+    _checks.same_dtype("conv_forward", weights=weights, x=x)
+    out = _checks.output("conv_forward", out, (weights.shape[0], x.shape[0] * geom.cols),
+                         x.dtype)
+    k = native.kernels()
+    if k is None or isinstance(weights, CSRWeights):
+        return matmul(weights, lower(x, geom, weights), out=out)
+    if isinstance(weights, DenseWeights):
+        k.conv_forward(x, _geom_tuple(geom), weights.w, None, None, out)
+    else:
+        k.conv_forward(x, _geom_tuple(geom), weights._padded, weights.rows, weights.cols, out)
     return out

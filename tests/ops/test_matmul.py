@@ -155,3 +155,29 @@ def test_dense_weights_share_the_callers_array():
     dw = ops.DenseWeights(w)
     w[0, 0] = 5
     assert dw.w[0, 0] == 5
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("n", [1, 3])
+@pytest.mark.parametrize("sparsity", [0.0, 0.5, 1.0])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_conv_forward_matches_lower_then_matmul(engine, rng, mode, n, sparsity, dtype):
+    g = ConvGeometry(3, 9, 8, 3, 3, 1, 1, 2, 1)
+    w = structured(rng, 6, g.rows, sparsity * 0.5, sparsity, 0.0, dtype)
+    x = rng.standard_normal((n, 3, 9, 8)).astype(dtype)
+    out = np.full((6, n * g.cols), np.nan, dtype=dtype)
+    got = ops.conv_forward(x, g, ops.make_weights(w, mode), out=out)
+    assert got is out
+    full = reference.im2col_batch(x, 3, 9, 8, 3, 3, 1, 1, 2, 1, 1, 1)
+    rtol = 1e-5 if dtype == "float32" else 1e-12
+    np.testing.assert_allclose(got, w.astype(np.float64) @ full, rtol=rtol, atol=rtol)
+    assert (got[~(w != 0).any(axis=1)] == 0).all()
+
+
+def test_conv_forward_checks(engine):
+    g = ConvGeometry(2, 4, 4, 2, 2)
+    with pytest.raises(KernelError, match=r"^conv_forward: geom lowers to 8 rows"):
+        ops.conv_forward(np.zeros((1, 2, 4, 4)), g, ops.DenseWeights(np.ones((3, 9))))
+    with pytest.raises(TypeError, match=r"^conv_forward: x has dtype float32 but weights has "
+                                        r"float64"):
+        ops.conv_forward(np.zeros((1, 2, 4, 4), np.float32), g, ops.DenseWeights(np.ones((3, 8))))

@@ -248,3 +248,37 @@ def test_openblas_coretype_choice_is_ours_alone(k, tmp_path):
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          cwd=tmp_path, check=True).stdout.splitlines()
     assert "Haswell" in out[0] and out[1] == "Haswell"
+
+
+@pytest.mark.parametrize("block_bytes", [1, 3000, 1 << 30])  # one image, a few, the whole batch
+def test_conv_forward_blocks(k, rng, block_bytes):
+    from minicaffe.ops import ConvGeometry  # noqa: PLC0415
+
+    g = ConvGeometry(4, 7, 6, 3, 2, 1, 0, 1, 2)
+    gt = (4, 7, 6, 3, 2, 1, 0, 1, 2, 1, 1)
+    x = rng.standard_normal((5, 4, 7, 6)).astype(np.float32)
+    w = rng.standard_normal((9, g.rows)).astype(np.float32)
+    w[[1, 2, 6]] = 0
+    w[:, ::3] = 0
+    want = w.astype(np.float64) @ ops.im2col_batch(x, g)
+    cw = ops.CompactWeights(w)
+    out = np.full((9, 5 * g.cols), np.nan, np.float32)
+    k.conv_forward(x, gt, cw._padded, cw.rows, cw.cols, out, block_bytes)
+    np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-5)
+    k.conv_forward(x, gt, w, None, None, out, block_bytes)
+    np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-5)
+
+
+def test_conv_forward_bad_arguments(k):
+    x, gt = f32(1, 1, 4, 4), GEOM
+    with pytest.raises(KernelError, match=r"^f32_conv_forward: a has 3 rows; expected M = 2 "
+                                          r"without row_idx$"):
+        k.conv_forward(x, gt, f32(3, 9), None, None, f32(2, 4))
+    with pytest.raises(KernelError, match=r"^f32_conv_forward: a has 8 columns; expected "
+                                          r"C\*kh\*kw = 9 without col_idx$"):
+        k.conv_forward(x, gt, f32(2, 8), None, None, f32(2, 4))
+    with pytest.raises(KernelError, match=r"^f32_conv_forward: col_idx is not strictly "
+                                          r"increasing at position 1 \(4 then 2\)$"):
+        k.conv_forward(x, gt, f32(2, 2), None, np.array([4, 2]), f32(2, 4))
+    with pytest.raises(KernelError, match=r"^conv_forward: block_bytes = 0; expected >= 1$"):
+        k.conv_forward(x, gt, f32(2, 9), None, None, f32(2, 4), 0)
