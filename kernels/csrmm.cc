@@ -105,11 +105,14 @@ void csrmm(int64_t M, int64_t N, int64_t K, const int64_t* indptr, const int64_t
   int64_t j0 = 0;
   for (; j0 + WIDE <= N; j0 += WIDE) blocks.push_back({j0, WIDE});
   if (j0 < N) blocks.push_back({j0, N - j0});  // the remainder, 1 .. WIDE-1 columns
-  // Enough row chunks for every thread to get several tasks; chunks hold equal nonzero counts.
+  // Two ways to share the work. Many column blocks (large batches): threads take whole blocks
+  // (dynamic), each B panel is read by one thread. Few blocks (13x13 images, one image):
+  // threads take equal-nonzero row ranges and walk all blocks, so each still reuses its panels
+  // from its own L2 (splitting blocks further would re-read the panels from L3 per task).
   const int64_t nb = int64_t(blocks.size());
   const int threads = max_threads();
-  int64_t chunks = std::min<int64_t>(M, std::max<int64_t>(1, (4 * threads + nb - 1) / nb));
-  if (threads == 1) chunks = 1;
+  const bool by_blocks = threads == 1 || nb >= 4 * threads;
+  const int64_t chunks = by_blocks ? 1 : std::min<int64_t>(M, threads);
   std::vector<int64_t> bounds(chunks + 1, M);
   bounds[0] = 0;
   for (int64_t q = 1; q < chunks; ++q) {
@@ -117,41 +120,47 @@ void csrmm(int64_t M, int64_t N, int64_t K, const int64_t* indptr, const int64_t
     bounds[q] = std::upper_bound(indptr, indptr + M + 1, target) - indptr - 1;
     bounds[q] = std::max(bounds[q], bounds[q - 1]);
   }
-#pragma omp parallel for collapse(2) schedule(dynamic, 1) if (threads > 1 && nnz * N > (1 << 14))
-  for (int64_t q = 0; q < chunks; ++q) {
-    for (int64_t s = 0; s < nb; ++s) {
-      const Block blk = blocks[s];
-      const int64_t m0 = bounds[q], m1 = bounds[q + 1];
-      thread_local std::vector<T> panel, tile;
-      if (blk.width == WIDE) {
-        // Each B element is read about (nonzeros of the chunk) / K times; when that is more
-        // than a couple, copy the K x WIDE panel to a contiguous buffer first: the nonzeros
-        // then read consecutive lines of one small array instead of K rows a whole B row
-        // apart (TLB and prefetch friendly).
-        if (N * int64_t(sizeof(T)) >= 4096 && indptr[m1] - indptr[m0] >= 4 * K) {
-          pack_panel(b, K, N, blk.j0, WIDE, WIDE, &panel);
-          rows_block<T, 4>(indptr, indices, data, panel.data(), WIDE, c + m0 * N + blk.j0, N, m0,
-                           m1);
-        } else {
-          rows_block<T, 4>(indptr, indices, data, b + blk.j0, N, c + m0 * N + blk.j0, N, m0, m1);
-        }
-        continue;
+  auto task = [&](int64_t q, int64_t s) {
+    const Block blk = blocks[s];
+    const int64_t m0 = bounds[q], m1 = bounds[q + 1];
+    thread_local std::vector<T> panel, tile;
+    if (blk.width == WIDE) {
+      // Each B element is read about (nonzeros of the chunk) / K times; when that is more
+      // than a couple, copy the K x WIDE panel to a contiguous buffer first: the nonzeros
+      // then read consecutive lines of one small array instead of K rows a whole B row
+      // apart (TLB and prefetch friendly).
+      if (N * int64_t(sizeof(T)) >= 4096 && indptr[m1] - indptr[m0] >= 4 * K) {
+        pack_panel(b, K, N, blk.j0, WIDE, WIDE, &panel);
+        rows_block<T, 4>(indptr, indices, data, panel.data(), WIDE, c + m0 * N + blk.j0, N, m0,
+                         m1);
+      } else {
+        rows_block<T, 4>(indptr, indices, data, b + blk.j0, N, c + m0 * N + blk.j0, N, m0, m1);
       }
-      // Remainder: V vectors; a width that is not a whole number of vectors runs on a
-      // zero-padded panel into a scratch tile, then the real columns are copied out.
-      const int V = int((blk.width + LANES - 1) / LANES);
-      const int64_t width = V * LANES;
-      if (width == blk.width) {
-        rows_block_v<T>(V, indptr, indices, data, b + blk.j0, N, c + m0 * N + blk.j0, N, m0, m1);
-        continue;
-      }
-      pack_panel(b, K, N, blk.j0, blk.width, width, &panel);
-      tile.resize((m1 - m0) * width);
-      rows_block_v<T>(V, indptr, indices, data, panel.data(), width, tile.data(), width, m0, m1);
-      for (int64_t m = m0; m < m1; ++m)
-        std::copy(tile.data() + (m - m0) * width, tile.data() + (m - m0) * width + blk.width,
-                  c + m * N + blk.j0);
+      return;
     }
+    // Remainder: V vectors; a width that is not a whole number of vectors runs on a
+    // zero-padded panel into a scratch tile, then the real columns are copied out.
+    const int V = int((blk.width + LANES - 1) / LANES);
+    const int64_t width = V * LANES;
+    if (width == blk.width) {
+      rows_block_v<T>(V, indptr, indices, data, b + blk.j0, N, c + m0 * N + blk.j0, N, m0, m1);
+      return;
+    }
+    pack_panel(b, K, N, blk.j0, blk.width, width, &panel);
+    tile.resize((m1 - m0) * width);
+    rows_block_v<T>(V, indptr, indices, data, panel.data(), width, tile.data(), width, m0, m1);
+    for (int64_t m = m0; m < m1; ++m)
+      std::copy(tile.data() + (m - m0) * width, tile.data() + (m - m0) * width + blk.width,
+                c + m * N + blk.j0);
+  };
+  const bool parallel = threads > 1 && nnz * N > (1 << 14);
+  if (by_blocks) {
+#pragma omp parallel for schedule(dynamic, 1) if (parallel)
+    for (int64_t s = 0; s < nb; ++s) task(0, s);
+  } else {
+#pragma omp parallel for schedule(static, 1) if (parallel)
+    for (int64_t q = 0; q < chunks; ++q)
+      for (int64_t s = 0; s < nb; ++s) task(q, s);
   }
 }
 

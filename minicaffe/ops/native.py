@@ -72,7 +72,7 @@ def _load():
     # alternating pools oversubscribe); sleeping waiters cost a few microseconds per region only.
     # libgomp reads the policy when it loads (with the extension), so the variable is set for
     # that moment only and other OpenMP users in the process keep their own setting.
-    wait_policy_was_set = "OMP_WAIT_POLICY" in os.environ
+    wait_policy_was_set = "OMP_WAIT_POLICY" in os.environ or "GOMP_SPINCOUNT" in os.environ
     if not wait_policy_was_set:
         os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
     try:
