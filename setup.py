@@ -61,7 +61,8 @@ class CMakeBuild(build_ext):
             f"-Dpybind11_DIR={pybind11.get_cmake_dir()}",
             f"-DCMAKE_BUILD_TYPE={os.environ.get('MINICAFFE_BUILD_TYPE', 'Release')}",
             f"-DMINICAFFE_BLAS={blas}",
-            f"-DMINICAFFE_NATIVE_ARCH={'OFF' if os.environ.get('MINICAFFE_NATIVE_ARCH') == '0' else 'ON'}",
+            "-DMINICAFFE_NATIVE_ARCH="
+            + ("OFF" if os.environ.get("MINICAFFE_NATIVE_ARCH") == "0" else "ON"),
             f"-DMINICAFFE_ASAN={'ON' if os.environ.get('MINICAFFE_ASAN') == '1' else 'OFF'}",
         ]
         if blas == "openblas-wheel":

@@ -17,11 +17,15 @@ namespace {
 
 std::string dtype_name(const py::array& a) { return py::str(a.dtype()).cast<std::string>(); }
 
-std::string shape_str(const py::array& a) {
+// "(2, 3)", "(5,)": Python's tuple spelling, as the NumPy twins print shapes.
+std::string tuple_str(const std::vector<int64_t>& dims) {
   std::string s = "(";
-  for (py::ssize_t d = 0; d < a.ndim(); ++d)
-    s += std::to_string(a.shape(d)) + (a.ndim() == 1 || d + 1 < a.ndim() ? (d + 1 < a.ndim() ? ", " : ",") : "");
-  return s + ")";
+  for (size_t d = 0; d < dims.size(); ++d) s += (d ? ", " : "") + std::to_string(dims[d]);
+  return s + (dims.size() == 1 ? ",)" : ")");
+}
+
+std::string shape_str(const py::array& a) {
+  return tuple_str(std::vector<int64_t>(a.shape(), a.shape() + a.ndim()));
 }
 
 // 4 for float32, 8 for float64; TypeError otherwise.
@@ -41,12 +45,7 @@ void check_array(const char* op, const char* name, const py::array& a, int items
   if (output && !a.writeable()) fail(op, name, " is read-only");
   bool same = a.ndim() == py::ssize_t(shape.size());
   for (size_t d = 0; same && d < shape.size(); ++d) same = a.shape(d) == shape[d];
-  if (!same) {
-    std::string want = "(";
-    for (size_t d = 0; d < shape.size(); ++d)
-      want += std::to_string(shape[d]) + (d + 1 < shape.size() ? ", " : (shape.size() == 1 ? "," : ""));
-    fail(op, name, " has shape ", shape_str(a), "; expected ", want, ")");
-  }
+  if (!same) fail(op, name, " has shape ", shape_str(a), "; expected ", tuple_str(shape));
 }
 
 // A 1-D C-contiguous int64 index array; returns its length.
@@ -62,7 +61,9 @@ int64_t index_array(const char* op, const char* name, const py::array& a) {
 const int64_t* idx_ptr(const py::array& a) { return static_cast<const int64_t*>(a.data()); }
 
 mc::Geom geom_of(const char* op, const std::vector<int64_t>& v) {
-  if (v.size() != 11) fail(op, "geom has ", v.size(), " fields; expected 11 (C, H, W, kh, kw, ph, pw, sh, sw, dh, dw)");
+  if (v.size() != 11)
+    fail(op, "geom has ", v.size(),
+         " fields; expected 11 (C, H, W, kh, kw, ph, pw, sh, sw, dh, dw)");
   mc::Geom g{v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10]};
   mc::check_geom(op, g);
   return g;
@@ -176,7 +177,8 @@ void gemm_compact(const py::array& packed, const py::array& rows, py::object col
                   const py::array& b, py::array out) {
   const char* op = "gemm_compact";
   const int sz = float_size(op, "packed", packed);
-  if (packed.ndim() != 2) fail(op, "packed has shape ", shape_str(packed), "; expected (m_kept, k_kept)");
+  if (packed.ndim() != 2)
+    fail(op, "packed has shape ", shape_str(packed), "; expected (m_kept, k_kept)");
   if (b.ndim() != 2) fail(op, "b has shape ", shape_str(b), "; expected 2 dimensions");
   if (out.ndim() != 2) fail(op, "out has shape ", shape_str(out), "; expected (M, N)");
   // packed may carry zero rows below the kept ones (padding, see kernels.h).
@@ -258,7 +260,8 @@ void linear_compact(const py::array& x, const py::array& packed, const py::array
   const char* op = "linear_compact";
   const int sz = float_size(op, "x", x);
   if (x.ndim() != 2) fail(op, "x has shape ", shape_str(x), "; expected (N, K)");
-  if (packed.ndim() != 2) fail(op, "packed has shape ", shape_str(packed), "; expected (m_kept, k_kept)");
+  if (packed.ndim() != 2)
+    fail(op, "packed has shape ", shape_str(packed), "; expected (m_kept, k_kept)");
   if (out.ndim() != 2) fail(op, "out has shape ", shape_str(out), "; expected (N, M)");
   const int64_t Nb = x.shape(0), K = x.shape(1), M = out.shape(1);
   const int64_t m_kept = packed.shape(0), k_kept = packed.shape(1);
@@ -272,7 +275,8 @@ void linear_compact(const py::array& x, const py::array& packed, const py::array
   if (sz == 4)
     linear_compact_t<float>(Nb, M, K, x, packed, idx_ptr(rows), m_kept, idx_ptr(cols), k_kept, out);
   else
-    linear_compact_t<double>(Nb, M, K, x, packed, idx_ptr(rows), m_kept, idx_ptr(cols), k_kept, out);
+    linear_compact_t<double>(Nb, M, K, x, packed, idx_ptr(rows), m_kept, idx_ptr(cols), k_kept,
+                             out);
 }
 
 // ---- CSR ------------------------------------------------------------------------------
@@ -308,8 +312,9 @@ void csr_call(const char* op, CsrOp which, const py::array& indptr, const py::ar
   if (b.ndim() != 2) fail(op, "b has shape ", shape_str(b), "; expected 2 dimensions");
   const bool t = which == CsrOp::MM_T;
   const int64_t N = t ? b.shape(0) : b.shape(1);
-  check_array(op, t ? "x" : "b", b, sz, t ? std::vector<int64_t>{N, K} : std::vector<int64_t>{K, N});
-  check_array(op, "out", out, sz, t ? std::vector<int64_t>{N, M} : std::vector<int64_t>{M, N}, true);
+  using dims = std::vector<int64_t>;
+  check_array(op, t ? "x" : "b", b, sz, t ? dims{N, K} : dims{K, N});
+  check_array(op, "out", out, sz, t ? dims{N, M} : dims{M, N}, true);
   if (sz == 4) csr_t<float>(which, M, N, K, indptr, indices, data, nnz, b, out);
   else csr_t<double>(which, M, N, K, indptr, indices, data, nnz, b, out);
 }
@@ -345,9 +350,11 @@ PYBIND11_MODULE(_kernels, m) {
     }
   });
   m.def("im2col_batch", &im2col_batch, py::arg("x"), py::arg("geom"), py::arg("out"),
-        "x (N, C, H, W) -> out (C*kh*kw, N*oh*ow); geom = (C, H, W, kh, kw, ph, pw, sh, sw, dh, dw).");
+        "x (N, C, H, W) -> out (C*kh*kw, N*oh*ow); "
+        "geom = (C, H, W, kh, kw, ph, pw, sh, sw, dh, dw).");
   m.def("im2col_rows", &im2col_rows, py::arg("x"), py::arg("geom"), py::arg("rows"),
-        py::arg("out"), "Only the lowered rows `rows` (int64, increasing) -> out (len(rows), N*oh*ow).");
+        py::arg("out"),
+        "Only the lowered rows `rows` (int64, increasing) -> out (len(rows), N*oh*ow).");
   m.def("col2im_batch", &col2im_batch, py::arg("cols"), py::arg("geom"), py::arg("N"),
         py::arg("out"), "cols (C*kh*kw, N*oh*ow) -> out (N, C, H, W), overlaps summed.");
   m.def("gemm", &gemm, py::arg("a"), py::arg("b"), py::arg("out"), py::arg("alpha") = 1.0,

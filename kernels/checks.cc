@@ -12,7 +12,8 @@ void check_geom(const char* op, const Geom& g) {
   const int64_t values[] = {g.C, g.H, g.W, g.kh, g.kw, g.ph, g.pw, g.sh, g.sw, g.dh, g.dw};
   const int64_t lows[] = {1, 1, 1, 1, 1, 0, 0, 1, 1, 1, 1};
   for (int f = 0; f < 11; ++f)
-    if (values[f] < lows[f]) fail(op, "geom.", names[f], " = ", values[f], "; expected >= ", lows[f]);
+    if (values[f] < lows[f])
+      fail(op, "geom.", names[f], " = ", values[f], "; expected >= ", lows[f]);
   if (g.oh() < 1 || g.ow() < 1)
     fail(op, "output would be ", g.oh(), "x", g.ow(), ": the dilated kernel does not fit the ",
          "padded input ", g.H + 2 * g.ph, "x", g.W + 2 * g.pw);
@@ -43,8 +44,8 @@ void check_csr(const char* op, int64_t M, int64_t K, const int64_t* indptr,
   for (int64_t m = 0; m < M; ++m)
     for (int64_t t = indptr[m]; t < indptr[m + 1]; ++t) {
       if (indices[t] < 0 || indices[t] >= K)
-        fail(op, "indices[", t, "] = ", indices[t], " (row ", m, "); expected column indices in [0, ",
-             K, ")");
+        fail(op, "indices[", t, "] = ", indices[t], " (row ", m,
+             "); expected column indices in [0, ", K, ")");
       if (t > indptr[m] && indices[t] <= indices[t - 1])
         fail(op, "indices of row ", m, " are not sorted: ", indices[t - 1], " then ", indices[t],
              " (sort them, e.g. scipy's sort_indices())");

@@ -45,8 +45,8 @@ int get_num_threads() {
 
 namespace {
 
-// Single-precision FMA throughput of one core (thread CPU time) with vectors of `Bytes` bytes: 16 independent
-// accumulator chains cover the FMA latency on current x86 cores.
+// Single-precision FMA throughput of one core (thread CPU time) for one vector width: 16
+// independent accumulator chains cover the FMA latency on current x86 cores.
 typedef float f32x8 __attribute__((vector_size(32)));
 typedef float f32x16 __attribute__((vector_size(64)));
 

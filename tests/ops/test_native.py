@@ -155,7 +155,8 @@ def test_build_info_fields(k):
 
 def test_omp_num_threads_is_honoured(k, tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    code = "import minicaffe; print(minicaffe.get_num_threads(), minicaffe.build_info()['compiled'])"
+    code = ("import minicaffe; "
+            "print(minicaffe.get_num_threads(), minicaffe.build_info()['compiled'])")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          cwd=tmp_path, check=True)
     assert out.stdout.split() == ["1", "True"]
