@@ -19,6 +19,10 @@ def float_array(op, name, a):
     a bug upstream).
     """
     if not isinstance(a, np.ndarray):
+        if hasattr(a, "__cuda_array_interface__"):
+            raise TypeError(f"{op}: {name} is a GPU array ({type(a).__module__}."
+                            f"{type(a).__name__}); minicaffe.ops runs on the CPU only so far "
+                            "(use backend.asnumpy, or CPU mode)")
         a = np.asarray(a)
     if a.dtype not in FLOAT_DTYPES:
         raise TypeError(f"{op}: {name} has dtype {a.dtype}; expected float32 or float64")

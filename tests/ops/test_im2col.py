@@ -157,3 +157,12 @@ def test_col2im_batch_rejects_bad_n_and_shape(engine):
     with pytest.raises(KernelError, match=r"^col2im_batch: cols has shape \(4, 9\); expected "
                                           r"\(C\*kh\*kw, N\*oh\*ow\) = \(4, 18\)$"):
         ops.col2im_batch(np.zeros((4, 9)), g, 2)
+
+
+def test_gpu_arrays_get_a_clear_error(engine):
+    class FakeDeviceArray:  # what CuPy arrays expose
+        __cuda_array_interface__ = {}
+
+    with pytest.raises(TypeError, match=r"^im2col: x is a GPU array \(.*FakeDeviceArray\); "
+                                        r"minicaffe.ops runs on the CPU only so far"):
+        ops.im2col(FakeDeviceArray(), ConvGeometry(1, 3, 3, 2, 2))
