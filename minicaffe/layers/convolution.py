@@ -168,8 +168,8 @@ class Convolution(Layer):
             else:
                 xg = np.ascontiguousarray(x[:, gi * cg:(gi + 1) * cg])
                 geom_g = ops.ConvGeometry(cg, g.H, g.W, g.kh, g.kw, g.ph, g.pw, g.sh, g.sw, g.dh, g.dw)
-            cols = ops.lower(xg, geom_g, weights)
-            ops.matmul(weights, cols, out=out[gi * mg:(gi + 1) * mg])
+            # Lowering fused with the GEMM by image blocks; compact weights lower kept columns only.
+            ops.conv_forward(xg, geom_g, weights, out=out[gi * mg:(gi + 1) * mg])
 
     # -- backward -----------------------------------------------------------------------------
     def backward(self, top, propagate_down, bottom):
