@@ -132,3 +132,34 @@ def test_sigint_snapshots_and_stops(tmp_path):
     it = int(states[0].stem.split("_")[-1])
     assert 100 <= it < 10**6
     assert (tmp_path / "out" / f"cli_iter_{it}.caffemodel").exists()
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="POSIX signals")
+def test_sighup_snapshots_and_continues(tmp_path):
+    write(tmp_path, max_iter=10**6, display=50, snapshot=0)
+    proc = subprocess.Popen([sys.executable, "-m", "minicaffe.train", "--solver", "solver.prototxt"],
+                            cwd=tmp_path, env=env(), stderr=subprocess.PIPE, text=True)
+    sent = []
+    deadline = time.time() + 60
+    for line in proc.stderr:
+        if ("Iteration 100 (" in line and not sent) or time.time() > deadline:
+            proc.send_signal(signal.SIGHUP)
+            sent.append("hup")
+        if "Snapshotting solver state" in line and sent == ["hup"]:
+            sent.append("seen")
+        if "Iteration 300 (" in line and "seen" in sent:
+            proc.send_signal(signal.SIGINT)
+            break
+    _, rest = proc.communicate(timeout=60)
+    assert proc.returncode == 0, rest
+    states = sorted(int(p.stem.split("_")[-1]) for p in (tmp_path / "out").glob("*.solverstate"))
+    assert len(states) == 2 and 100 <= states[0] < 300 <= states[1]
+
+
+def test_gpu_flag_without_a_gpu_is_a_clear_error(tmp_path):
+    from minicaffe import backend
+    if backend.gpu_available():
+        pytest.skip("a GPU is present")
+    write(tmp_path)
+    r = run(tmp_path, "train", "--solver", "solver.prototxt", "--gpu", "0")
+    assert r.returncode == 1 and "GPU mode needs CuPy" in r.stderr and "Traceback" not in r.stderr
