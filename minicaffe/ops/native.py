@@ -37,13 +37,14 @@ def _preload_openblas():
     # This OpenBLAS build picks its kernels once, when loaded (which `import scipy_openblas32`
     # already does), from OPENBLAS_CORETYPE or its own CPU detection.
     # MINICAFFE_OPENBLAS_CORETYPE chooses for minicaffe's copy alone (the variable is set only
-    # while the library loads). Otherwise a user's OPENBLAS_CORETYPE is respected, and without
-    # one an AVX-512 CPU gets the SkylakeX kernels: 0.3.34 does not recognise AMD Zen 5 and
-    # would fall back to AVX2 (Haswell) kernels at half the speed (sgemm 2048^3, one thread:
-    # about 112 vs 207 GFLOP/s on this machine kind).
+    # while the library loads). Without it, a CPU with AVX-512 gets the SkylakeX kernels even
+    # when a process-wide OPENBLAS_CORETYPE pins something older: 0.3.34 does not recognise
+    # AMD Zen 5, and machine images pin Haswell for NumPy's sake, which halves our GEMM speed
+    # (sgemm 2048^3, one thread: about 120 vs 240 GFLOP/s on this machine kind). Other CPUs
+    # follow OPENBLAS_CORETYPE or OpenBLAS's own detection.
     previous = os.environ.get("OPENBLAS_CORETYPE")
     choice = os.environ.get("MINICAFFE_OPENBLAS_CORETYPE")
-    if not choice and previous is None and _SKYLAKEX_FLAGS <= _cpu_flags():
+    if not choice and _SKYLAKEX_FLAGS <= _cpu_flags():
         choice = "SKYLAKEX"
     if choice:
         os.environ["OPENBLAS_CORETYPE"] = choice

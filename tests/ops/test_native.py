@@ -233,22 +233,24 @@ def test_peak_gflops(k):
 
 
 def test_openblas_coretype_choice_is_ours_alone(k, tmp_path):
-    """MINICAFFE_OPENBLAS_CORETYPE picks the kernels of our OpenBLAS copy; the user's
-    OPENBLAS_CORETYPE is back in place afterwards."""
+    """MINICAFFE_OPENBLAS_CORETYPE picks the kernels of our OpenBLAS copy; without it an
+    AVX-512 CPU gets SkylakeX even under a process-wide Haswell pin; the user's
+    OPENBLAS_CORETYPE is back in place afterwards either way."""
     if "openblas (scipy-openblas32" not in ops.build_info()["blas_vendor"]:
         pytest.skip("not the scipy-openblas32 build")
     if not native._SKYLAKEX_FLAGS <= native._cpu_flags():
         pytest.skip("CPU without the AVX-512 subsets of OpenBLAS's SkylakeX kernels")
     code = ("import os, minicaffe; print(minicaffe.build_info()['blas_version']); "
             "print(os.environ.get('OPENBLAS_CORETYPE'))")
-    env = dict(os.environ, OPENBLAS_CORETYPE="Haswell", MINICAFFE_OPENBLAS_CORETYPE="SKYLAKEX")
+    env = dict(os.environ, OPENBLAS_CORETYPE="SKYLAKEX", MINICAFFE_OPENBLAS_CORETYPE="Haswell")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         cwd=tmp_path, check=True).stdout.splitlines()
+    assert "Haswell" in out[0] and out[1] == "SKYLAKEX"
+    env.pop("MINICAFFE_OPENBLAS_CORETYPE")
+    env["OPENBLAS_CORETYPE"] = "Haswell"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          cwd=tmp_path, check=True).stdout.splitlines()
     assert "SkylakeX" in out[0] and out[1] == "Haswell"
-    env.pop("MINICAFFE_OPENBLAS_CORETYPE")
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                         cwd=tmp_path, check=True).stdout.splitlines()
-    assert "Haswell" in out[0] and out[1] == "Haswell"
 
 
 @pytest.mark.parametrize("block_bytes", [1, 3000, 1 << 30])  # one image, a few, the whole batch
