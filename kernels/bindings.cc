@@ -386,7 +386,7 @@ PYBIND11_MODULE(_kernels, m) {
         }, py::arg("indptr"), py::arg("indices"), py::arg("data"), py::arg("K"), py::arg("b"),
         py::arg("out"), "The same product through MKL's mkl_sparse_?_mm.");
 #endif
-  m.def("set_num_threads", &mc::set_num_threads, py::arg("n"));
+  m.def("set_num_threads", &mc::set_num_threads, py::arg("n"), py::arg("openmp_threads") = -1);
   m.def("get_num_threads", &mc::get_num_threads);
   m.def("build_info", &build_info);
   m.def("peak_gflops", [](int vector_bits, double seconds) {

@@ -105,7 +105,8 @@ void csrmm_mkl(int64_t M, int64_t N, int64_t K, const int64_t* indptr, const int
 
 // Thread controls and build description (runtime.cc). init_blas runs once at import.
 void init_blas();
-void set_num_threads(int n);
+// BLAS threads = n; OpenMP threads of our kernels = openmp_threads (n when < 1).
+void set_num_threads(int n, int openmp_threads = -1);
 int get_num_threads();
 std::string blas_vendor();
 std::string blas_version();

@@ -21,10 +21,11 @@ void init_blas() {
 #endif
 }
 
-void set_num_threads(int n) {
+void set_num_threads(int n, int openmp_threads) {
   if (n < 1) fail("set_num_threads", "n = ", n, "; expected >= 1");
+  if (openmp_threads < 1) openmp_threads = n;
 #ifdef _OPENMP
-  omp_set_num_threads(n);
+  omp_set_num_threads(openmp_threads);
 #endif
 #if defined(MINICAFFE_BLAS_MKL)
   mkl_set_num_threads(n);
@@ -35,8 +36,13 @@ void set_num_threads(int n) {
 #endif
 }
 
+// The BLAS thread count (what set_num_threads' n set); OpenMP's when BLAS cannot say.
 int get_num_threads() {
-#ifdef _OPENMP
+#if defined(MINICAFFE_BLAS_MKL)
+  return mkl_get_max_threads();
+#elif defined(MINICAFFE_BLAS_OPENBLAS_WHEEL)
+  return scipy_openblas_get_num_threads();
+#elif defined(_OPENMP)
   return omp_get_max_threads();
 #else
   return 1;
