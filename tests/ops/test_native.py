@@ -285,3 +285,18 @@ def test_conv_forward_bad_arguments(k):
         k.conv_forward(x, gt, f32(2, 2), None, np.array([4, 2]), f32(2, 4))
     with pytest.raises(KernelError, match=r"^conv_forward: block_bytes = 0; expected >= 1$"):
         k.conv_forward(x, gt, f32(2, 9), None, None, f32(2, 4), 0)
+
+
+@pytest.mark.parametrize("policy, spins", [(None, True), ("PASSIVE", False)])
+def test_preloaded_spinning_libgomp_keeps_our_openmp_single_threaded(k, tmp_path, policy, spins):
+    """A libgomp loaded before ours (PyTorch's) spins by default; our OpenMP kernels must then
+    stay single-threaded so they do not fight OpenBLAS's threads. BLAS keeps n threads."""
+    code = ("import ctypes; ctypes.CDLL('libgomp.so.1', mode=ctypes.RTLD_GLOBAL); "
+            "from minicaffe.ops import native; native.set_num_threads(2); "
+            "print(native._openmp_spins, native.get_num_threads())")
+    env = {key: v for key, v in os.environ.items() if key not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    if policy:
+        env["OMP_WAIT_POLICY"] = policy
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         cwd=tmp_path, check=True).stdout.split()
+    assert out == [str(spins), "2"]
