@@ -1,4 +1,4 @@
-"""Convolution layer (Caffe's ConvolutionLayer), lowered to one GEMM per group for the batch."""
+"""Convolution layer (Caffe's ConvolutionLayer), lowered to GEMMs a cache-sized block of images at a time."""
 import numpy as np
 
 from minicaffe import backend, fillers, ops
@@ -19,12 +19,13 @@ class Convolution(Layer):
     oh = (H + 2 ph - (dh (kh - 1) + 1)) // sh + 1 (likewise ow).
     blobs[0]: weights (num_output, C/group, kh, kw); blobs[1]: bias (num_output,) if bias_term.
 
-    y[n, m] = b[m] + W_g[m] @ im2col(x[n])_g: the whole batch is lowered once into
-    cols (C*kh*kw, N*oh*ow) and each group g is one GEMM of its lowered weights
-    (num_output/group, C/group*kh*kw) (rows = filters, columns = shape fibres) with its
-    C/group*kh*kw rows of cols. Backward: dW_g += dY_g @ cols_g^T (cols kept from forward),
-    dcols_g = W_g^T @ dY_g and dx = col2im(dcols), the last two a cache-sized chunk of images
-    at a time. All scratch buffers are allocated on the first reshape of a shape and reused.
+    y[n, m] = b[m] + W_g[m] @ im2col(x[n])_g, with the lowered weights of group g
+    (num_output/group, C/group*kh*kw) (rows = filters, columns = shape fibres). The batch is
+    lowered a chunk of images at a time, so the lowered block (C*kh*kw, n*oh*ow) stays in cache
+    between the lowering and its GEMMs: a whole batch lowered at once is tens of MB (82 MB for
+    CIFAR-10 quick's conv2), written and read back through main memory. Backward lowers each
+    chunk again (cheap, in cache) for dW_g += dY_g @ cols_g^T, then dcols_g = W_g^T @ dY_g and
+    dx = col2im(dcols). Scratch buffers are allocated on the first reshape of a shape and reused.
 
     At TEST with conv_mode LOWERED_CCNMM / LOWERED_CSRMM the per-group weights are turned into
     compact / CSR formats (ops.make_weights) on the first forward, on `refresh_weights()` and
@@ -95,17 +96,17 @@ class Convolution(Layer):
                                  bottom)
             self.geom = g
             xp = backend.xp_of(x.data)
-            P = N * g.cols
-            # Scratch reused every iteration: lowered input, its gradient, GEMM output.
-            self._cols = xp.empty((g.rows, P), dtype=x.dtype)
+            # Images per chunk: the chunk's lowered input (or its gradient) fits ~1 MiB.
+            nc = max(1, min(N, _CHUNK_BYTES // max(1, g.rows * g.cols * x.dtype.itemsize)))
+            self._chunk = nc
+            # Scratch reused every iteration: a chunk's lowered input and its gradient, a
+            # chunk's output / top gradient as (M, n*P), and the batch output of the fused path.
+            self._cols = xp.empty(g.rows * nc * g.cols, dtype=x.dtype)
             self._dcols = None
-            self._out = xp.empty((self.num_output, P), dtype=x.dtype)
-            self._dy = None
+            self._outc = xp.empty(self.num_output * nc * g.cols, dtype=x.dtype)
             self._dyc = None
-            # Images per chunk of the data-gradient path: its lowered gradient fits ~1 MiB.
-            self._chunk = max(1, min(N, _CHUNK_BYTES // max(1, g.rows * g.cols * x.dtype.itemsize)))
+            self._out = None
             self._shape_key = key
-            self._cols_valid = False
         top[0].reshape(N, self.num_output, self.geom.oh, self.geom.ow)
 
     def _sparse_mode(self):
@@ -141,27 +142,46 @@ class Convolution(Layer):
         x = bottom[0].data
         g = self.geom
         N = x.shape[0]
-        mg, kg = self.num_output // self.group, g.rows // self.group
-        out = self._out
-        if self._sparse_mode():
-            self._forward_sparse(x, out)
-        else:
-            ops.im2col_batch(x, g, out=self._cols)
-            self._cols_valid = True
-            for gi, w2d in enumerate(self.lowered_weights()):
-                ops.gemm(w2d, self._cols[gi * kg:(gi + 1) * kg], out=out[gi * mg:(gi + 1) * mg])
-        # (M, N*P) -> (N, M, P), fused with the bias add.
         y = top[0].data.reshape(N, self.num_output, g.cols)
-        out3 = out.reshape(self.num_output, N, g.cols).transpose(1, 0, 2)
+        if self._sparse_mode() or self.group == 1:
+            # One call for the batch; ops.conv_forward lowers and multiplies by image blocks.
+            if self._out is None:
+                self._out = backend.xp_of(x).empty((self.num_output, N * g.cols), dtype=x.dtype)
+            if self._sparse_mode():
+                self._forward_sparse(x, self._out)
+            else:
+                w2d = self.blobs[0].data.reshape(self.num_output, -1)
+                ops.conv_forward(x, g, ops.DenseWeights(w2d), out=self._out)
+            self._store_top(self._out, y, 0, N)
+            return
+        mg, kg = self.num_output // self.group, g.rows // self.group
+        weights = self.lowered_weights()
+        for n0, n in self._chunks(N):
+            cols = ops.im2col_batch(x[n0:n0 + n], g, out=self._chunk_cols(n))
+            outc = self._outc[:self.num_output * n * g.cols].reshape(self.num_output, n * g.cols)
+            for gi, w2d in enumerate(weights):
+                ops.gemm(w2d, cols[gi * kg:(gi + 1) * kg], out=outc[gi * mg:(gi + 1) * mg])
+            self._store_top(outc, y, n0, n)
+
+    def _chunks(self, N):
+        """(first image, count) of each chunk of the batch."""
+        return [(n0, min(self._chunk, N - n0)) for n0 in range(0, N, self._chunk)]
+
+    def _chunk_cols(self, n):
+        g = self.geom
+        return self._cols[:g.rows * n * g.cols].reshape(g.rows, n * g.cols)
+
+    def _store_top(self, out, y, n0, n):
+        """GEMM output (M, n*P) -> top images n0..n0+n (n, M, P), fused with the bias add."""
+        out3 = out.reshape(self.num_output, n, self.geom.cols).transpose(1, 0, 2)
         if self.bias_term:
-            backend.xp_of(x).add(out3, self.blobs[1].data[:, None], out=y)
+            backend.xp_of(out).add(out3, self.blobs[1].data[:, None], out=y[n0:n0 + n])
         else:
-            y[...] = out3
+            y[n0:n0 + n] = out3
 
     def _forward_sparse(self, x, out):
         g = self.geom
         mg, cg = self.num_output // self.group, self.channels // self.group
-        self._cols_valid = False
         for gi, weights in enumerate(self._weight_formats()):
             if self.group == 1:
                 xg, geom_g = x, g
@@ -173,49 +193,34 @@ class Convolution(Layer):
 
     # -- backward -----------------------------------------------------------------------------
     def backward(self, top, propagate_down, bottom):
+        """Per chunk of images: lower x again, dW_g += dY_g cols_g^T; then, when asked,
+        dcols_g = W_g^T dY_g and dx = col2im(dcols) while the chunk is still in cache."""
         g = self.geom
         x = bottom[0].data
-        N = x.shape[0]
+        N, M, P = x.shape[0], self.num_output, g.cols
         xp = backend.xp_of(x)
-        mg, kg = self.num_output // self.group, g.rows // self.group
-        dy3 = top[0].diff.reshape(N, self.num_output, g.cols)
+        mg, kg = M // self.group, g.rows // self.group
+        dy3 = top[0].diff.reshape(N, M, P)
         if self.bias_term:
             self.blobs[1].diff[...] += dy3.sum(axis=(0, 2))
-        if self._dy is None:
-            self._dy = xp.empty((self.num_output, N * g.cols), dtype=x.dtype)
-        dy = self._dy
-        dy.reshape(self.num_output, N, g.cols)[...] = dy3.transpose(1, 0, 2)
-        if not self._cols_valid:          # forward ran a sparse path: lower now
-            ops.im2col_batch(x, g, out=self._cols)
-            self._cols_valid = True
-        cols = self._cols
-        wdiff = self.blobs[0].diff.reshape(self.num_output, -1)
-        for gi in range(self.group):
-            rows, ks = slice(gi * mg, (gi + 1) * mg), slice(gi * kg, (gi + 1) * kg)
-            ops.gemm(dy[rows], cols[ks], out=wdiff[rows], beta=1.0, trans_b=True)
-        if not propagate_down[0]:
-            return
-        self._backward_data(dy3, bottom[0].diff, xp)
-
-    def _backward_data(self, dy3, dx, xp):
-        """dx = col2im(W^T dY), a few images at a time: a chunk's lowered gradient
-        (C*kh*kw, n*oh*ow) stays in cache between the GEMM that writes it and col2im, which
-        measured ~25% faster than one batch-sized matrix on CIFAR-10 shapes."""
-        g = self.geom
-        N, M, P = dy3.shape
-        mg, kg = M // self.group, g.rows // self.group
-        nc = self._chunk
-        if self._dcols is None:
-            self._dcols = xp.empty(g.rows * nc * P, dtype=dx.dtype)
-            self._dyc = xp.empty(M * nc * P, dtype=dx.dtype)
+        if self._dyc is None:
+            self._dyc = xp.empty(M * self._chunk * P, dtype=x.dtype)
+            self._dcols = xp.empty(g.rows * self._chunk * P, dtype=x.dtype)
+        wdiff = self.blobs[0].diff.reshape(M, -1)
         weights = self.lowered_weights()
-        for n0 in range(0, N, nc):
-            n = min(nc, N - n0)
+        dx = bottom[0].diff if propagate_down[0] else None
+        for n0, n in self._chunks(N):
             if n == 1:
                 dyc = dy3[n0]                          # (M, P) already contiguous
             else:
                 dyc = self._dyc[:M * n * P].reshape(M, n * P)
                 dyc.reshape(M, n, P)[...] = dy3[n0:n0 + n].transpose(1, 0, 2)
+            cols = ops.im2col_batch(x[n0:n0 + n], g, out=self._chunk_cols(n))
+            for gi in range(self.group):
+                rows, ks = slice(gi * mg, (gi + 1) * mg), slice(gi * kg, (gi + 1) * kg)
+                ops.gemm(dyc[rows], cols[ks], out=wdiff[rows], beta=1.0, trans_b=True)
+            if dx is None:
+                continue
             dcols = self._dcols[:g.rows * n * P].reshape(g.rows, n * P)
             for gi, w2d in enumerate(weights):
                 rows, ks = slice(gi * mg, (gi + 1) * mg), slice(gi * kg, (gi + 1) * kg)

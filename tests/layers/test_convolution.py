@@ -122,11 +122,11 @@ def test_buffers_reused_across_iterations():
     case.run_forward(layer, bottom, top)
     top[0].diff[...] = 1
     layer.backward(top, [True], bottom)
-    ids = (id(layer._cols), id(layer._dcols), id(layer._out), id(layer._dy))
+    ids = (id(layer._cols), id(layer._dcols), id(layer._out), id(layer._outc), id(layer._dyc))
     for _ in range(3):
         case.run_forward(layer, bottom, top)
         layer.backward(top, [True], bottom)
-    assert (id(layer._cols), id(layer._dcols), id(layer._out), id(layer._dy)) == ids
+    assert (id(layer._cols), id(layer._dcols), id(layer._out), id(layer._outc), id(layer._dyc)) == ids
 
 
 def test_group_not_dividing_channels():
@@ -195,26 +195,29 @@ def test_matches_torch_forward_backward(torch, cfg):
     np.testing.assert_allclose(layer.blobs[1].diff, tb.grad.numpy(), rtol=1e-10, atol=1e-10)
 
 
+@pytest.mark.parametrize("case_cls", ["TestConvolutionStridePadGroup", "TestConvolution"])
 @pytest.mark.parametrize("chunk_images", [1, 2])
-def test_chunked_data_gradient_matches_whole_batch(monkeypatch, chunk_images):
-    """The data gradient is computed a few images at a time (last chunk partial)."""
+def test_chunked_matches_whole_batch(monkeypatch, chunk_images, case_cls):
+    """Forward (group > 1) and both gradients run a few images at a time (last chunk
+    partial) and equal the whole batch in one chunk."""
     from minicaffe.layers import convolution
 
-    def grads():
-        case = TestConvolutionStridePadGroup()
-        case.bottom_shapes = [(5, 4, 7, 6)]
+    def run():
+        case = globals()[case_cls]()
+        case.bottom_shapes = [(5,) + tuple(case.bottom_shapes[0][1:])]
         layer, bottom, top = case.build()
         case.run_forward(layer, bottom, top)
         top[0].diff[...] = np.random.default_rng(1).standard_normal(top[0].shape)
         layer.backward(top, [True], bottom)
-        return layer, bottom[0].diff.copy(), layer.blobs[0].diff.copy()
+        return layer, top[0].data.copy(), bottom[0].diff.copy(), layer.blobs[0].diff.copy()
 
-    whole_layer, dx, dw = grads()
+    whole_layer, y, dx, dw = run()
     assert whole_layer._chunk == 5
     per_image = whole_layer.geom.rows * whole_layer.geom.cols * 8
     monkeypatch.setattr(convolution, "_CHUNK_BYTES", per_image * chunk_images)
-    layer, dx_c, dw_c = grads()
+    layer, y_c, dx_c, dw_c = run()
     assert layer._chunk == chunk_images
+    np.testing.assert_allclose(y_c, y, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(dx_c, dx, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(dw_c, dw, rtol=1e-12, atol=1e-12)
 
