@@ -279,6 +279,84 @@ void linear_compact(const py::array& x, const py::array& packed, const py::array
                              out);
 }
 
+// ---- pooling --------------------------------------------------------------------------
+
+mc::PoolGeom pool_geom_of(const char* op, const std::vector<int64_t>& v) {
+  if (v.size() != 10)
+    fail(op, "geom has ", v.size(), " fields; expected 10 (H, W, kh, kw, ph, pw, sh, sw, oh, ow)");
+  mc::PoolGeom g{v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9]};
+  mc::check_pool_geom(op, g);
+  return g;
+}
+
+// A C-contiguous int32 array of the given shape (the argmax mask).
+void check_mask(const char* op, const py::array& a, const std::vector<int64_t>& shape,
+                bool output) {
+  if (a.dtype().kind() != 'i' || a.itemsize() != 4)
+    throw py::type_error(std::string(op) + ": mask has dtype " + dtype_name(a) +
+                         "; expected int32");
+  if (!(a.flags() & py::array::c_style)) fail(op, "mask must be C-contiguous");
+  if (output && !a.writeable()) fail(op, "mask is read-only");
+  bool same = a.ndim() == py::ssize_t(shape.size());
+  for (size_t d = 0; same && d < shape.size(); ++d) same = a.shape(d) == shape[d];
+  if (!same) fail(op, "mask has shape ", shape_str(a), "; expected ", tuple_str(shape));
+}
+
+template <typename T>
+void max_pool_forward_t(const py::array& x, const mc::PoolGeom& g, py::array& y,
+                        py::array& mask) {
+  const T* px = cptr<T>(x);
+  T* py_ = mptr<T>(y);
+  int32_t* pm = static_cast<int32_t*>(mask.mutable_data());
+  const int64_t planes = x.shape(0) * x.shape(1);
+  py::gil_scoped_release release;
+  mc::max_pool_forward<T>(px, planes, g, py_, pm);
+}
+
+void max_pool_forward(const py::array& x, const std::vector<int64_t>& geom, py::array y,
+                      py::array mask) {
+  const char* op = "max_pool_forward";
+  const mc::PoolGeom g = pool_geom_of(op, geom);
+  const int sz = float_size(op, "x", x);
+  if (x.ndim() != 4) fail(op, "x has shape ", shape_str(x), "; expected (N, C, H, W)");
+  const int64_t N = x.shape(0), C = x.shape(1);
+  check_array(op, "x", x, sz, {N, C, g.H, g.W});
+  check_array(op, "out", y, sz, {N, C, g.oh, g.ow}, true);
+  check_mask(op, mask, {N, C, g.oh, g.ow}, true);
+  if (sz == 4) max_pool_forward_t<float>(x, g, y, mask);
+  else max_pool_forward_t<double>(x, g, y, mask);
+}
+
+template <typename T>
+void max_pool_backward_t(const py::array& dy, const py::array& mask, const mc::PoolGeom& g,
+                         py::array& dx) {
+  const T* pd = cptr<T>(dy);
+  const int32_t* pm = static_cast<const int32_t*>(mask.data());
+  T* px = mptr<T>(dx);
+  const int64_t planes = dy.shape(0) * dy.shape(1);
+  py::gil_scoped_release release;
+  mc::max_pool_backward<T>(pd, pm, planes, g, px);
+}
+
+void max_pool_backward(const py::array& dy, const py::array& mask,
+                       const std::vector<int64_t>& geom, py::array dx) {
+  const char* op = "max_pool_backward";
+  const mc::PoolGeom g = pool_geom_of(op, geom);
+  const int sz = float_size(op, "dy", dy);
+  if (dy.ndim() != 4) fail(op, "dy has shape ", shape_str(dy), "; expected (N, C, oh, ow)");
+  const int64_t N = dy.shape(0), C = dy.shape(1);
+  check_array(op, "dy", dy, sz, {N, C, g.oh, g.ow});
+  check_mask(op, mask, {N, C, g.oh, g.ow}, false);
+  check_array(op, "dx", dx, sz, {N, C, g.H, g.W}, true);
+  const int32_t* pm = static_cast<const int32_t*>(mask.data());
+  const int64_t bad = mc::first_bad_index(pm, N * C * g.oh * g.ow, g.H * g.W);
+  if (bad >= 0)
+    fail(op, "mask entry ", bad, " = ", pm[bad], "; expected -1 or an index in [0, ", g.H * g.W,
+         ")");
+  if (sz == 4) max_pool_backward_t<float>(dy, mask, g, dx);
+  else max_pool_backward_t<double>(dy, mask, g, dx);
+}
+
 // ---- CSR ------------------------------------------------------------------------------
 
 enum class CsrOp { MM, MM_T, MKL };
@@ -386,6 +464,12 @@ PYBIND11_MODULE(_kernels, m) {
         }, py::arg("indptr"), py::arg("indices"), py::arg("data"), py::arg("K"), py::arg("b"),
         py::arg("out"), "The same product through MKL's mkl_sparse_?_mm.");
 #endif
+  m.def("max_pool_forward", &max_pool_forward, py::arg("x"), py::arg("geom"), py::arg("out"),
+        py::arg("mask"),
+        "x (N, C, H, W) -> out (N, C, oh, ow) and int32 mask (argmax h*W + w per window); "
+        "geom = (H, W, kh, kw, ph, pw, sh, sw, oh, ow).");
+  m.def("max_pool_backward", &max_pool_backward, py::arg("dy"), py::arg("mask"), py::arg("geom"),
+        py::arg("dx"), "dx (N, C, H, W) = 0, then dy (N, C, oh, ow) added at the mask's pixels.");
   m.def("set_num_threads", &mc::set_num_threads, py::arg("n"), py::arg("openmp_threads") = -1);
   m.def("get_num_threads", &mc::get_num_threads);
   m.def("build_info", &build_info);

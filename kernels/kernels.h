@@ -1,4 +1,5 @@
-// minicaffe compiled kernels: lowering (im2col/col2im), dense and compacted GEMM, CSR x dense.
+// minicaffe compiled kernels: lowering (im2col/col2im), dense and compacted GEMM, CSR x dense,
+// MAX pooling.
 // All arrays are C-contiguous (row-major); T is float (f32_*) or double (f64_*).
 // Every entry point checks its arguments and throws std::invalid_argument naming the argument,
 // its value and the rule it broke (pybind11 turns that into ValueError).
@@ -30,6 +31,13 @@ template <typename... Parts>
 }
 
 void check_geom(const char* op, const Geom& g);
+
+// Pooling geometry of one plane, as minicaffe.ops.pooling passes it; (oh, ow) come from the
+// Pooling layer (Caffe's ceil rule).
+struct PoolGeom {
+  int64_t H, W, kh, kw, ph, pw, sh, sw, oh, ow;
+};
+void check_pool_geom(const char* op, const PoolGeom& g);
 void check_size(const char* op, const char* name, int64_t value);  // value >= 0
 // idx[0..n) strictly increasing inside [0, bound).
 void check_index_list(const char* op, const char* name, const int64_t* idx, int64_t n,
@@ -102,6 +110,20 @@ template <typename T>
 void csrmm_mkl(int64_t M, int64_t N, int64_t K, const int64_t* indptr, const int64_t* indices,
                const T* data, int64_t nnz, const T* b, T* c);
 #endif
+
+// MAX pooling of `planes` (n, c) planes x[planes][H][W] -> y[planes][oh][ow] and
+// mask[planes][oh][ow] = h*W + w of the first maximum of each window clipped to the image
+// (-inf and -1 for a window wholly past the image).
+template <typename T>
+void max_pool_forward(const T* x, int64_t planes, const PoolGeom& g, T* y, int32_t* mask);
+
+// Position of the first mask[t] outside [-1, bound), or -1.
+int64_t first_bad_index(const int32_t* mask, int64_t n, int64_t bound);
+
+// dx[planes][H][W] = 0, then dx[p][mask[p][t]] += dy[p][t] (entries -1 skipped).
+template <typename T>
+void max_pool_backward(const T* dy, const int32_t* mask, int64_t planes, const PoolGeom& g,
+                       T* dx);
 
 // Thread controls and build description (runtime.cc). init_blas runs once at import.
 void init_blas();

@@ -232,12 +232,11 @@ def test_torch_default_floor_mode_differs(torch):
     assert pooled_size(16, 3, 0, 2) == 8
 
 
-@pytest.mark.parametrize("case_cls", [TestMaxPoolOverlappingCeil, TestMaxPoolPadRect,
-                                      TestAvePoolPad, TestMaxPool2x2])
+@pytest.mark.parametrize("case_cls", [TestAvePoolOverlappingCeil, TestAvePoolPad])
 def test_blocked_passes_match(monkeypatch, case_cls):
-    """Windows are processed a few image-channels at a time; tiny blocks (last one partial)
-    must give the same forward and gradients."""
-    from minicaffe.layers import pooling
+    """AVE windows are processed a few image-channels at a time; tiny blocks (last one partial)
+    must give the same forward and gradients. (MAX runs ops.max_pool_*: tests/ops/test_pooling.)"""
+    from minicaffe.ops import pooling
 
     monkeypatch.setattr(pooling, "_BLOCK_BYTES", 1)       # one image-channel per block
     case = case_cls()
@@ -248,3 +247,17 @@ def test_blocked_passes_match(monkeypatch, case_cls):
     monkeypatch.setattr(pooling, "_BLOCK_BYTES", 3 * 8 * layer._y.shape[1] + 1)   # 3 rows
     case.test_forward_matches_reference()
     case.test_gradient_bottoms()
+
+
+def test_max_mask_top_is_the_argmax_the_gradient_uses():
+    """top[1] and backward share one argmax: the gradient lands where the mask points."""
+    case = TestMaxPoolWithMask()
+    x = np.zeros((1, 2, 5, 5))                      # all ties: the first pixel of each window
+    layer, bottom, top = case.build(bottom_values=[x])
+    case.run_forward(layer, bottom, top)
+    np.testing.assert_array_equal(top[1].data[0, 0], [[0, 1, 3], [5, 6, 8], [15, 16, 18]])
+    top[0].diff[...] = 1.0
+    layer.backward(top, [True], bottom)
+    want = np.zeros(25)
+    np.add.at(want, top[1].data[0, 0].astype(int).ravel(), 1.0)
+    np.testing.assert_array_equal(bottom[0].diff[0, 0].ravel(), want)

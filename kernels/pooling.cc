@@ -1,0 +1,187 @@
+// MAX pooling with Caffe's rules: windows clipped to the image, the first maximum in row-major
+// window order wins, its index h*W + w in the plane is kept for backward.
+#include <algorithm>
+#include <limits>
+#include <vector>
+
+#include "kernels.h"
+
+namespace mc {
+
+void check_pool_geom(const char* op, const PoolGeom& g) {
+  const char* names[] = {"H", "W", "kh", "kw", "ph", "pw", "sh", "sw", "oh", "ow"};
+  const int64_t values[] = {g.H, g.W, g.kh, g.kw, g.ph, g.pw, g.sh, g.sw, g.oh, g.ow};
+  const int64_t lows[] = {1, 1, 1, 1, 0, 0, 1, 1, 1, 1};
+  for (int f = 0; f < 10; ++f)
+    if (values[f] < lows[f])
+      fail(op, "geom.", names[f], " = ", values[f], "; expected >= ", lows[f]);
+  if (g.ph >= g.kh || g.pw >= g.kw)
+    fail(op, "pad (", g.ph, ", ", g.pw, ") must be smaller than the kernel (", g.kh, ", ", g.kw,
+         ")");
+  if (g.H * g.W > INT32_MAX) fail(op, "plane ", g.H, "x", g.W, " has more than 2^31-1 pixels");
+}
+
+namespace {
+
+// Stride-phase layout (the NumPy twin's, minicaffe/ops/pooling.py PhasePlan): the padded
+// plane is split into sh*sw phase planes of Hh x Wh, phase (a, b) holding padded pixel
+// (a + u*sh, b + v*sw) at u*Wh + v, -inf outside the image. Kernel tap (i, j) of every output,
+// laid out on an oh x Wh grid (columns >= ow are scratch), is then ONE contiguous run of
+// phase (i % sh, j % sw) from (i / sh)*Wh + j / sw. Per-window loops, strided loads (gathers)
+// and short clipped rows all ran slower than NumPy; runs of oh*Wh values vectorise fully.
+struct Layout {
+  int64_t Hh, Wh, L, plane;  // phase plane Hh x Wh plus one spare row; L = oh*Wh grid
+  std::vector<int32_t> seed;  // per grid cell: first image pixel of its window, or -1
+  std::vector<int32_t> base;  // per grid cell: pixel index of tap (0, 0), maybe outside
+};
+
+Layout layout(const PoolGeom& g) {
+  Layout l;
+  l.Hh = g.oh + (g.kh - 1) / g.sh;
+  l.Wh = g.ow + (g.kw - 1) / g.sw;
+  l.L = g.oh * l.Wh;
+  l.plane = l.Hh * l.Wh + l.Wh;  // the last taps of scratch columns overhang by < one row
+  l.seed.assign(l.L, -1);
+  l.base.assign(l.L, 0);
+  for (int64_t yo = 0; yo < g.oh; ++yo)
+    for (int64_t xo = 0; xo < l.Wh; ++xo) {
+      const int64_t h = yo * g.sh - g.ph, w = xo * g.sw - g.pw;
+      l.base[yo * l.Wh + xo] = int32_t(h * g.W + w);
+      const int64_t h0 = std::max<int64_t>(h, 0), w0 = std::max<int64_t>(w, 0);
+      if (xo < g.ow && h0 < g.H && w0 < g.W) l.seed[yo * l.Wh + xo] = int32_t(h0 * g.W + w0);
+    }
+  return l;
+}
+
+// Phase planes of one input plane; SW > 0 makes the column stride a constant.
+template <typename T, int64_t SW>
+void split_phases(const T* __restrict__ x, const PoolGeom& g, const Layout& l,
+                  T* __restrict__ planes) {
+  const int64_t sw = SW > 0 ? SW : g.sw;
+  const T pad = -std::numeric_limits<T>::infinity();
+  for (int64_t a = 0; a < g.sh; ++a)
+    for (int64_t b = 0; b < sw; ++b) {
+      T* __restrict__ dst = planes + (a * sw + b) * l.plane;
+      // v with input column v*sw + b - pw inside [0, W)
+      const int64_t lo = std::min(l.Wh, g.pw > b ? (g.pw - b + sw - 1) / sw : 0);
+      const int64_t hi = std::max(lo, std::min(l.Wh, (g.W + g.pw - b + sw - 1) / sw));
+      for (int64_t u = 0; u < l.Hh; ++u, dst += l.Wh) {
+        const int64_t h = a + u * g.sh - g.ph;
+        if (h < 0 || h >= g.H) {
+          std::fill(dst, dst + l.Wh, pad);
+          continue;
+        }
+        const T* __restrict__ src = x + h * g.W + b - g.pw;
+        for (int64_t v = 0; v < lo; ++v) dst[v] = pad;
+        for (int64_t v = lo; v < hi; ++v) dst[v] = src[v * sw];
+        for (int64_t v = hi; v < l.Wh; ++v) dst[v] = pad;
+      }
+      std::fill(dst, dst + l.Wh, pad);  // spare row
+    }
+}
+
+// best/arg over the grid updated with one tap: a strictly larger value wins. Unconditional
+// stores and an integer mask (written as `take ? a : b` GCC kept conditional stores, scalar).
+// noinline: inlined into the tap loops, GCC's unroll-and-jam fused two taps into one scalar
+// loop; either way it ran 2-3x slower than NumPy.
+template <typename T>
+__attribute__((noinline)) void take_max_tap(const T* __restrict__ src,
+                                            const int32_t* __restrict__ base, int32_t add,
+                                            int64_t L, T* __restrict__ best,
+                                            int32_t* __restrict__ arg) {
+#pragma omp simd
+  for (int64_t p = 0; p < L; ++p) {
+    const T v = src[p], b = best[p];
+    const int32_t take = -int32_t(v > b);  // all ones when v wins
+    best[p] = v > b ? v : b;
+    arg[p] = (arg[p] & ~take) | ((base[p] + add) & take);
+  }
+}
+
+// One plane. Each output starts from its window's first image pixel (row-major, clipped), or
+// -inf and -1 when the window lies wholly past the image (Caffe's ceil rule with stride > kernel
+// and no pad; backward skips -1). Every tap in row-major window order then replaces it only
+// when strictly larger: ties keep the earlier pixel and -inf padding never wins.
+template <typename T>
+void max_pool_plane(const T* __restrict__ x, const PoolGeom& g, const Layout& l,
+                    const T* __restrict__ planes, T* __restrict__ best,
+                    int32_t* __restrict__ arg, T* __restrict__ y, int32_t* __restrict__ mask) {
+  const int32_t* __restrict__ seed = l.seed.data();
+  const int32_t* __restrict__ base = l.base.data();
+  const int64_t L = l.L;
+  for (int64_t p = 0; p < L; ++p) {
+    best[p] = seed[p] >= 0 ? x[seed[p]] : -std::numeric_limits<T>::infinity();
+    arg[p] = seed[p];
+  }
+  for (int64_t i = 0; i < g.kh; ++i)
+    for (int64_t j = 0; j < g.kw; ++j) {
+      const T* __restrict__ src =
+          planes + ((i % g.sh) * g.sw + j % g.sw) * l.plane + (i / g.sh) * l.Wh + j / g.sw;
+      const int32_t add = int32_t(i * g.W + j);
+      take_max_tap(src, base, add, L, best, arg);
+    }
+  for (int64_t yo = 0; yo < g.oh; ++yo)
+    for (int64_t xo = 0; xo < g.ow; ++xo) {
+      y[yo * g.ow + xo] = best[yo * l.Wh + xo];
+      mask[yo * g.ow + xo] = arg[yo * l.Wh + xo];
+    }
+}
+
+}  // namespace
+
+template <typename T>
+void max_pool_forward(const T* x, int64_t planes, const PoolGeom& g, T* y, int32_t* mask) {
+  const int64_t in = g.H * g.W, out = g.oh * g.ow;
+  const Layout l = layout(g);
+#pragma omp parallel if (planes * out * g.kh * g.kw > (1 << 15))
+  {
+    // Per-thread scratch, reused for each of its planes (a few KB: stays in L1/L2).
+    std::vector<T> phase(g.sh * g.sw * l.plane), best(l.L);
+    std::vector<int32_t> arg(l.L);
+#pragma omp for schedule(static)
+    for (int64_t p = 0; p < planes; ++p) {
+      const T* xp = x + p * in;
+      if (g.sw == 1) split_phases<T, 1>(xp, g, l, phase.data());
+      else if (g.sw == 2) split_phases<T, 2>(xp, g, l, phase.data());
+      else split_phases<T, 0>(xp, g, l, phase.data());
+      max_pool_plane(xp, g, l, phase.data(), best.data(), arg.data(), y + p * out,
+                     mask + p * out);
+    }
+  }
+}
+
+int64_t first_bad_index(const int32_t* mask, int64_t n, int64_t bound) {
+  bool bad = false;
+#pragma omp parallel for schedule(static) reduction(|| : bad) if (n > (1 << 16))
+  for (int64_t t = 0; t < n; ++t) bad = bad || mask[t] < -1 || mask[t] >= bound;
+  if (!bad) return -1;
+  for (int64_t t = 0; t < n; ++t)
+    if (mask[t] < -1 || mask[t] >= bound) return t;
+  return -1;
+}
+
+template <typename T>
+void max_pool_backward(const T* dy, const int32_t* mask, int64_t planes, const PoolGeom& g,
+                       T* dx) {
+  const int64_t in = g.H * g.W, out = g.oh * g.ow;
+  // Each plane is scattered by one thread: overlapping windows add to the same pixel safely.
+#pragma omp parallel for schedule(static) if (planes * (in + out) > (1 << 15))
+  for (int64_t p = 0; p < planes; ++p) {
+    T* d = dx + p * in;
+    const T* g_out = dy + p * out;
+    const int32_t* m = mask + p * out;
+    std::fill(d, d + in, T(0));
+    for (int64_t t = 0; t < out; ++t)
+      if (m[t] >= 0) d[m[t]] += g_out[t];
+  }
+}
+
+template void max_pool_forward<float>(const float*, int64_t, const PoolGeom&, float*, int32_t*);
+template void max_pool_forward<double>(const double*, int64_t, const PoolGeom&, double*,
+                                       int32_t*);
+template void max_pool_backward<float>(const float*, const int32_t*, int64_t, const PoolGeom&,
+                                       float*);
+template void max_pool_backward<double>(const double*, const int32_t*, int64_t, const PoolGeom&,
+                                        double*);
+
+}  // namespace mc

@@ -1,0 +1,217 @@
+"""ops.max_pool_forward / max_pool_backward: Caffe's MAX pooling with an int32 argmax mask,
+on both paths (NumPy twin and compiled kernel) and against a one-window-at-a-time reference."""
+import numpy as np
+import pytest
+
+from minicaffe import ops
+from minicaffe.errors import KernelError
+from minicaffe.layers.pooling import pooled_size
+from minicaffe.ops import native
+from minicaffe.ops import pooling as pool_ops
+
+
+def reference(x, k, p, s, out_size):
+    """Caffe's MaxPool forward (first maximum wins, window clipped to the image); an empty
+    window gives -inf and mask -1."""
+    N, C, H, W = x.shape
+    y = np.full((N, C) + out_size, -np.inf, dtype=x.dtype)
+    mask = np.full((N, C) + out_size, -1, dtype=np.int32)
+    for a in range(out_size[0]):
+        for b in range(out_size[1]):
+            h0, w0 = max(a * s[0] - p[0], 0), max(b * s[1] - p[1], 0)
+            h1, w1 = min(a * s[0] - p[0] + k[0], H), min(b * s[1] - p[1] + k[1], W)
+            if h0 >= h1 or w0 >= w1:
+                continue
+            win = x[:, :, h0:h1, w0:w1].reshape(N, C, -1)
+            first = win.argmax(axis=2)                 # numpy: first maximum (NaN-free input)
+            hh, ww = np.divmod(first, w1 - w0)
+            y[:, :, a, b] = win.max(axis=2)
+            mask[:, :, a, b] = (h0 + hh) * W + w0 + ww
+    return y, mask
+
+
+def backward_reference(dy, mask, H, W):
+    N, C = dy.shape[:2]
+    dx = np.zeros((N, C, H * W), dtype=dy.dtype)
+    for n in range(N):
+        for c in range(C):
+            for t, m in enumerate(mask[n, c].ravel()):
+                if m >= 0:
+                    dx[n, c, m] += dy[n, c].ravel()[t]
+    return dx.reshape(N, C, H, W)
+
+
+# (shape, kernel, pad, stride): the geometries the Pooling layer produces.
+CASES = [
+    ((2, 3, 32, 32), (3, 3), (0, 0), (2, 2)),          # CIFAR-10 quick pool1
+    ((2, 2, 5, 7), (3, 2), (1, 1), (2, 3)),            # pad > 0, ceil clipping, rectangular
+    ((1, 2, 6, 6), (3, 3), (2, 2), (3, 3)),            # pad 2: last window clipped by the rule
+    ((2, 2, 7, 5), (1, 1), (0, 0), (3, 2)),            # stride > kernel: empty last windows
+    ((2, 3, 5, 6), (5, 6), (0, 0), (1, 1)),            # kernel = whole plane (global)
+    ((2, 3, 4, 4), (1, 1), (0, 0), (1, 1)),            # 1x1 identity
+    ((1, 1, 1, 1), (1, 1), (0, 0), (1, 1)),
+    ((3, 2, 9, 9), (2, 2), (1, 1), (1, 1)),            # stride 1, pad
+]
+
+
+def geometry(shape, k, p, s):
+    H, W = shape[2:]
+    return (pooled_size(H, k[0], p[0], s[0]), pooled_size(W, k[1], p[1], s[1]))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("shape, k, p, s", CASES)
+@pytest.mark.parametrize("values", ["random", "ties", "neginf"])
+def test_matches_reference(engine, shape, k, p, s, dtype, values, rng):
+    x = rng.standard_normal(shape).astype(dtype)
+    if values == "ties":
+        x = np.round(x).clip(-1, 1)                      # many equal maxima per window
+    elif values == "neginf":
+        x[rng.random(shape) < 0.7] = -np.inf             # whole windows of -inf included
+        x[0, 0, : shape[2] // 2 + 1] = -np.inf
+    out_size = geometry(shape, k, p, s)
+    y, mask = ops.max_pool_forward(x, k, p, s, out_size)
+    want_y, want_mask = reference(x, k, p, s, out_size)
+    assert y.dtype == x.dtype and mask.dtype == np.int32
+    np.testing.assert_array_equal(y, want_y)
+    np.testing.assert_array_equal(mask, want_mask)
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    dx = ops.max_pool_backward(dy, mask, shape[2:], k, p, s)
+    np.testing.assert_allclose(dx, backward_reference(dy, mask, *shape[2:]),
+                               rtol=1e-5 if dtype == "float32" else 1e-12,
+                               atol=1e-5 if dtype == "float32" else 1e-12)
+
+
+@pytest.mark.native
+@pytest.mark.parametrize("shape, k, p, s", CASES)
+def test_kernel_matches_numpy_twin(monkeypatch, shape, k, p, s, rng):
+    if not native.available():
+        pytest.skip(f"minicaffe._kernels not built: {native.unavailable_reason()}")
+    x = np.round(rng.standard_normal(shape) * 2)
+    out_size = geometry(shape, k, p, s)
+    dy = rng.standard_normal((shape[0], shape[1]) + out_size)
+    y, mask = ops.max_pool_forward(x, k, p, s, out_size)
+    dx = ops.max_pool_backward(dy, mask, shape[2:], k, p, s)
+    monkeypatch.setattr(native, "kernels", lambda: None)
+    monkeypatch.setattr(pool_ops, "_BLOCK_BYTES", 1)     # NumPy twin one plane per block
+    y2, mask2 = ops.max_pool_forward(x, k, p, s, out_size)
+    dx2 = ops.max_pool_backward(dy, mask2, shape[2:], k, p, s)
+    np.testing.assert_array_equal(y, y2)
+    np.testing.assert_array_equal(mask, mask2)
+    np.testing.assert_allclose(dx, dx2, rtol=1e-12, atol=1e-12)
+
+
+def test_outputs_are_written_in_place(engine, rng):
+    x = rng.standard_normal((2, 3, 8, 8)).astype(np.float32)
+    out = np.empty((2, 3, 4, 4), np.float32)
+    mask = np.empty((2, 3, 4, 4), np.int32)
+    assert ops.max_pool_forward(x, (2, 2), (0, 0), (2, 2), (4, 4), out=out, mask=mask) == \
+        (out, mask)
+    dx = np.full(x.shape, 7.0, np.float32)
+    assert ops.max_pool_backward(out, mask, (8, 8), (2, 2), (0, 0), (2, 2), dx=dx) is dx
+    assert (dx != 7.0).all() or (dx == 0).any()
+    np.testing.assert_array_equal(dx.reshape(6, 64)[np.arange(6)[:, None], mask.reshape(6, 16)],
+                                  out.reshape(6, 16))
+
+
+def test_non_contiguous_input_is_accepted(engine, rng):
+    x = rng.standard_normal((2, 3, 6, 12))[..., ::2]
+    y, mask = ops.max_pool_forward(x, (2, 2), (0, 0), (2, 2), (3, 3))
+    np.testing.assert_array_equal(y, reference(np.ascontiguousarray(x), (2, 2), (0, 0), (2, 2),
+                                               (3, 3))[0])
+
+
+GOOD = dict(kernel=(2, 2), pad=(0, 0), stride=(2, 2), out_size=(2, 2))
+
+
+def forward(x, **kw):
+    args = {**GOOD, **kw}
+    return ops.max_pool_forward(x, args.pop("kernel"), args.pop("pad"), args.pop("stride"),
+                                args.pop("out_size"), **args)
+
+
+def test_integer_input_is_a_type_error(engine):
+    with pytest.raises(TypeError, match=r"^max_pool_forward: x has dtype int64; expected "
+                                        r"float32 or float64$"):
+        forward(np.zeros((1, 1, 4, 4), np.int64))
+    with pytest.raises(TypeError, match=r"^max_pool_backward: dy has dtype int32; expected "
+                                        r"float32 or float64$"):
+        ops.max_pool_backward(np.zeros((1, 1, 2, 2), np.int32), np.zeros((1, 1, 2, 2), np.int32),
+                              (4, 4), (2, 2), (0, 0), (2, 2))
+
+
+def test_mask_must_be_int32(engine):
+    x = np.zeros((1, 1, 4, 4))
+    with pytest.raises(TypeError, match=r"^max_pool_forward: mask has dtype int64; expected "
+                                        r"int32$"):
+        forward(x, mask=np.zeros((1, 1, 2, 2), np.int64))
+    with pytest.raises(TypeError, match=r"^max_pool_backward: mask has dtype float64; expected "
+                                        r"int32$"):
+        ops.max_pool_backward(np.zeros((1, 1, 2, 2)), np.zeros((1, 1, 2, 2)), (4, 4), (2, 2),
+                              (0, 0), (2, 2))
+    with pytest.raises(TypeError, match=r"^max_pool_forward: out has dtype float32; expected "
+                                        r"float64$"):
+        forward(x, out=np.zeros((1, 1, 2, 2), np.float32))
+
+
+@pytest.mark.parametrize("kw, message", [
+    (dict(out=np.zeros((1, 1, 3, 2))), r"out has shape \(1, 1, 3, 2\); expected \(1, 1, 2, 2\)"),
+    (dict(out=np.zeros((1, 1, 2, 4))[..., ::2]), r"out must be C-contiguous \(strides \(64, 64, "
+                                                  r"32, 16\)\)"),
+    (dict(mask=np.zeros((1, 1, 2, 3), np.int32)), r"mask has shape \(1, 1, 2, 3\); expected "
+                                                   r"\(1, 1, 2, 2\)"),
+    (dict(mask=np.zeros((1, 1, 2, 4), np.int32)[..., ::2]), r"mask must be C-contiguous "
+                                                            r"\(strides \(32, 32, 16, 8\)\)"),
+    (dict(kernel=(0, 2)), r"kernel = \(0, 2\); expected values >= 1"),
+    (dict(stride=(2, 0)), r"stride = \(2, 0\); expected values >= 1"),
+    (dict(pad=(-1, 0)), r"pad = \(-1, 0\); expected values >= 0"),
+    (dict(out_size=(0, 2)), r"out_size = \(0, 2\); expected values >= 1"),
+    (dict(kernel=3), r"kernel = 3; expected a pair of integers"),
+    (dict(pad=(2, 0)), r"pad \(2, 0\) must be smaller than the kernel \(2, 2\)"),
+])
+def test_bad_arguments(engine, kw, message):
+    with pytest.raises(KernelError, match="^max_pool_forward: " + message + "$"):
+        forward(np.zeros((1, 1, 4, 4)), **kw)
+
+
+def test_bad_shapes(engine):
+    with pytest.raises(KernelError, match=r"^max_pool_forward: x has shape \(4, 4\); expected 4 "
+                                          r"dimensions \(N, C, H, W\)$"):
+        forward(np.zeros((4, 4)))
+    args = ((4, 4), (2, 2), (0, 0), (2, 2))
+    with pytest.raises(KernelError, match=r"^max_pool_backward: mask has shape \(1, 1, 2, 1\); "
+                                          r"expected \(1, 1, 2, 2\)$"):
+        ops.max_pool_backward(np.zeros((1, 1, 2, 2)), np.zeros((1, 1, 2, 1), np.int32), *args)
+    with pytest.raises(KernelError, match=r"^max_pool_backward: dx has shape \(1, 1, 4, 5\); "
+                                          r"expected \(1, 1, 4, 4\)$"):
+        ops.max_pool_backward(np.zeros((1, 1, 2, 2)), np.zeros((1, 1, 2, 2), np.int32), *args,
+                              dx=np.zeros((1, 1, 4, 5)))
+
+
+@pytest.mark.parametrize("bad", [-2, 16])
+def test_mask_entries_out_of_range(engine, bad):
+    mask = np.zeros((1, 1, 2, 2), np.int32)
+    mask[0, 0, 1, 0] = bad
+    with pytest.raises(KernelError, match=rf"^max_pool_backward: mask entry 2 = {bad}; expected "
+                                          r"-1 or an index in \[0, 16\)$"):
+        ops.max_pool_backward(np.zeros((1, 1, 2, 2)), mask, (4, 4), (2, 2), (0, 0), (2, 2))
+
+
+def test_kernel_checks_match_facade():
+    """The compiled entry points check for themselves (called directly, not via ops)."""
+    k = native.kernels()
+    if k is None:
+        pytest.skip("minicaffe._kernels not built")
+    x = np.zeros((1, 1, 4, 4))
+    y, m = np.zeros((1, 1, 2, 2)), np.zeros((1, 1, 2, 2), np.int32)
+    with pytest.raises(KernelError, match=r"^max_pool_forward: pad \(2, 0\) must be smaller "
+                                          r"than the kernel \(2, 2\)$"):
+        k.max_pool_forward(x, (4, 4, 2, 2, 2, 0, 2, 2, 2, 2), y, m)
+    with pytest.raises(KernelError, match=r"^max_pool_forward: geom.sh = 0; expected >= 1$"):
+        k.max_pool_forward(x, (4, 4, 2, 2, 0, 0, 0, 2, 2, 2), y, m)
+    with pytest.raises(KernelError, match=r"^max_pool_forward: mask must be C-contiguous$"):
+        k.max_pool_forward(x, (4, 4, 2, 2, 0, 0, 2, 2, 2, 2), y,
+                           np.zeros((1, 1, 2, 4), np.int32)[..., ::2])
+    with pytest.raises(TypeError, match=r"^max_pool_forward: mask has dtype int64; expected "
+                                        r"int32$"):
+        k.max_pool_forward(x, (4, 4, 2, 2, 0, 0, 2, 2, 2, 2), y, m.astype(np.int64))
