@@ -357,6 +357,40 @@ void max_pool_backward(const py::array& dy, const py::array& mask,
   else max_pool_backward_t<double>(dy, mask, g, dx);
 }
 
+template <typename T>
+void ave_pool_t(bool forward, const py::array& src, const mc::PoolGeom& g, py::array& dst) {
+  const T* ps = cptr<T>(src);
+  T* pd = mptr<T>(dst);
+  const int64_t planes = src.shape(0) * src.shape(1);
+  py::gil_scoped_release release;
+  if (forward) mc::ave_pool_forward<T>(ps, planes, g, pd);
+  else mc::ave_pool_backward<T>(ps, planes, g, pd);
+}
+
+void ave_pool_forward(const py::array& x, const std::vector<int64_t>& geom, py::array y) {
+  const char* op = "ave_pool_forward";
+  const mc::PoolGeom g = pool_geom_of(op, geom);
+  const int sz = float_size(op, "x", x);
+  if (x.ndim() != 4) fail(op, "x has shape ", shape_str(x), "; expected (N, C, H, W)");
+  const int64_t N = x.shape(0), C = x.shape(1);
+  check_array(op, "x", x, sz, {N, C, g.H, g.W});
+  check_array(op, "out", y, sz, {N, C, g.oh, g.ow}, true);
+  if (sz == 4) ave_pool_t<float>(true, x, g, y);
+  else ave_pool_t<double>(true, x, g, y);
+}
+
+void ave_pool_backward(const py::array& dy, const std::vector<int64_t>& geom, py::array dx) {
+  const char* op = "ave_pool_backward";
+  const mc::PoolGeom g = pool_geom_of(op, geom);
+  const int sz = float_size(op, "dy", dy);
+  if (dy.ndim() != 4) fail(op, "dy has shape ", shape_str(dy), "; expected (N, C, oh, ow)");
+  const int64_t N = dy.shape(0), C = dy.shape(1);
+  check_array(op, "dy", dy, sz, {N, C, g.oh, g.ow});
+  check_array(op, "dx", dx, sz, {N, C, g.H, g.W}, true);
+  if (sz == 4) ave_pool_t<float>(false, dy, g, dx);
+  else ave_pool_t<double>(false, dy, g, dx);
+}
+
 // ---- CSR ------------------------------------------------------------------------------
 
 enum class CsrOp { MM, MM_T, MKL };
@@ -470,6 +504,10 @@ PYBIND11_MODULE(_kernels, m) {
         "geom = (H, W, kh, kw, ph, pw, sh, sw, oh, ow).");
   m.def("max_pool_backward", &max_pool_backward, py::arg("dy"), py::arg("mask"), py::arg("geom"),
         py::arg("dx"), "dx (N, C, H, W) = 0, then dy (N, C, oh, ow) added at the mask's pixels.");
+  m.def("ave_pool_forward", &ave_pool_forward, py::arg("x"), py::arg("geom"), py::arg("out"),
+        "x (N, C, H, W) -> out (N, C, oh, ow), Caffe's AVE (padding counts in the divisor).");
+  m.def("ave_pool_backward", &ave_pool_backward, py::arg("dy"), py::arg("geom"), py::arg("dx"),
+        "dx (N, C, H, W) = 0, then each dy / window size added over its clipped window.");
   m.def("set_num_threads", &mc::set_num_threads, py::arg("n"), py::arg("openmp_threads") = -1);
   m.def("get_num_threads", &mc::get_num_threads);
   m.def("build_info", &build_info);

@@ -1,5 +1,5 @@
 // minicaffe compiled kernels: lowering (im2col/col2im), dense and compacted GEMM, CSR x dense,
-// MAX pooling.
+// MAX and AVE pooling.
 // All arrays are C-contiguous (row-major); T is float (f32_*) or double (f64_*).
 // Every entry point checks its arguments and throws std::invalid_argument naming the argument,
 // its value and the rule it broke (pybind11 turns that into ValueError).
@@ -124,6 +124,15 @@ int64_t first_bad_index(const int32_t* mask, int64_t n, int64_t bound);
 template <typename T>
 void max_pool_backward(const T* dy, const int32_t* mask, int64_t planes, const PoolGeom& g,
                        T* dx);
+
+// AVE pooling: y = sum over the window clipped to the image / window size clipped to
+// (H + ph, W + pw) (Caffe); 0 for a window wholly past the image.
+template <typename T>
+void ave_pool_forward(const T* x, int64_t planes, const PoolGeom& g, T* y);
+
+// dx[planes][H][W] = 0, then each dy spread as dy / size over its clipped window.
+template <typename T>
+void ave_pool_backward(const T* dy, int64_t planes, const PoolGeom& g, T* dx);
 
 // Thread controls and build description (runtime.cc). init_blas runs once at import.
 void init_blas();

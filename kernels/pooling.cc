@@ -1,5 +1,5 @@
-// MAX pooling with Caffe's rules: windows clipped to the image, the first maximum in row-major
-// window order wins, its index h*W + w in the plane is kept for backward.
+// MAX and AVE pooling with Caffe's rules. MAX: windows clipped to the image, the first maximum
+// in row-major window order wins, its index h*W + w in the plane is kept for backward.
 #include <algorithm>
 #include <limits>
 #include <vector>
@@ -53,12 +53,12 @@ Layout layout(const PoolGeom& g) {
   return l;
 }
 
-// Phase planes of one input plane; SW > 0 makes the column stride a constant.
+// Phase planes of one input plane, `pad` outside the image; SW > 0 makes the column stride a
+// constant.
 template <typename T, int64_t SW>
-void split_phases(const T* __restrict__ x, const PoolGeom& g, const Layout& l,
+void split_phases(const T* __restrict__ x, const PoolGeom& g, const Layout& l, T pad,
                   T* __restrict__ planes) {
   const int64_t sw = SW > 0 ? SW : g.sw;
-  const T pad = -std::numeric_limits<T>::infinity();
   for (int64_t a = 0; a < g.sh; ++a)
     for (int64_t b = 0; b < sw; ++b) {
       T* __restrict__ dst = planes + (a * sw + b) * l.plane;
@@ -78,6 +78,63 @@ void split_phases(const T* __restrict__ x, const PoolGeom& g, const Layout& l,
       }
       std::fill(dst, dst + l.Wh, pad);  // spare row
     }
+}
+
+// Strides 1 and 2 (nearly every net) as constants: plain and even/odd copies.
+template <typename T>
+void split(const T* x, const PoolGeom& g, const Layout& l, T pad, T* planes) {
+  if (g.sw == 1) split_phases<T, 1>(x, g, l, pad, planes);
+  else if (g.sw == 2) split_phases<T, 2>(x, g, l, pad, planes);
+  else split_phases<T, 0>(x, g, l, pad, planes);
+}
+
+// Inverse of split_phases for a gradient: image pixels of the phase planes back into dx
+// (pixels in no window, e.g. FLOOR rounding, are 0).
+template <typename T>
+void merge_phases(const T* __restrict__ planes, const PoolGeom& g, const Layout& l,
+                  T* __restrict__ dx) {
+  const int64_t sh = g.sh, sw = g.sw;
+  std::fill(dx, dx + g.H * g.W, T(0));
+  for (int64_t a = 0; a < sh; ++a)
+    for (int64_t b = 0; b < sw; ++b) {
+      const int64_t lo = std::min(l.Wh, g.pw > b ? (g.pw - b + sw - 1) / sw : 0);
+      const int64_t hi = std::max(lo, std::min(l.Wh, (g.W + g.pw - b + sw - 1) / sw));
+      const T* __restrict__ src = planes + (a * sw + b) * l.plane;
+      for (int64_t u = 0; u < l.Hh; ++u, src += l.Wh) {
+        const int64_t h = a + u * sh - g.ph;
+        if (h < 0 || h >= g.H) continue;
+        T* __restrict__ dst = dx + h * g.W + b - g.pw;
+        for (int64_t v = lo; v < hi; ++v) dst[v * sw] = src[v];
+      }
+    }
+}
+
+// dst[0..L) += src[0..L) (noinline and simd: see take_max_tap).
+template <typename T>
+__attribute__((noinline)) void add_run(const T* __restrict__ src, int64_t L,
+                                       T* __restrict__ dst) {
+#pragma omp simd
+  for (int64_t p = 0; p < L; ++p) dst[p] += src[p];
+}
+
+// Start of tap (i, j) in the phase planes (see Layout).
+inline int64_t tap_offset(const PoolGeom& g, const Layout& l, int64_t i, int64_t j) {
+  return ((i % g.sh) * g.sw + j % g.sw) * l.plane + (i / g.sh) * l.Wh + j / g.sw;
+}
+
+// 1 / Caffe's AVE window size on the oh x Wh grid; 0 on scratch columns and for windows
+// wholly past the image (Caffe's ceil rule, stride > kernel, no pad: no pixel, no gradient).
+template <typename T>
+std::vector<T> ave_inverse(const PoolGeom& g, const Layout& l) {
+  std::vector<T> inv(l.L, T(0));
+  for (int64_t yo = 0; yo < g.oh; ++yo)
+    for (int64_t xo = 0; xo < g.ow; ++xo) {
+      const int64_t hs = yo * g.sh - g.ph, ws = xo * g.sw - g.pw;
+      if (hs >= g.H || ws >= g.W) continue;
+      const int64_t he = std::min(hs + g.kh, g.H + g.ph), we = std::min(ws + g.kw, g.W + g.pw);
+      inv[yo * l.Wh + xo] = T(1.0 / double((he - hs) * (we - ws)));
+    }
+  return inv;
 }
 
 // best/arg over the grid updated with one tap: a strictly larger value wins. Unconditional
@@ -115,8 +172,7 @@ void max_pool_plane(const T* __restrict__ x, const PoolGeom& g, const Layout& l,
   }
   for (int64_t i = 0; i < g.kh; ++i)
     for (int64_t j = 0; j < g.kw; ++j) {
-      const T* __restrict__ src =
-          planes + ((i % g.sh) * g.sw + j % g.sw) * l.plane + (i / g.sh) * l.Wh + j / g.sw;
+      const T* __restrict__ src = planes + tap_offset(g, l, i, j);
       const int32_t add = int32_t(i * g.W + j);
       take_max_tap(src, base, add, L, best, arg);
     }
@@ -141,9 +197,7 @@ void max_pool_forward(const T* x, int64_t planes, const PoolGeom& g, T* y, int32
 #pragma omp for schedule(static)
     for (int64_t p = 0; p < planes; ++p) {
       const T* xp = x + p * in;
-      if (g.sw == 1) split_phases<T, 1>(xp, g, l, phase.data());
-      else if (g.sw == 2) split_phases<T, 2>(xp, g, l, phase.data());
-      else split_phases<T, 0>(xp, g, l, phase.data());
+      split(xp, g, l, -std::numeric_limits<T>::infinity(), phase.data());
       max_pool_plane(xp, g, l, phase.data(), best.data(), arg.data(), y + p * out,
                      mask + p * out);
     }
@@ -176,6 +230,59 @@ void max_pool_backward(const T* dy, const int32_t* mask, int64_t planes, const P
   }
 }
 
+// AVE on the MAX layout (phase planes padded with 0): each tap adds one contiguous run to the
+// oh x Wh grid, then one multiply by 1 / Caffe's window size. Backward runs it in reverse:
+// dy / size added along every tap's run of the (zeroed) phase planes, then merged into dx.
+template <typename T>
+void ave_pool_forward(const T* x, int64_t planes, const PoolGeom& g, T* y) {
+  const int64_t in = g.H * g.W, out = g.oh * g.ow;
+  const Layout l = layout(g);
+  const std::vector<T> inv = ave_inverse<T>(g, l);
+#pragma omp parallel if (planes * out * g.kh * g.kw > (1 << 15))
+  {
+    std::vector<T> phase(g.sh * g.sw * l.plane), acc(l.L);
+#pragma omp for schedule(static)
+    for (int64_t p = 0; p < planes; ++p) {
+      split(x + p * in, g, l, T(0), phase.data());
+      std::fill(acc.begin(), acc.end(), T(0));
+      for (int64_t i = 0; i < g.kh; ++i)
+        for (int64_t j = 0; j < g.kw; ++j)
+          add_run(phase.data() + tap_offset(g, l, i, j), l.L, acc.data());
+      T* yp = y + p * out;
+      for (int64_t yo = 0; yo < g.oh; ++yo)
+        for (int64_t xo = 0; xo < g.ow; ++xo)
+          yp[yo * g.ow + xo] = acc[yo * l.Wh + xo] * inv[yo * l.Wh + xo];
+    }
+  }
+}
+
+template <typename T>
+void ave_pool_backward(const T* dy, int64_t planes, const PoolGeom& g, T* dx) {
+  const int64_t in = g.H * g.W, out = g.oh * g.ow;
+  const Layout l = layout(g);
+  const std::vector<T> inv = ave_inverse<T>(g, l);
+#pragma omp parallel if (planes * out * g.kh * g.kw > (1 << 15))
+  {
+    std::vector<T> phase(g.sh * g.sw * l.plane), grad(l.L, T(0));  // scratch columns stay 0
+#pragma omp for schedule(static)
+    for (int64_t p = 0; p < planes; ++p) {
+      const T* gp = dy + p * out;
+      for (int64_t yo = 0; yo < g.oh; ++yo)
+        for (int64_t xo = 0; xo < g.ow; ++xo)
+          grad[yo * l.Wh + xo] = gp[yo * g.ow + xo] * inv[yo * l.Wh + xo];
+      std::fill(phase.begin(), phase.end(), T(0));
+      for (int64_t i = 0; i < g.kh; ++i)
+        for (int64_t j = 0; j < g.kw; ++j)
+          add_run(grad.data(), l.L, phase.data() + tap_offset(g, l, i, j));
+      merge_phases(phase.data(), g, l, dx + p * in);
+    }
+  }
+}
+
+template void ave_pool_forward<float>(const float*, int64_t, const PoolGeom&, float*);
+template void ave_pool_forward<double>(const double*, int64_t, const PoolGeom&, double*);
+template void ave_pool_backward<float>(const float*, int64_t, const PoolGeom&, float*);
+template void ave_pool_backward<double>(const double*, int64_t, const PoolGeom&, double*);
 template void max_pool_forward<float>(const float*, int64_t, const PoolGeom&, float*, int32_t*);
 template void max_pool_forward<double>(const double*, int64_t, const PoolGeom&, double*,
                                        int32_t*);

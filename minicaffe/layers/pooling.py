@@ -1,10 +1,9 @@
 """Pooling layer (Caffe's PoolingLayer): MAX and AVE, windowed or global."""
 import numpy as np
 
-from minicaffe import backend, ops
+from minicaffe import ops
 from minicaffe.layers._spatial import pair
 from minicaffe.layers.base import Layer, register_layer
-from minicaffe.ops.pooling import PhasePlan
 
 
 def pooled_size(size, kernel, pad, stride, round_mode="CEIL"):
@@ -84,91 +83,31 @@ class Pooling(Layer):
             if self.oh <= 0 or self.ow <= 0:
                 raise self.error(f"kernel ({self.kh}, {self.kw}) does not fit the {H}x{W} input "
                                  f"with pad ({self.ph}, {self.pw})", bottom)
-            if self.method == "AVE" and not self.global_pooling:
-                self._plan(x.shape, x.dtype, backend.xp_of(x.data))
             self._key = (x.shape, x.dtype)
         for t in top:
             t.reshape(N, C, self.oh, self.ow)
 
-    def _plan(self, shape, dtype, xp):
-        """AVE: stride-phase planes (ops.pooling.PhasePlan) and the divisor grid."""
-        N, C, H, W = shape
-        self._phases = PhasePlan(shape, (self.kh, self.kw), (self.ph, self.pw),
-                                 (self.sh, self.sw), (self.oh, self.ow), dtype, 0.0, xp)
-        self._blocks = self._phases.blocks
-        self._y = xp.empty((N * C, self._phases.L), dtype=dtype)
-        self._dy = None                             # (NC, L), scratch columns kept at 0
-        self._inv = self._ave_inverse_grid(H, W, dtype, xp)
-
-    def _ave_inverse_grid(self, H, W, dtype, xp):
-        """1 / Caffe's window size on the (oh, Wh) grid (0 on scratch columns), flattened."""
-        def sizes(n_out, k, p, s, size):
-            start = np.arange(n_out) * s - p
-            return np.minimum(start + k, size + p) - start
-        Wh = self._phases.Wh
-        inv = np.zeros((self.oh, Wh))
-        inv[:, :self.ow] = 1.0 / np.outer(sizes(self.oh, self.kh, self.ph, self.sh, H),
-                                          sizes(self.ow, self.kw, self.pw, self.sw, W))
-        return xp.asarray(inv.reshape(-1), dtype=dtype)
-
     # -- forward -------------------------------------------------------------------------------
     def forward(self, bottom, top):
         x = bottom[0].data
-        if self.method == "MAX":
-            self._forward_max(x, top)
-        elif self.global_pooling:
-            N, C = x.shape[:2]
-            top[0].data.reshape(N * C)[...] = x.reshape(N * C, -1).mean(axis=1)
-        else:
-            self._forward_ave(x, top)
-
-    def _forward_max(self, x, top):
-        """ops.max_pool_forward; its argmax mask is kept for backward (and is top[1])."""
+        geometry = (self.kh, self.kw), (self.ph, self.pw), (self.sh, self.sw), (self.oh, self.ow)
+        if self.method == "AVE":
+            ops.ave_pool_forward(x, *geometry, out=top[0].data)
+            return
+        # The argmax mask is kept for backward (and copied to top[1]).
         if self._mask is None or self._mask.shape != top[0].shape:
             self._mask = np.empty(top[0].shape, dtype=np.int32)
-        ops.max_pool_forward(x, (self.kh, self.kw), (self.ph, self.pw), (self.sh, self.sw),
-                             (self.oh, self.ow), out=top[0].data, mask=self._mask)
+        ops.max_pool_forward(x, *geometry, out=top[0].data, mask=self._mask)
         if len(top) == 2:
             top[1].data[...] = self._mask
-
-    def _forward_ave(self, x, top):
-        N, C = x.shape[:2]
-        plan = self._phases
-        plan.load(x)
-        xp = backend.xp_of(x)
-        for rows in self._blocks:
-            y = self._y[rows]
-            y[...] = plan.tap(plan.planes, 0, rows)
-            for t in range(1, len(plan.taps)):
-                xp.add(y, plan.tap(plan.planes, t, rows), out=y)
-            y *= self._inv
-        top[0].data.reshape(N * C, self.oh, self.ow)[...] = plan.grid(self._y)
 
     # -- backward ------------------------------------------------------------------------------
     def backward(self, top, propagate_down, bottom):
         if not propagate_down[0]:
             return
         dy, dx = top[0].diff, bottom[0].diff
-        N, C, H, W = dx.shape
-        if self.method == "MAX":
-            ops.max_pool_backward(dy, self._mask, (H, W), (self.kh, self.kw), (self.ph, self.pw),
-                                  (self.sh, self.sw), dx=dx)
-            return
-        if self.global_pooling:
-            dx.reshape(N * C, H * W)[...] = dy.reshape(N * C, 1) / (H * W)
-            return
-        xp = backend.xp_of(dy)
-        plan = self._phases
-        if self._dy is None:
-            self._dy = xp.zeros_like(self._y)
-            self._dplanes = xp.empty_like(plan.planes)
-        g = self._dy
-        g.reshape(N * C, self.oh, plan.Wh)[:, :, :self.ow] = dy.reshape(N * C, self.oh, self.ow)
-        dplanes = self._dplanes
-        dplanes.fill(0)
-        for rows in self._blocks:
-            gb = g[rows]
-            gb *= self._inv
-            for t in range(len(plan.taps)):
-                plan.tap(dplanes, t, rows)[...] += gb
-        plan.unload(dplanes, dx)
+        geometry = dx.shape[2:], (self.kh, self.kw), (self.ph, self.pw), (self.sh, self.sw)
+        if self.method == "AVE":
+            ops.ave_pool_backward(dy, *geometry, dx=dx)
+        else:
+            ops.max_pool_backward(dy, self._mask, *geometry, dx=dx)

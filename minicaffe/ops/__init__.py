@@ -2,18 +2,20 @@
 
 A convolution group's forward is `matmul(weights, lower(x, geom, weights))`; the weight format
 (`make_weights(w2d, "dense" | "compact" | "csr")`) decides which kernel runs.
-MAX pooling with its argmax mask: `max_pool_forward` / `max_pool_backward`.
+Pooling: `max_pool_forward` / `max_pool_backward` (with an argmax mask), `ave_pool_*`.
 """
 from minicaffe.ops.formats import CompactWeights, CSRWeights, DenseWeights, make_weights
 from minicaffe.ops.geometry import ConvGeometry
 from minicaffe.ops.im2col import col2im, col2im_batch, im2col, im2col_batch, im2col_rows
 from minicaffe.ops.matmul import conv_forward, gemm, linear, lower, matmul
 from minicaffe.ops.native import build_info, get_num_threads, set_num_threads
-from minicaffe.ops.pooling import max_pool_backward, max_pool_forward
+from minicaffe.ops.pooling import (ave_pool_backward, ave_pool_forward, max_pool_backward,
+                                   max_pool_forward)
 
 __all__ = [
     "ConvGeometry", "im2col", "im2col_batch", "im2col_rows", "col2im", "col2im_batch", "gemm",
     "DenseWeights", "CompactWeights", "CSRWeights", "make_weights", "lower", "matmul", "linear",
     "conv_forward", "max_pool_forward", "max_pool_backward",
+    "ave_pool_forward", "ave_pool_backward",
     "set_num_threads", "get_num_threads", "build_info",
 ]

@@ -1,13 +1,17 @@
-"""MAX pooling of NCHW float32/float64 arrays with Caffe's rules (compiled kernel, NumPy twin).
+"""MAX and AVE pooling of NCHW float32/float64 arrays with Caffe's rules (compiled kernels,
+NumPy twins).
 
-Window (y, x) covers rows y*sh - ph ... y*sh - ph + kh - 1 (likewise columns), clipped to the
-image; its output is the largest value and `mask` (int32, one per output) holds the index
-h*W + w of the FIRST maximum in row-major window order, which alone receives the gradient.
-The output size (oh, ow) is the caller's (the Pooling layer applies Caffe's ceil/pad rule).
-A window wholly past the image (ceil rule, stride > kernel, no pad) gives -inf and mask -1,
-which backward skips.
+Window (y, x) covers rows y*sh - ph ... y*sh - ph + kh - 1 (likewise columns). The output size
+(oh, ow) is the caller's (the Pooling layer applies Caffe's ceil/pad rule); a window may then
+lie wholly past the image (ceil rule, stride > kernel, no pad).
 
-`PhasePlan` is the NumPy strategy shared with the Pooling layer's AVE path.
+MAX: the largest value of the window clipped to the image; `mask` (int32, one per output) holds
+the index h*W + w of the FIRST maximum in row-major window order, which alone receives the
+gradient. A window past the image gives -inf and mask -1, which backward skips.
+
+AVE: the sum over the window clipped to the image divided by the window size clipped to
+(H + ph, W + pw) (padding counts, overhang past the padding does not); backward spreads
+dy / size over the clipped window. A window past the image gives 0 and no gradient.
 """
 import numpy as np
 
@@ -18,7 +22,7 @@ from minicaffe.ops import _checks, native
 _BLOCK_BYTES = 1 << 17
 
 
-class PhasePlan:
+class _PhasePlan:
     """Stride-phase planes of one (N, C, H, W) shape and pooling geometry, for NumPy passes.
 
     The padded input is split into sh*sw phase planes, plane (a, b) holding padded pixels
@@ -29,7 +33,7 @@ class PhasePlan:
     Padding pixels hold `fill` (-inf for MAX, 0 for AVE).
     """
 
-    def __init__(self, shape, kernel, pad, stride, out_size, dtype, fill, xp=np):
+    def __init__(self, shape, kernel, pad, stride, out_size, dtype, fill):
         N, C, H, W = shape
         (kh, kw), (self.ph, self.pw), (sh, sw) = kernel, pad, stride
         self.kh, self.kw, self.sh, self.sw = kh, kw, sh, sw
@@ -55,7 +59,7 @@ class PhasePlan:
                            for p in self.parts) == H * W
         self.taps = [((i % sh) * sw + (j % sw), (i // sh) * self.Wh + j // sw)
                      for i in range(kh) for j in range(kw)]
-        self.planes = xp.full((sh * sw, NC, plane), fill, dtype=dtype)
+        self.planes = np.full((sh * sw, NC, plane), fill, dtype=dtype)
         rows = max(1, _BLOCK_BYTES // (self.L * np.dtype(dtype).itemsize))
         self.blocks = [slice(r, min(NC, r + rows)) for r in range(0, NC, rows)]
 
@@ -94,7 +98,7 @@ class PhasePlan:
 
 def _np_max_pool_forward(x, g, out, mask):
     N, C, H, W, kh, kw, ph, pw, sh, sw, oh, ow = g
-    plan = PhasePlan(x.shape, (kh, kw), (ph, pw), (sh, sw), (oh, ow), x.dtype, -np.inf)
+    plan = _PhasePlan(x.shape, (kh, kw), (ph, pw), (sh, sw), (oh, ow), x.dtype, -np.inf)
     plan.load(x)
     y = np.empty((N * C, plan.L), dtype=x.dtype)
     for rows in plan.blocks:
@@ -137,6 +141,56 @@ def _np_max_pool_backward(dy, mask, g, dx):
     flat = np.where(mask >= 0, plane + mask, N * C * H * W).reshape(-1)
     dx.reshape(-1)[...] = np.bincount(flat, weights=dy.reshape(-1),
                                       minlength=N * C * H * W + 1)[:-1]
+    return dx
+
+
+def _ave_inverse_grid(plan, H, W, dtype):
+    """1 / Caffe's window size on the (oh, Wh) grid (0 on scratch columns and for windows with
+    no image pixel), flattened."""
+    def sizes(n_out, k, p, s, size):
+        start = np.arange(n_out) * s - p
+        return np.minimum(start + k, size + p) - start, start < size
+    size_h, in_h = sizes(plan.oh, plan.kh, plan.ph, plan.sh, H)
+    size_w, in_w = sizes(plan.ow, plan.kw, plan.pw, plan.sw, W)
+    inside = np.outer(in_h, in_w)
+    inv = np.zeros((plan.oh, plan.Wh))
+    inv[:, :plan.ow] = np.where(inside, 1.0 / np.where(inside, np.outer(size_h, size_w), 1), 0.0)
+    return inv.reshape(-1).astype(dtype)
+
+
+def _ave_plan(shape, g, dtype):
+    N, C, H, W, kh, kw, ph, pw, sh, sw, oh, ow = g
+    plan = _PhasePlan(shape, (kh, kw), (ph, pw), (sh, sw), (oh, ow), dtype, 0.0)
+    return plan, _ave_inverse_grid(plan, H, W, dtype)
+
+
+def _np_ave_pool_forward(x, g, out):
+    N, C = x.shape[:2]
+    plan, inv = _ave_plan(x.shape, g, x.dtype)
+    plan.load(x)
+    y = np.empty((N * C, plan.L), dtype=x.dtype)
+    for rows in plan.blocks:
+        yb = y[rows]
+        yb[...] = plan.tap(plan.planes, 0, rows)
+        for t in range(1, len(plan.taps)):
+            np.add(yb, plan.tap(plan.planes, t, rows), out=yb)
+        yb *= inv
+    out.reshape(N * C, plan.oh, plan.ow)[...] = plan.grid(y)
+    return out
+
+
+def _np_ave_pool_backward(dy, g, dx):
+    N, C = dx.shape[:2]
+    plan, inv = _ave_plan(dx.shape, g, dx.dtype)
+    grid = np.zeros((N * C, plan.L), dtype=dx.dtype)      # scratch columns stay 0
+    plan.grid(grid)[...] = dy.reshape(N * C, plan.oh, plan.ow)
+    dplanes = plan.planes                                 # zeros: reused as the gradient
+    for rows in plan.blocks:
+        gb = grid[rows]
+        gb *= inv
+        for t in range(len(plan.taps)):
+            plan.tap(dplanes, t, rows)[...] += gb
+    plan.unload(dplanes, dx)
     return dx
 
 
@@ -207,11 +261,8 @@ def max_pool_backward(dy, mask, in_size, kernel, pad, stride, dx=None):
     op = "max_pool_backward"
     dy = _checks.float_array(op, "dy", dy)
     _checks.check_ndim(op, "dy", dy, 4, "(N, C, oh, ow)")
-    N, C, oh, ow = dy.shape
-    if not isinstance(in_size, (tuple, list)) or len(in_size) != 2 or min(in_size) < 1:
-        raise _checks.KernelError(f"{op}: in_size = {in_size!r}; expected (H, W) >= 1")
-    H, W = int(in_size[0]), int(in_size[1])
-    g = _geometry(op, (N, C, H, W), kernel, pad, stride, (oh, ow))
+    N, C, H, W = _input_shape(op, dy, in_size)
+    g = _geometry(op, (N, C, H, W), kernel, pad, stride, dy.shape[2:])
     mask = _mask_array(op, mask, dy.shape, out=False)
     dx = _checks.output(op, dx, (N, C, H, W), dy.dtype, name="dx")
     k = native.kernels()
@@ -223,3 +274,43 @@ def max_pool_backward(dy, mask, in_size, kernel, pad, stride, dx=None):
         raise _checks.KernelError(f"{op}: mask entry {bad[0]} = {mask.reshape(-1)[bad[0]]}; "
                                   f"expected -1 or an index in [0, {H * W})")
     return _np_max_pool_backward(dy, mask, g, dx)
+
+
+def ave_pool_forward(x, kernel, pad, stride, out_size, out=None):
+    """AVE pooling: x (N, C, H, W) -> out (N, C, oh, ow), Caffe's divisor (see the module).
+
+    kernel, pad, stride, out_size are (h, w) pairs as for max_pool_forward.
+    Raises TypeError for non-float x, KernelError for bad geometry/shapes.
+    """
+    op = "ave_pool_forward"
+    x = _checks.float_array(op, "x", x)
+    _checks.check_ndim(op, "x", x, 4, "(N, C, H, W)")
+    g = _geometry(op, x.shape, kernel, pad, stride, out_size)
+    out = _checks.output(op, out, x.shape[:2] + g[-2:], x.dtype)
+    k = native.kernels()
+    if k is not None:
+        k.ave_pool_forward(x, g[2:], out)
+        return out
+    return _np_ave_pool_forward(x, g, out)
+
+
+def ave_pool_backward(dy, in_size, kernel, pad, stride, dx=None):
+    """Gradient of ave_pool_forward: dy (N, C, oh, ow) -> dx (N, C, H, W), in_size = (H, W);
+    each dy is spread as dy / size over its clipped window (overlaps sum)."""
+    op = "ave_pool_backward"
+    dy = _checks.float_array(op, "dy", dy)
+    _checks.check_ndim(op, "dy", dy, 4, "(N, C, oh, ow)")
+    N, C, H, W = _input_shape(op, dy, in_size)
+    g = _geometry(op, (N, C, H, W), kernel, pad, stride, dy.shape[2:])
+    dx = _checks.output(op, dx, (N, C, H, W), dy.dtype, name="dx")
+    k = native.kernels()
+    if k is not None:
+        k.ave_pool_backward(dy, g[2:], dx)
+        return dx
+    return _np_ave_pool_backward(dy, g, dx)
+
+
+def _input_shape(op, dy, in_size):
+    if not isinstance(in_size, (tuple, list)) or len(in_size) != 2 or min(in_size) < 1:
+        raise _checks.KernelError(f"{op}: in_size = {in_size!r}; expected (H, W) >= 1")
+    return dy.shape[:2] + (int(in_size[0]), int(in_size[1]))

@@ -232,23 +232,6 @@ def test_torch_default_floor_mode_differs(torch):
     assert pooled_size(16, 3, 0, 2) == 8
 
 
-@pytest.mark.parametrize("case_cls", [TestAvePoolOverlappingCeil, TestAvePoolPad])
-def test_blocked_passes_match(monkeypatch, case_cls):
-    """AVE windows are processed a few image-channels at a time; tiny blocks (last one partial)
-    must give the same forward and gradients. (MAX runs ops.max_pool_*: tests/ops/test_pooling.)"""
-    from minicaffe.ops import pooling
-
-    monkeypatch.setattr(pooling, "_BLOCK_BYTES", 1)       # one image-channel per block
-    case = case_cls()
-    layer = case.build()[0]
-    assert len(layer._blocks) == np.prod(case.bottom_shapes[0][:2])
-    case.test_forward_matches_reference()
-    case.test_gradient_bottoms()
-    monkeypatch.setattr(pooling, "_BLOCK_BYTES", 3 * 8 * layer._y.shape[1] + 1)   # 3 rows
-    case.test_forward_matches_reference()
-    case.test_gradient_bottoms()
-
-
 def test_max_mask_top_is_the_argmax_the_gradient_uses():
     """top[1] and backward share one argmax: the gradient lands where the mask points."""
     case = TestMaxPoolWithMask()

@@ -1,5 +1,5 @@
-"""ops.max_pool_forward / max_pool_backward: Caffe's MAX pooling with an int32 argmax mask,
-on both paths (NumPy twin and compiled kernel) and against a one-window-at-a-time reference."""
+"""ops.max_pool_* (Caffe's MAX pooling with an int32 argmax mask) and ops.ave_pool_*, on both
+paths (NumPy twins and compiled kernels) and against one-window-at-a-time references."""
 import numpy as np
 import pytest
 
@@ -41,6 +41,36 @@ def backward_reference(dy, mask, H, W):
     return dx.reshape(N, C, H, W)
 
 
+def ave_reference(x, k, p, s, out_size):
+    """Caffe's AvePool: window sum clipped to the image / size clipped to the padded image;
+    0 for a window with no image pixel."""
+    N, C, H, W = x.shape
+    y = np.zeros((N, C) + out_size)
+    for a in range(out_size[0]):
+        for b in range(out_size[1]):
+            hs, ws = a * s[0] - p[0], b * s[1] - p[1]
+            he, we = min(hs + k[0], H + p[0]), min(ws + k[1], W + p[1])
+            if hs >= H or ws >= W:
+                continue
+            win = x[:, :, max(hs, 0):min(he, H), max(ws, 0):min(we, W)]
+            y[:, :, a, b] = win.sum(axis=(2, 3)) / ((he - hs) * (we - ws))
+    return y
+
+
+def ave_backward_reference(dy, k, p, s, H, W):
+    N, C, oh, ow = dy.shape
+    dx = np.zeros((N, C, H, W))
+    for a in range(oh):
+        for b in range(ow):
+            hs, ws = a * s[0] - p[0], b * s[1] - p[1]
+            he, we = min(hs + k[0], H + p[0]), min(ws + k[1], W + p[1])
+            if hs >= H or ws >= W:
+                continue
+            dx[:, :, max(hs, 0):min(he, H), max(ws, 0):min(we, W)] += \
+                (dy[:, :, a, b] / ((he - hs) * (we - ws)))[:, :, None, None]
+    return dx
+
+
 # (shape, kernel, pad, stride): the geometries the Pooling layer produces.
 CASES = [
     ((2, 3, 32, 32), (3, 3), (0, 0), (2, 2)),          # CIFAR-10 quick pool1
@@ -80,6 +110,66 @@ def test_matches_reference(engine, shape, k, p, s, dtype, values, rng):
     np.testing.assert_allclose(dx, backward_reference(dy, mask, *shape[2:]),
                                rtol=1e-5 if dtype == "float32" else 1e-12,
                                atol=1e-5 if dtype == "float32" else 1e-12)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("shape, k, p, s", CASES)
+def test_ave_matches_reference(engine, shape, k, p, s, dtype, rng):
+    x = rng.standard_normal(shape).astype(dtype)
+    out_size = geometry(shape, k, p, s)
+    y = ops.ave_pool_forward(x, k, p, s, out_size)
+    assert y.dtype == x.dtype
+    rtol = 1e-5 if dtype == "float32" else 1e-12
+    np.testing.assert_allclose(y, ave_reference(x, k, p, s, out_size), rtol=rtol, atol=rtol)
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    dx = ops.ave_pool_backward(dy, shape[2:], k, p, s)
+    np.testing.assert_allclose(dx, ave_backward_reference(dy, k, p, s, *shape[2:]), rtol=rtol,
+                               atol=rtol)
+
+
+@pytest.mark.native
+@pytest.mark.parametrize("shape, k, p, s", CASES)
+def test_ave_kernel_matches_numpy_twin(monkeypatch, shape, k, p, s, rng):
+    if not native.available():
+        pytest.skip(f"minicaffe._kernels not built: {native.unavailable_reason()}")
+    x = rng.standard_normal(shape)
+    out_size = geometry(shape, k, p, s)
+    dy = rng.standard_normal((shape[0], shape[1]) + out_size)
+    y = ops.ave_pool_forward(x, k, p, s, out_size)
+    dx = ops.ave_pool_backward(dy, shape[2:], k, p, s)
+    monkeypatch.setattr(native, "kernels", lambda: None)
+    for block_bytes in (1, 3 * 8 * out_size[0] * 8 + 1):   # one plane, a few planes per block
+        monkeypatch.setattr(pool_ops, "_BLOCK_BYTES", block_bytes)
+        np.testing.assert_allclose(ops.ave_pool_forward(x, k, p, s, out_size), y, rtol=1e-12,
+                                   atol=1e-12)
+        np.testing.assert_allclose(ops.ave_pool_backward(dy, shape[2:], k, p, s), dx,
+                                   rtol=1e-12, atol=1e-12)
+
+
+def test_ave_bad_arguments(engine):
+    with pytest.raises(TypeError, match=r"^ave_pool_forward: x has dtype int64; expected "
+                                        r"float32 or float64$"):
+        ops.ave_pool_forward(np.zeros((1, 1, 4, 4), np.int64), (2, 2), (0, 0), (2, 2), (2, 2))
+    with pytest.raises(KernelError, match=r"^ave_pool_forward: out has shape \(1, 1, 3, 2\); "
+                                          r"expected \(1, 1, 2, 2\)$"):
+        ops.ave_pool_forward(np.zeros((1, 1, 4, 4)), (2, 2), (0, 0), (2, 2), (2, 2),
+                             out=np.zeros((1, 1, 3, 2)))
+    with pytest.raises(KernelError, match=r"^ave_pool_backward: dx must be C-contiguous"):
+        ops.ave_pool_backward(np.zeros((1, 1, 2, 2)), (4, 4), (2, 2), (0, 0), (2, 2),
+                              dx=np.zeros((1, 1, 4, 8))[..., ::2])
+    with pytest.raises(KernelError, match=r"^ave_pool_backward: pad \(2, 0\) must be smaller "
+                                          r"than the kernel \(2, 2\)$"):
+        ops.ave_pool_backward(np.zeros((1, 1, 2, 2)), (4, 4), (2, 2), (2, 0), (2, 2))
+    k = native.kernels()
+    if k is not None:                                  # the kernel's own checks
+        with pytest.raises(KernelError, match=r"^ave_pool_forward: out has shape "
+                                              r"\(1, 1, 2, 3\); expected \(1, 1, 2, 2\)$"):
+            k.ave_pool_forward(np.zeros((1, 1, 4, 4)), (4, 4, 2, 2, 0, 0, 2, 2, 2, 2),
+                               np.zeros((1, 1, 2, 3)))
+        with pytest.raises(TypeError, match=r"^ave_pool_backward: dx has dtype float32; "
+                                            r"expected float64$"):
+            k.ave_pool_backward(np.zeros((1, 1, 2, 2)), (4, 4, 2, 2, 0, 0, 2, 2, 2, 2),
+                                np.zeros((1, 1, 4, 4), np.float32))
 
 
 @pytest.mark.native
