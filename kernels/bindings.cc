@@ -436,6 +436,7 @@ py::dict build_info() {
   d["blas_vendor"] = mc::blas_vendor();
   d["blas_version"] = mc::blas_version();
   d["threads"] = mc::get_num_threads();
+  d["blas_threads"] = mc::get_blas_threads();
   d["isa"] = mc::isa();
   d["compiled"] = true;
 #if defined(MINICAFFE_BLAS_MKL)

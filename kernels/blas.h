@@ -4,6 +4,9 @@
 //   - MKL (MINICAFFE_BLAS_MKL) or a system CBLAS: plain names.
 #pragma once
 
+#include <algorithm>
+#include <cstdint>
+
 #if defined(MINICAFFE_BLAS_MKL)
 #include <mkl.h>
 #include <mkl_spblas.h>
@@ -31,16 +34,47 @@ char* openblas_get_config(void);
 
 namespace mc {
 
-inline void blas_gemm(bool ta, bool tb, int m, int n, int k, float alpha, const float* a, int lda,
-                      const float* b, int ldb, float beta, float* c, int ldc) {
+inline void serial_gemm(bool ta, bool tb, int m, int n, int k, float alpha, const float* a,
+                        int lda, const float* b, int ldb, float beta, float* c, int ldc) {
   cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n,
               k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
-inline void blas_gemm(bool ta, bool tb, int m, int n, int k, double alpha, const double* a,
-                      int lda, const double* b, int ldb, double beta, double* c, int ldc) {
+inline void serial_gemm(bool ta, bool tb, int m, int n, int k, double alpha, const double* a,
+                        int lda, const double* b, int ldb, double beta, double* c, int ldc) {
   cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n,
               k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+// Threads that blas_gemm splits a product over (runtime.cc); 1 = let the BLAS thread itself.
+int gemm_split_threads();
+
+// Row-major C[m][n] = alpha op(A) op(B) + beta C. With an OpenBLAS that threads with its own
+// pthreads, our OpenMP kernels and BLAS would be two pools fighting over the cores; so the
+// BLAS runs single-threaded and large products are split here, over OpenMP, into column
+// blocks (or row blocks when C is tall), one serial GEMM per thread: one pool for everything.
+template <typename T>
+void blas_gemm(bool ta, bool tb, int m, int n, int k, T alpha, const T* a, int lda, const T* b,
+               int ldb, T beta, T* c, int ldc) {
+  const int threads = gemm_split_threads();
+  // Below ~2M multiply-adds a serial call beats waking the other threads.
+  if (threads <= 1 || double(m) * n * k < double(1 << 21)) {
+    serial_gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    return;
+  }
+  const bool split_rows = m > n;
+  const int extent = split_rows ? m : n;
+  const int parts = std::min(threads, std::max(1, extent / 16));
+#pragma omp parallel for schedule(static) num_threads(parts)
+  for (int p = 0; p < parts; ++p) {
+    const int lo = int(int64_t(extent) * p / parts), hi = int(int64_t(extent) * (p + 1) / parts);
+    if (split_rows)  // rows lo..hi of op(A) and of C
+      serial_gemm(ta, tb, hi - lo, n, k, alpha, ta ? a + lo : a + int64_t(lo) * lda, lda, b, ldb,
+                  beta, c + int64_t(lo) * ldc, ldc);
+    else             // columns lo..hi of op(B) and of C
+      serial_gemm(ta, tb, m, hi - lo, k, alpha, a, lda, tb ? b + int64_t(lo) * ldb : b + lo, ldb,
+                  beta, c + lo, ldc);
+  }
 }
 
 }  // namespace mc

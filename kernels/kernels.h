@@ -139,6 +139,7 @@ void init_blas();
 // BLAS threads = n; OpenMP threads of our kernels = openmp_threads (n when < 1).
 void set_num_threads(int n, int openmp_threads = -1);
 int get_num_threads();
+int get_blas_threads();  // threads of the BLAS itself (1 in the one-pool mode); -1 unknown
 std::string blas_vendor();
 std::string blas_version();
 std::string isa();

@@ -21,28 +21,55 @@ void init_blas() {
 #endif
 }
 
+namespace {
+int g_threads = 0;        // what set_num_threads was given (0: not called yet)
+int g_split_threads = 1;  // threads blas_gemm splits over (OpenBLAS builds)
+}  // namespace
+
+int gemm_split_threads() {
+#ifdef _OPENMP
+  if (omp_in_parallel()) return 1;  // already inside one of our parallel regions
+#endif
+  return g_split_threads;
+}
+
 void set_num_threads(int n, int openmp_threads) {
   if (n < 1) fail("set_num_threads", "n = ", n, "; expected >= 1");
   if (openmp_threads < 1) openmp_threads = n;
+  g_threads = n;
 #ifdef _OPENMP
   omp_set_num_threads(openmp_threads);
 #endif
 #if defined(MINICAFFE_BLAS_MKL)
-  mkl_set_num_threads(n);
-#elif defined(MINICAFFE_BLAS_OPENBLAS_WHEEL)
-  scipy_openblas_set_num_threads(n);
+  mkl_set_num_threads(n);  // MKL runs on GNU OpenMP here (init_blas): already one pool
+#else
+  // OpenBLAS threads with pthreads of its own: when our OpenMP kernels use several threads,
+  // keep OpenBLAS serial and split GEMMs over OpenMP (blas_gemm); when they are held to one
+  // thread (another OpenMP runtime in the process spins), let OpenBLAS thread instead.
+  const bool one_pool = openmp_threads > 1;
+  g_split_threads = one_pool ? openmp_threads : 1;
+#if defined(MINICAFFE_BLAS_OPENBLAS_WHEEL)
+  scipy_openblas_set_num_threads(one_pool ? 1 : n);
 #elif defined(MINICAFFE_BLAS_OPENBLAS)
-  openblas_set_num_threads(n);
+  openblas_set_num_threads(one_pool ? 1 : n);
+#endif
 #endif
 }
 
-// The BLAS thread count (what set_num_threads' n set); OpenMP's when BLAS cannot say.
-int get_num_threads() {
+int get_blas_threads() {
 #if defined(MINICAFFE_BLAS_MKL)
   return mkl_get_max_threads();
 #elif defined(MINICAFFE_BLAS_OPENBLAS_WHEEL)
   return scipy_openblas_get_num_threads();
-#elif defined(_OPENMP)
+#else
+  return -1;  // a system CBLAS does not say
+#endif
+}
+
+// The thread count set_num_threads was given; OpenMP's default before the first call.
+int get_num_threads() {
+  if (g_threads > 0) return g_threads;
+#ifdef _OPENMP
   return omp_get_max_threads();
 #else
   return 1;

@@ -69,20 +69,15 @@ def _load():
     if os.environ.get("MINICAFFE_NATIVE", "1") == "0":
         _import_error = "disabled by MINICAFFE_NATIVE=0"
         return
-    # Idle OpenMP threads that spin steal the cores OpenBLAS's own pool needs next (BUILD_NOTES:
-    # alternating pools oversubscribe); sleeping waiters cost a few microseconds per region only.
-    # libgomp reads the policy when it loads (with the extension), so the variable is set for
-    # that moment only and other OpenMP users in the process keep their own setting.
+    # One thread pool does all the work (GEMMs are split over OpenMP with a serial OpenBLAS, see
+    # kernels/blas.h), so idle workers may spin briefly instead of sleeping: waking sleeping
+    # threads for each of the many short parallel regions of a training step cost more than the
+    # second core gave (CIFAR-10 quick at 2 threads: 92 ms passive, 56 ms with this spin).
+    # libgomp reads this when it loads (with the extension); the variable is set for that moment
+    # only, and a user's OMP_WAIT_POLICY / GOMP_SPINCOUNT wins.
     wait_policy_was_set = "OMP_WAIT_POLICY" in os.environ or "GOMP_SPINCOUNT" in os.environ
-    global _openmp_spins
-    # A libgomp already in the process (PyTorch ships one under the same soname) was started
-    # with its own policy, spinning by default: our OpenMP workers would then spin while
-    # OpenBLAS's threads run and halve the speed of every convolution (seen: LeNet training at
-    # 2 threads 28 ms instead of 11 ms). Our kernels then stay single-threaded; BLAS keeps n.
-    _openmp_spins = (_libgomp_loaded()
-                     and os.environ.get("OMP_WAIT_POLICY", "").upper() != "PASSIVE")
     if not wait_policy_was_set:
-        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+        os.environ["GOMP_SPINCOUNT"] = "100000"
     try:
         _preload_openblas()
         module = importlib.import_module("minicaffe._kernels")
@@ -96,22 +91,11 @@ def _load():
         return
     finally:
         if not wait_policy_was_set:
-            os.environ.pop("OMP_WAIT_POLICY", None)
+            os.environ.pop("GOMP_SPINCOUNT", None)
     _kernels = module
-    if _openmp_spins:
-        module.set_num_threads(module.get_num_threads(), 1)
-
-
-def _libgomp_loaded():
-    """Whether GNU OpenMP is already mapped into this process (Linux; False elsewhere)."""
-    try:
-        with open("/proc/self/maps") as maps:
-            return "libgomp" in maps.read()
-    except OSError:
-        return False
-
-
-_openmp_spins = False
+    # Enter the one-pool mode (serial OpenBLAS, GEMMs split over OpenMP) with OMP_NUM_THREADS
+    # (else all cores) threads.
+    module.set_num_threads(module.get_num_threads())
 
 
 def kernels():
@@ -147,7 +131,7 @@ def set_num_threads(n):
     threadpool_limits(limits=n)
     module = kernels()
     if module is not None:
-        module.set_num_threads(n, 1 if _openmp_spins else n)
+        module.set_num_threads(n)
     global _fallback_threads
     _fallback_threads = n
 

@@ -287,16 +287,32 @@ def test_conv_forward_bad_arguments(k):
         k.conv_forward(x, gt, f32(2, 9), None, None, f32(2, 4), 0)
 
 
-@pytest.mark.parametrize("policy, spins", [(None, True), ("PASSIVE", False)])
-def test_preloaded_spinning_libgomp_keeps_our_openmp_single_threaded(k, tmp_path, policy, spins):
-    """A libgomp loaded before ours (PyTorch's) spins by default; our OpenMP kernels must then
-    stay single-threaded so they do not fight OpenBLAS's threads. BLAS keeps n threads."""
-    code = ("import ctypes; ctypes.CDLL('libgomp.so.1', mode=ctypes.RTLD_GLOBAL); "
-            "from minicaffe.ops import native; native.set_num_threads(2); "
-            "print(native._openmp_spins, native.get_num_threads())")
-    env = {key: v for key, v in os.environ.items() if key not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
-    if policy:
-        env["OMP_WAIT_POLICY"] = policy
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                         cwd=tmp_path, check=True).stdout.split()
-    assert out == [str(spins), "2"]
+def test_one_thread_pool(k):
+    """Our OpenMP threads do the GEMM splitting; OpenBLAS (its own pthreads) stays serial, so
+    two pools never fight over the cores."""
+    try:
+        ops.set_num_threads(2)
+        info = ops.build_info()
+        assert info["threads"] == 2 and ops.get_num_threads() == 2
+        if "scipy-openblas32" in info["blas_vendor"]:
+            assert info["blas_threads"] == 1
+    finally:
+        ops.set_num_threads(1)
+
+
+# m*n*k above the 2M multiply-adds where blas_gemm starts splitting; tall and wide outputs
+# split rows and columns respectively, with every transpose combination.
+@pytest.mark.parametrize("shape", [(64, 900, 300), (900, 64, 300), (3, 5000, 200)])
+@pytest.mark.parametrize("trans_a, trans_b", [(False, False), (True, False), (False, True), (True, True)])
+def test_gemm_split_over_threads_matches_numpy(k, rng, shape, trans_a, trans_b):
+    m, n, kk = shape
+    a = rng.standard_normal((kk, m) if trans_a else (m, kk))
+    b = rng.standard_normal((n, kk) if trans_b else (kk, n))
+    c0 = rng.standard_normal((m, n))
+    want = 0.5 * (a.T if trans_a else a) @ (b.T if trans_b else b) + 2.0 * c0
+    try:
+        ops.set_num_threads(2)
+        got = ops.gemm(a, b, out=c0.copy(), alpha=0.5, beta=2.0, trans_a=trans_a, trans_b=trans_b)
+    finally:
+        ops.set_num_threads(1)
+    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
