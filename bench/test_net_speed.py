@@ -24,6 +24,10 @@ from minicaffe.prototxt import parse_net
 
 LR = 0.01
 
+# Load minicaffe's kernels (and so its libgomp with its wait policy) before PyTorch, whose libgomp
+# has the same soname: whichever loads first serves both (docs/KERNELS.md, "Threads").
+ops.build_info()
+
 LENET = """
 name: "LeNet"
 layer { name: "data" type: "Input" top: "data" top: "label"
