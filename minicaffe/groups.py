@@ -83,6 +83,18 @@ def tiles(w, kind, group=1, xdimen=0, ydimen=0):
     return w.reshape(g, m // yd, yd, k // xd, xd)
 
 
+def _group_shape(per_tile, kind):
+    """Drop the singleton tile axes of a `(g, M/yd, K/xd)` per-group array: the `norms` shape
+    of the module docstring."""
+    if kind == "row":
+        return per_tile[:, :, 0]
+    if kind in ("column", "channel"):
+        return per_tile[:, 0, :]
+    if kind == "layer":
+        return per_tile.reshape(1)
+    return per_tile
+
+
 def norms(w, kind, group=1, xdimen=0, ydimen=0, keep_shape=False):
     """L2 norm of every group of `w`.
 
@@ -95,29 +107,14 @@ def norms(w, kind, group=1, xdimen=0, ydimen=0, keep_shape=False):
     sq = xp.sqrt((t * t).sum(axis=(2, 4), keepdims=True))
     if keep_shape:
         return xp.broadcast_to(sq, t.shape).reshape(w.shape)
-    out = sq.reshape(t.shape[0], t.shape[1], t.shape[3])
-    if kind == "row":
-        return out[:, :, 0]
-    if kind in ("column", "channel"):
-        return out[:, 0, :]
-    if kind == "layer":
-        return out.reshape(1)
-    return out
+    return _group_shape(sq.reshape(t.shape[0], t.shape[1], t.shape[3]), kind)
 
 
 def zero_groups(w, kind, group=1, xdimen=0, ydimen=0):
     """Boolean array of the `norms` shape: True where a whole group is exactly zero."""
     xp = backend.xp_of(w)
     t = tiles(w, kind, group, xdimen, ydimen)
-    nz = xp.any(t != 0, axis=(2, 4))
-    out = ~nz
-    if kind == "row":
-        return out[:, :, 0]
-    if kind in ("column", "channel"):
-        return out[:, 0, :]
-    if kind == "layer":
-        return out.reshape(1)
-    return out
+    return _group_shape(~xp.any(t != 0, axis=(2, 4)), kind)
 
 
 def broadcast_groups(values, w, kind, group=1, xdimen=0, ydimen=0):
