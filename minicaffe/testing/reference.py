@@ -6,21 +6,32 @@ suits the dtype under test.
 import numpy as np
 
 
-def im2col(x, C, H, W, kh, kw, ph=0, pw=0, sh=1, sw=1, dh=1, dw=1):
-    """Caffe's im2col_cpu, one element at a time: x (C, H, W) -> (C*kh*kw, oh*ow)."""
+def _taps(C, H, W, kh, kw, ph, pw, sh, sw, dh, dw):
+    """oh, ow and every in-image tap (c, yy, xx, row, col) of Caffe's im2col loop nest:
+    input pixel (c, yy, xx) lands in lowered row `row`, column `col`."""
     oh = (H + 2 * ph - (dh * (kh - 1) + 1)) // sh + 1
     ow = (W + 2 * pw - (dw * (kw - 1) + 1)) // sw + 1
+
+    def gen():
+        for c in range(C):
+            for i in range(kh):
+                for j in range(kw):
+                    row = (c * kh + i) * kw + j
+                    for y in range(oh):
+                        for xo in range(ow):
+                            yy = y * sh - ph + i * dh
+                            xx = xo * sw - pw + j * dw
+                            if 0 <= yy < H and 0 <= xx < W:
+                                yield c, yy, xx, row, y * ow + xo
+    return oh, ow, gen()
+
+
+def im2col(x, C, H, W, kh, kw, ph=0, pw=0, sh=1, sw=1, dh=1, dw=1):
+    """Caffe's im2col_cpu, one element at a time: x (C, H, W) -> (C*kh*kw, oh*ow)."""
+    oh, ow, taps = _taps(C, H, W, kh, kw, ph, pw, sh, sw, dh, dw)
     cols = np.zeros((C * kh * kw, oh * ow), dtype=np.float64)
-    for c in range(C):
-        for i in range(kh):
-            for j in range(kw):
-                row = (c * kh + i) * kw + j
-                for y in range(oh):
-                    for xo in range(ow):
-                        yy = y * sh - ph + i * dh
-                        xx = xo * sw - pw + j * dw
-                        if 0 <= yy < H and 0 <= xx < W:
-                            cols[row, y * ow + xo] = x[c, yy, xx]
+    for c, yy, xx, row, col in taps:
+        cols[row, col] = x[c, yy, xx]
     return cols
 
 
@@ -31,19 +42,10 @@ def im2col_batch(x, *geometry):
 
 def col2im(cols, C, H, W, kh, kw, ph=0, pw=0, sh=1, sw=1, dh=1, dw=1):
     """Caffe's col2im_cpu: scatter-add (C*kh*kw, oh*ow) back to (C, H, W)."""
-    oh = (H + 2 * ph - (dh * (kh - 1) + 1)) // sh + 1
-    ow = (W + 2 * pw - (dw * (kw - 1) + 1)) // sw + 1
+    oh, ow, taps = _taps(C, H, W, kh, kw, ph, pw, sh, sw, dh, dw)
     x = np.zeros((C, H, W), dtype=np.float64)
-    for c in range(C):
-        for i in range(kh):
-            for j in range(kw):
-                row = (c * kh + i) * kw + j
-                for y in range(oh):
-                    for xo in range(ow):
-                        yy = y * sh - ph + i * dh
-                        xx = xo * sw - pw + j * dw
-                        if 0 <= yy < H and 0 <= xx < W:
-                            x[c, yy, xx] += cols[row, y * ow + xo]
+    for c, yy, xx, row, col in taps:
+        x[c, yy, xx] += cols[row, col]
     return x
 
 
