@@ -1,14 +1,14 @@
 """Data layer: batches of records from an LMDB of Caffe Datums or raw IDX / CIFAR-10 files."""
 import numpy as np
 
-from minicaffe import backend
 from minicaffe.data import ArraySource, DataTransformer, open_source
-from minicaffe.data.feeder import Feeder, layer_seed, named_errors, transform_param_of
-from minicaffe.layers.base import Layer, register_layer
+from minicaffe.data.feeder import layer_seed, named_errors, transform_param_of
+from minicaffe.layers._batches import BatchLayer
+from minicaffe.layers.base import register_layer
 
 
 @register_layer("Data")
-class Data(Layer):
+class Data(BatchLayer):
     """Reads `data_param.batch_size` records per forward, in source order, wrapping around.
 
     data_param: source, batch_size, backend (LMDB | IDX | CIFAR10; LEVELDB is refused),
@@ -20,9 +20,6 @@ class Data(Layer):
     top[1] (optional): label `(batch_size,)`.
     Raises DataError (naming the layer, the file and the record) for missing or malformed data.
     """
-
-    exact_bottoms = 0
-    min_tops, max_tops = 1, 2
 
     def setup(self, bottom, top):
         p = self.layer_param.data_param
@@ -39,33 +36,7 @@ class Data(Layer):
             transformer = DataTransformer(tp, self.phase, seed=seed + 1,
                                           where=f"layer '{self.name}' transform_param")
             c, h, w = transformer.output_shape(source.shape)
-        self.source, self.transformer = source, transformer
-        self.batch_size = int(p.batch_size)
-        self.data_shape = (self.batch_size, c, h, w)
-        n, dtype = self.batch_size, top[0].dtype
-
-        def produce():          # closes over the source, not the layer (see Feeder)
-            data, labels = source.next_batch(n)
-            return transformer(data).astype(dtype, copy=False), labels
-
         # In-memory sources (IDX, CIFAR10) make a batch in microseconds: a thread would only
         # add GIL hand-offs, so only LMDB reads ahead.
         depth = 0 if isinstance(source, ArraySource) else int(p.prefetch)
-        self._feeder = Feeder(produce, depth, self.name)
-
-    def reshape(self, bottom, top):
-        top[0].reshape(self.data_shape)
-        if len(top) > 1:
-            top[1].reshape((self.batch_size,))
-
-    def forward(self, bottom, top):
-        with named_errors(self):
-            data, labels = self._feeder.next()
-        top[0].data[...] = backend.to_current(data)
-        if len(top) > 1:
-            top[1].data[...] = backend.to_current(labels)
-
-    def close(self):
-        """Stop the prefetch thread and close the source."""
-        self._feeder.close()
-        self.source.close()
+        self._start_feeder(source, transformer, p.batch_size, (c, h, w), top[0].dtype, depth)

@@ -1,14 +1,14 @@
 """ImageData layer: images listed in a `path label` text file, loaded with Pillow."""
 import numpy as np
 
-from minicaffe import backend
 from minicaffe.data import DataTransformer, ImageListSource
-from minicaffe.data.feeder import Feeder, layer_seed, named_errors, transform_param_of
-from minicaffe.layers.base import Layer, register_layer
+from minicaffe.data.feeder import layer_seed, named_errors, transform_param_of
+from minicaffe.layers._batches import BatchLayer
+from minicaffe.layers.base import register_layer
 
 
 @register_layer("ImageData")
-class ImageData(Layer):
+class ImageData(BatchLayer):
     """Reads `image_data_param.batch_size` images per forward, in list order (or shuffled).
 
     image_data_param: source (list file of `path label` lines), root_folder (prefix added to
@@ -19,9 +19,6 @@ class ImageData(Layer):
     Images are read and transformed ahead of time in a background thread.
     Raises DataError naming the layer, the list file line and the image.
     """
-
-    exact_bottoms = 0
-    min_tops, max_tops = 1, 2
 
     def setup(self, bottom, top):
         p = self.layer_param.image_data_param
@@ -38,29 +35,4 @@ class ImageData(Layer):
             transformer = DataTransformer(tp, self.phase, seed=seed + 1,
                                           where=f"layer '{self.name}' transform_param")
             c, h, w = transformer.output_shape(source.shape)
-        self.source = source
-        self.batch_size = n = int(p.batch_size)
-        self.data_shape = (n, c, h, w)
-        dtype = top[0].dtype
-
-        def produce():          # closes over the source, not the layer (see Feeder)
-            data, labels = source.next_batch(n)
-            return transformer(data).astype(dtype, copy=False), labels
-
-        self._feeder = Feeder(produce, 3, self.name)
-
-    def reshape(self, bottom, top):
-        top[0].reshape(self.data_shape)
-        if len(top) > 1:
-            top[1].reshape((self.batch_size,))
-
-    def forward(self, bottom, top):
-        with named_errors(self):
-            data, labels = self._feeder.next()
-        top[0].data[...] = backend.to_current(data)
-        if len(top) > 1:
-            top[1].data[...] = backend.to_current(labels)
-
-    def close(self):
-        self._feeder.close()
-        self.source.close()
+        self._start_feeder(source, transformer, p.batch_size, (c, h, w), top[0].dtype, 3)
