@@ -132,10 +132,6 @@ def _insert_splits(layer_params):
     return out
 
 
-def _blob_desc(name, blob):
-    return f"'{name}' {tuple(blob.shape)}"
-
-
 class Net:
     """A network of layers for one phase (pycaffe's `caffe.Net`).
 
