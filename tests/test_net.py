@@ -1,5 +1,7 @@
 """Net: graph building (splits, in-place, filtering), loss weights, backward analysis,
 parameter sharing, partial passes and error messages."""
+import re
+
 import numpy as np
 import pytest
 
@@ -332,3 +334,17 @@ def test_wrong_shaped_diff_and_unknown_layer_names():
 def test_phase_is_required():
     with pytest.raises(TypeError, match="phase"):
         Net(parse_net(INPUT.format(shapes="shape { dim: 1 }", extra_tops="")))
+
+
+def test_layer_errors_start_with_the_layer_position_in_its_file(tmp_path):
+    # STYLE: path:line:col travels from the parser to the exception, layer checks included.
+    head = ('layer { name: "in" type: "Input" top: "x"\n'
+            '        input_param { shape { dim: 2 dim: 3 dim: 4 dim: 4 } } }\n')
+    path = tmp_path / "bad.prototxt"
+    path.write_text(head + 'layer { name: "c" type: "Convolutoin" bottom: "x" top: "y" }\n')
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(path))}:3:1: layer 'c': unknown"):
+        Net(str(path), caffe.TEST)
+    path.write_text(head + 'layer { name: "c" type: "Convolution" bottom: "x" top: "y"\n'
+                           '        convolution_param { num_output: 4 kernel_size: 3 group: 2 } }\n')
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(path))}:3:1: layer 'c' \(Convolution\)"):
+        Net(str(path), caffe.TEST)

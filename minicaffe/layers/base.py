@@ -15,11 +15,20 @@ def register_layer(type_name):
     return LAYERS.register(type_name)
 
 
+def _position(layer_param):
+    """`path:line:col: ` of the layer in its prototxt file; '' for one built in code."""
+    pos = getattr(layer_param, "position", None)
+    if not pos or not pos[0]:
+        return ""
+    return f"{pos[0]}:{pos[1]}:{pos[2]}: "
+
+
 def create_layer(layer_param, phase="TRAIN"):
     """Instantiate the registered layer for `layer_param.type`; unknown types raise
     LayerSetupError naming the layer and the known types."""
     if layer_param.type not in LAYERS:
-        raise LayerSetupError(f"layer '{layer_param.name}': {LAYERS.unknown_message(layer_param.type)}")
+        raise LayerSetupError(f"{_position(layer_param)}layer '{layer_param.name}': "
+                              f"{LAYERS.unknown_message(layer_param.type)}")
     return LAYERS.get(layer_param.type)(layer_param, phase)
 
 
@@ -68,7 +77,7 @@ class Layer:
     # -- helpers -------------------------------------------------------------------------------
     def error(self, message, bottom=None, cls=LayerSetupError):
         """An exception naming this layer, its type and (optionally) its bottoms with shapes."""
-        where = f"layer '{self.name}' ({self.type})"
+        where = f"{_position(self.layer_param)}layer '{self.name}' ({self.type})"
         if bottom:
             names = list(self.layer_param.bottom)
             desc = ", ".join(
