@@ -11,7 +11,7 @@ import sys
 
 import numpy as np
 
-from minicaffe.train import select_device, setup_logging
+from minicaffe.train import gpu_id, select_device, setup_logging
 
 log = logging.getLogger("minicaffe")
 
@@ -21,7 +21,7 @@ def _parser():
     ap.add_argument("--model", "-model", required=True, help="net .prototxt")
     ap.add_argument("--weights", "-weights", required=True, help=".caffemodel or .npz")
     ap.add_argument("--iterations", "-iterations", type=int, default=50)
-    ap.add_argument("--gpu", "-gpu", help="CUDA device id")
+    ap.add_argument("--gpu", "-gpu", type=gpu_id, help="CUDA device id")
     return ap
 
 
@@ -57,7 +57,7 @@ def main(argv=None):
         net = Net(args.model, "TEST", weights=args.weights)
         log.info("Running for %d iterations.", args.iterations)
         means, loss = score(net, args.iterations)
-    except (MinicaffeError, OSError) as exc:
+    except (MinicaffeError, OSError, RuntimeError) as exc:  # RuntimeError: no GPU, as train
         log.error("%s", exc)
         return 1
     log.info("Loss: %g", loss)

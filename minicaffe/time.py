@@ -10,7 +10,7 @@ import logging
 import sys
 import time as _time
 
-from minicaffe.train import select_device, setup_logging
+from minicaffe.train import gpu_id, select_device, setup_logging
 
 log = logging.getLogger("minicaffe")
 
@@ -22,7 +22,7 @@ def _parser():
                     "time of compacted layers)")
     ap.add_argument("--iterations", "-iterations", type=int, default=50)
     ap.add_argument("--phase", "-phase", default="TRAIN", choices=["TRAIN", "TEST"])
-    ap.add_argument("--gpu", "-gpu", help="CUDA device id")
+    ap.add_argument("--gpu", "-gpu", type=gpu_id, help="CUDA device id")
     return ap
 
 
@@ -66,7 +66,7 @@ def main(argv=None):
         net = Net(args.model, args.phase, weights=args.weights)
         log.info("Performing Forward%s", "" if args.phase == "TEST" else " and Backward")
         per, f, b = time_layers(net, args.iterations, backward=args.phase == "TRAIN")
-    except (MinicaffeError, OSError) as exc:
+    except (MinicaffeError, OSError, RuntimeError) as exc:  # RuntimeError: no GPU, as train
         log.error("%s", exc)
         return 1
     log.info("Average time per layer:")

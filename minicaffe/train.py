@@ -38,6 +38,19 @@ def setup_logging():
     return root
 
 
+def gpu_id(text):
+    """argparse type of --gpu: one CUDA device id (Caffe's `all` or `0,1` pick several GPUs;
+    minicaffe trains on one)."""
+    try:
+        device = int(text)
+    except ValueError:
+        device = -1
+    if device < 0:
+        raise argparse.ArgumentTypeError(f"expected one CUDA device id such as 0, got '{text}' "
+                                         "(minicaffe runs on a single GPU)")
+    return device
+
+
 def select_device(gpu, param=None):
     """--gpu N picks CUDA device N; otherwise a solver file that explicitly asks for GPU mode
     gets it when a GPU is there (and runs on the CPU with a warning when not)."""
@@ -65,7 +78,7 @@ def _parser():
     group = ap.add_mutually_exclusive_group()
     group.add_argument("--weights", "-weights", help="weights to fine-tune from (comma-separated)")
     group.add_argument("--snapshot", "-snapshot", help=".solverstate to resume from")
-    ap.add_argument("--gpu", "-gpu", help="CUDA device id")
+    ap.add_argument("--gpu", "-gpu", type=gpu_id, help="CUDA device id")
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
     return ap
 

@@ -163,3 +163,29 @@ def test_gpu_flag_without_a_gpu_is_a_clear_error(tmp_path):
     write(tmp_path)
     r = run(tmp_path, "train", "--solver", "solver.prototxt", "--gpu", "0")
     assert r.returncode == 1 and "GPU mode needs CuPy" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("module, args", [
+    ("time", ["--model", "net.prototxt"]),
+    ("test", ["--model", "net.prototxt", "--weights", "none.caffemodel"]),
+])
+def test_gpu_flag_without_a_gpu_is_a_clear_error_in_test_and_time(tmp_path, module, args):
+    from minicaffe import backend
+    if backend.gpu_available():
+        pytest.skip("a GPU is present")
+    write(tmp_path)
+    r = run(tmp_path, module, *args, "--gpu", "0")
+    assert r.returncode == 1 and "GPU mode needs CuPy" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("module, args", [
+    ("train", ["--solver", "solver.prototxt"]),
+    ("time", ["--model", "net.prototxt"]),
+])
+def test_gpu_flag_that_is_not_one_device_id_is_a_usage_error(tmp_path, module, args):
+    # Caffe's `-gpu all` / `-gpu 0,1` select several GPUs; minicaffe runs on one.
+    write(tmp_path)
+    for value in ("all", "0,1"):
+        r = run(tmp_path, module, *args, "--gpu", value)
+        assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+        assert "--gpu" in r.stderr and "one CUDA device id" in r.stderr, r.stderr
