@@ -287,7 +287,13 @@ class Net:
                 f"{tuple(owner.blob.shape)}" + ("" if mode == "STRICT" else " (PERMISSIVE: counts differ)"),
                 cls=ShapeError)
         for field in ("lr_mult", "decay_mult"):
-            if spec.has(field) and owner.spec.has(field) and getattr(spec, field) != getattr(owner.spec, field):
+            if not spec.has(field):
+                continue
+            if not owner.spec.has(field):
+                # Caffe: a multiplier given only where the param is shared is the owner's too
+                # (the solver reads the owner's spec).
+                setattr(owner.spec, field, getattr(spec, field))
+            elif getattr(spec, field) != getattr(owner.spec, field):
                 raise layer.error(f"shared param '{spec.name}' has {field} {getattr(spec, field)} but "
                                   f"its owner in layer '{owner.layer_name}' has {getattr(owner.spec, field)}")
         shape = tuple(blob.shape)

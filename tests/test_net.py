@@ -226,6 +226,18 @@ def test_shared_param_shape_mismatch_is_named():
         make_net(ip("a", "x", "a", 4, shared) + ip("b", "x", "b", 3, shared))
 
 
+def test_shared_param_mult_set_only_by_the_sharer_applies_to_the_owner():
+    """As in Caffe: lr_mult / decay_mult given only on the sharing layer's param is the owner's
+    too (the solver reads the owner's spec); given on both, they must agree."""
+    net = make_net(ip("a", "x", "a", 4, 'param { name: "w" }') +
+                   ip("b", "a", "b", 4, 'param { name: "w" lr_mult: 0 decay_mult: 3 }'))
+    owner = net.param_infos[0]
+    assert (owner.layer_name, owner.owner, owner.spec.lr_mult, owner.spec.decay_mult) == ("a", True, 0.0, 3.0)
+    with pytest.raises(ValueError, match=r"shared param 'w' has lr_mult 2.0 but its owner in layer 'a' has 0.0"):
+        make_net(ip("a", "x", "a", 4, 'param { name: "w" lr_mult: 0 }') +
+                 ip("b", "a", "b", 4, 'param { name: "w" lr_mult: 2 }'))
+
+
 def test_param_infos_carry_spec_and_group():
     body = ('layer { name: "in2" type: "Input" top: "im" input_param { shape { dim: 1 dim: 4 dim: 5 dim: 5 } } }\n'
             'layer { name: "c" type: "Convolution" bottom: "im" top: "c" param { lr_mult: 1 decay_mult: 1 } '
