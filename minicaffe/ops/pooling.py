@@ -96,16 +96,23 @@ class _PhasePlan:
         return flat.reshape(-1, self.oh, self.Wh)[:, :, :self.ow]
 
 
-def _np_max_pool_forward(x, g, out, mask):
-    N, C, H, W, kh, kw, ph, pw, sh, sw, oh, ow = g
-    plan = _PhasePlan(x.shape, (kh, kw), (ph, pw), (sh, sw), (oh, ow), x.dtype, -np.inf)
-    plan.load(x)
-    y = np.empty((N * C, plan.L), dtype=x.dtype)
+def _reduce_taps(plan, ufunc, dtype):
+    """(planes, L) of `ufunc` folded over every kernel tap, a cache-sized block of planes at a
+    time (ufunc: np.maximum for MAX, np.add for AVE)."""
+    y = np.empty((plan.planes.shape[1], plan.L), dtype=dtype)   # planes: (phases, NC, ...)
     for rows in plan.blocks:
         yb = y[rows]
         yb[...] = plan.tap(plan.planes, 0, rows)
         for t in range(1, len(plan.taps)):
-            np.maximum(yb, plan.tap(plan.planes, t, rows), out=yb)
+            ufunc(yb, plan.tap(plan.planes, t, rows), out=yb)
+    return y
+
+
+def _np_max_pool_forward(x, g, out, mask):
+    N, C, H, W, kh, kw, ph, pw, sh, sw, oh, ow = g
+    plan = _PhasePlan(x.shape, (kh, kw), (ph, pw), (sh, sw), (oh, ow), x.dtype, -np.inf)
+    plan.load(x)
+    y = _reduce_taps(plan, np.maximum, x.dtype)
     out.reshape(N * C, oh, ow)[...] = plan.grid(y)
     # The first tap (row-major in the window) equal to the maximum, as h*W + w of the image.
     arg = np.full(y.shape, -1, dtype=np.int32)
@@ -168,13 +175,8 @@ def _np_ave_pool_forward(x, g, out):
     N, C = x.shape[:2]
     plan, inv = _ave_plan(x.shape, g, x.dtype)
     plan.load(x)
-    y = np.empty((N * C, plan.L), dtype=x.dtype)
-    for rows in plan.blocks:
-        yb = y[rows]
-        yb[...] = plan.tap(plan.planes, 0, rows)
-        for t in range(1, len(plan.taps)):
-            np.add(yb, plan.tap(plan.planes, t, rows), out=yb)
-        yb *= inv
+    y = _reduce_taps(plan, np.add, x.dtype)
+    y *= inv
     out.reshape(N * C, plan.oh, plan.ow)[...] = plan.grid(y)
     return out
 
