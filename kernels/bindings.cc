@@ -367,28 +367,30 @@ void ave_pool_t(bool forward, const py::array& src, const mc::PoolGeom& g, py::a
   else mc::ave_pool_backward<T>(ps, planes, g, pd);
 }
 
-void ave_pool_forward(const py::array& x, const std::vector<int64_t>& geom, py::array y) {
-  const char* op = "ave_pool_forward";
+// One body for both directions: forward reads x (N, C, H, W) and writes out (N, C, oh, ow);
+// backward reads dy (N, C, oh, ow) and writes dx (N, C, H, W).
+void ave_pool(bool forward, const py::array& src, const std::vector<int64_t>& geom, py::array dst) {
+  const char* op = forward ? "ave_pool_forward" : "ave_pool_backward";
+  const char* src_name = forward ? "x" : "dy";
   const mc::PoolGeom g = pool_geom_of(op, geom);
-  const int sz = float_size(op, "x", x);
-  if (x.ndim() != 4) fail(op, "x has shape ", shape_str(x), "; expected (N, C, H, W)");
-  const int64_t N = x.shape(0), C = x.shape(1);
-  check_array(op, "x", x, sz, {N, C, g.H, g.W});
-  check_array(op, "out", y, sz, {N, C, g.oh, g.ow}, true);
-  if (sz == 4) ave_pool_t<float>(true, x, g, y);
-  else ave_pool_t<double>(true, x, g, y);
+  const int sz = float_size(op, src_name, src);
+  if (src.ndim() != 4)
+    fail(op, src_name, " has shape ", shape_str(src), "; expected ",
+         forward ? "(N, C, H, W)" : "(N, C, oh, ow)");
+  const int64_t N = src.shape(0), C = src.shape(1);
+  const std::vector<int64_t> in{N, C, g.H, g.W}, out{N, C, g.oh, g.ow};
+  check_array(op, src_name, src, sz, forward ? in : out);
+  check_array(op, forward ? "out" : "dx", dst, sz, forward ? out : in, true);
+  if (sz == 4) ave_pool_t<float>(forward, src, g, dst);
+  else ave_pool_t<double>(forward, src, g, dst);
+}
+
+void ave_pool_forward(const py::array& x, const std::vector<int64_t>& geom, py::array y) {
+  ave_pool(true, x, geom, y);
 }
 
 void ave_pool_backward(const py::array& dy, const std::vector<int64_t>& geom, py::array dx) {
-  const char* op = "ave_pool_backward";
-  const mc::PoolGeom g = pool_geom_of(op, geom);
-  const int sz = float_size(op, "dy", dy);
-  if (dy.ndim() != 4) fail(op, "dy has shape ", shape_str(dy), "; expected (N, C, oh, ow)");
-  const int64_t N = dy.shape(0), C = dy.shape(1);
-  check_array(op, "dy", dy, sz, {N, C, g.oh, g.ow});
-  check_array(op, "dx", dx, sz, {N, C, g.H, g.W}, true);
-  if (sz == 4) ave_pool_t<float>(false, dy, g, dx);
-  else ave_pool_t<double>(false, dy, g, dx);
+  ave_pool(false, dy, geom, dx);
 }
 
 // ---- CSR ------------------------------------------------------------------------------
