@@ -245,6 +245,78 @@ void conv_forward(const py::array& x, const std::vector<int64_t>& geom, const py
   else conv_forward_t<double>(x, g, a, m_kept, rows, cols, out, block_bytes);
 }
 
+// ---- dense convolution for training (kernels/conv.cc) ------------------------------------
+
+// The shapes both directions share: x (N, C, H, W), w (M, C/group*kh*kw), a group dividing C
+// and M, an optional (M,) vector. Returns the float size.
+int check_conv_args(const char* op, const py::array& x, const mc::Geom& g, const py::array& w,
+                    int64_t group, const py::object& vec_obj, const char* vec_name) {
+  const int sz = float_size(op, "x", x);
+  if (x.ndim() != 4) fail(op, "x has shape ", shape_str(x), "; expected (N, C, H, W)");
+  check_array(op, "x", x, sz, {x.shape(0), g.C, g.H, g.W});
+  if (group < 1 || g.C % group)
+    fail(op, "group = ", group, "; expected a divisor of the ", g.C, " channels");
+  if (w.ndim() != 2) fail(op, "w has shape ", shape_str(w), "; expected (M, C/group*kh*kw)");
+  const int64_t M = w.shape(0);
+  if (M % group) fail(op, "group = ", group, " does not divide the ", M, " rows of w");
+  check_array(op, "w", w, sz, {M, g.rows() / group});
+  if (!vec_obj.is_none()) check_array(op, vec_name, vec_obj.cast<py::array>(), sz, {M});
+  return sz;
+}
+
+template <typename T>
+T* opt_ptr(const py::object& o) {
+  return o.is_none() ? nullptr : static_cast<T*>(o.cast<py::array>().mutable_data());
+}
+
+template <typename T>
+void conv_forward_nchw_t(const py::array& x, const mc::Geom& g, int64_t group, const py::array& w,
+                         const py::object& bias, py::array& y, int64_t block_bytes) {
+  const T *px = cptr<T>(x), *pw = cptr<T>(w), *pb = opt_ptr<T>(bias);
+  T* py_ = mptr<T>(y);
+  const int64_t N = x.shape(0), M = w.shape(0);
+  py::gil_scoped_release release;
+  mc::conv_forward_nchw<T>(px, N, g, group, pw, M, pb, py_, block_bytes);
+}
+
+void conv_forward_nchw(const py::array& x, const std::vector<int64_t>& geom, int64_t group,
+                       const py::array& w, py::object bias, py::array y, int64_t block_bytes) {
+  const char* op = "conv_forward_nchw";
+  const mc::Geom g = geom_of(op, geom);
+  const int sz = check_conv_args(op, x, g, w, group, bias, "bias");
+  check_array(op, "y", y, sz, {x.shape(0), w.shape(0), g.cols()}, true);
+  if (block_bytes < 1) fail(op, "block_bytes = ", block_bytes, "; expected >= 1");
+  if (sz == 4) conv_forward_nchw_t<float>(x, g, group, w, bias, y, block_bytes);
+  else conv_forward_nchw_t<double>(x, g, group, w, bias, y, block_bytes);
+}
+
+template <typename T>
+void conv_backward_t(const py::array& x, const mc::Geom& g, int64_t group, const py::array& w,
+                     const py::array& dy, py::array& dw, const py::object& db,
+                     const py::object& dx, int64_t block_bytes) {
+  const T *px = cptr<T>(x), *pw = cptr<T>(w), *pdy = cptr<T>(dy);
+  T *pdw = mptr<T>(dw), *pdb = opt_ptr<T>(db), *pdx = opt_ptr<T>(dx);
+  const int64_t N = x.shape(0), M = w.shape(0);
+  py::gil_scoped_release release;
+  mc::conv_backward<T>(px, pdy, N, g, group, pw, M, pdw, pdb, pdx, block_bytes);
+}
+
+void conv_backward(const py::array& x, const std::vector<int64_t>& geom, int64_t group,
+                   const py::array& w, const py::array& dy, py::array dw, py::object db,
+                   py::object dx, int64_t block_bytes) {
+  const char* op = "conv_backward";
+  const mc::Geom g = geom_of(op, geom);
+  const int sz = check_conv_args(op, x, g, w, group, db, "db");
+  const int64_t N = x.shape(0), M = w.shape(0);
+  check_array(op, "dy", dy, sz, {N, M, g.cols()});
+  check_array(op, "dw", dw, sz, {M, g.rows() / group}, true);
+  if (!db.is_none()) check_array(op, "db", db.cast<py::array>(), sz, {M}, true);
+  if (!dx.is_none()) check_array(op, "dx", dx.cast<py::array>(), sz, {N, g.C, g.H, g.W}, true);
+  if (block_bytes < 1) fail(op, "block_bytes = ", block_bytes, "; expected >= 1");
+  if (sz == 4) conv_backward_t<float>(x, g, group, w, dy, dw, db, dx, block_bytes);
+  else conv_backward_t<double>(x, g, group, w, dy, dw, db, dx, block_bytes);
+}
+
 template <typename T>
 void linear_compact_t(int64_t Nb, int64_t M, int64_t K, const py::array& x,
                       const py::array& packed, const int64_t* rows, int64_t m_kept,
@@ -482,6 +554,15 @@ PYBIND11_MODULE(_kernels, m) {
         py::arg("rows"), py::arg("cols"), py::arg("out"), py::arg("block_bytes") = 2 << 20,
         "out (M, N*oh*ow) = a (m_pad, k) x lowered rows `cols` of x, lowered by blocks of images; "
         "rows None: dense weights (m_pad = M); cols None: all C*kh*kw rows.");
+  m.def("conv_forward_nchw", &conv_forward_nchw, py::arg("x"), py::arg("geom"),
+        py::arg("group"), py::arg("w"), py::arg("bias"), py::arg("y"),
+        py::arg("block_bytes") = 1 << 20,
+        "y (N, M, oh*ow) = dense convolution of x (N, C, H, W) by w (M, C/group*kh*kw) "
+        "(+ bias (M,) unless None), the batch split over threads by images.");
+  m.def("conv_backward", &conv_backward, py::arg("x"), py::arg("geom"), py::arg("group"),
+        py::arg("w"), py::arg("dy"), py::arg("dw"), py::arg("db"), py::arg("dx"),
+        py::arg("block_bytes") = 1 << 20,
+        "dw += dL/dw, db += dL/db (unless None), dx = dL/dx (unless None) from dy (N, M, oh*ow).");
   m.def("linear_compact", &linear_compact, py::arg("x"), py::arg("packed"), py::arg("rows"),
         py::arg("cols"), py::arg("out"), "out (N, M) = x (N, K) A^T with A's kept block `packed`.");
   m.def("csrmm", [](const py::array& p, const py::array& i, const py::array& d, int64_t K,

@@ -29,7 +29,7 @@ struct RowPlan {
 
 template <typename T>
 void im2col_rows(const T* x, int64_t N, const Geom& g, const int64_t* rows, int64_t n_rows,
-                 T* cols) {
+                 T* cols, bool parallel) {
   const int64_t oh = g.oh(), ow = g.ow(), P = oh * ow, ncols = N * P, khw = g.kh * g.kw;
   std::vector<RowPlan> plan(n_rows);
   for (int64_t t = 0; t < n_rows; ++t) {
@@ -47,7 +47,7 @@ void im2col_rows(const T* x, int64_t N, const Geom& g, const int64_t* rows, int6
   const bool same = g.sh == 1 && g.sw == 1 && ow == g.W;
   // One task per (kept row, image): it reads one input plane and writes one contiguous run of
   // oh*ow lowered values, so work splits evenly and writes never share cache lines much.
-#pragma omp parallel for schedule(static) if (n_rows * ncols > (1 << 15))
+#pragma omp parallel for schedule(static) if (parallel && n_rows * ncols > (1 << 15))
   for (int64_t task = 0; task < n_rows * N; ++task) {
     const int64_t t = task / N, n = task % N;
     const RowPlan p = plan[t];
@@ -89,11 +89,12 @@ void im2col_rows(const T* x, int64_t N, const Geom& g, const int64_t* rows, int6
 }
 
 template <typename T>
-void col2im(const T* cols, int64_t N, const Geom& g, T* x) {
+void col2im(const T* cols, int64_t N, const Geom& g, T* x, bool parallel) {
   const int64_t oh = g.oh(), ow = g.ow(), P = oh * ow, ncols = N * P;
   // One task per (image, channel) plane: only that channel's kh*kw lowered rows write to it,
   // so the scatter-add needs no atomics.
-#pragma omp parallel for collapse(2) schedule(static) if (N * g.C * g.H * g.W > (1 << 15))
+#pragma omp parallel for collapse(2) schedule(static) \
+    if (parallel && N * g.C * g.H * g.W > (1 << 15))
   for (int64_t n = 0; n < N; ++n) {
     for (int64_t c = 0; c < g.C; ++c) {
       T* plane = x + (n * g.C + c) * g.H * g.W;
@@ -118,10 +119,10 @@ void col2im(const T* cols, int64_t N, const Geom& g, T* x) {
 }
 
 template void im2col_rows<float>(const float*, int64_t, const Geom&, const int64_t*, int64_t,
-                                 float*);
+                                 float*, bool);
 template void im2col_rows<double>(const double*, int64_t, const Geom&, const int64_t*, int64_t,
-                                  double*);
-template void col2im<float>(const float*, int64_t, const Geom&, float*);
-template void col2im<double>(const double*, int64_t, const Geom&, double*);
+                                  double*, bool);
+template void col2im<float>(const float*, int64_t, const Geom&, float*, bool);
+template void col2im<double>(const double*, int64_t, const Geom&, double*, bool);
 
 }  // namespace mc

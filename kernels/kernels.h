@@ -49,14 +49,15 @@ void check_csr(const char* op, int64_t M, int64_t K, const int64_t* indptr,
 
 // cols[t][n*oh*ow + p] = lowered row rows[t] (t itself when rows is null) of image n:
 //   x[N][C][H][W] -> cols[n_rows][N*oh*ow]; only the listed rows are ever computed.
+// parallel = false keeps it on the calling thread (it already is one of a team).
 template <typename T>
 void im2col_rows(const T* x, int64_t N, const Geom& g, const int64_t* rows, int64_t n_rows,
-                 T* cols);
+                 T* cols, bool parallel = true);
 
 // Adjoint of the full lowering: cols[C*kh*kw][N*oh*ow] -> x[N][C][H][W] (overwritten, overlaps
 // summed).
 template <typename T>
-void col2im(const T* cols, int64_t N, const Geom& g, T* x);
+void col2im(const T* cols, int64_t N, const Geom& g, T* x, bool parallel = true);
 
 // c[M][N] = alpha * op(a) op(b) + beta * c; op(a) is (M, K), op(b) is (K, N).
 template <typename T>
@@ -85,6 +86,23 @@ template <typename T>
 void conv_forward(const T* x, int64_t N, const Geom& g, const T* a, int64_t m_pad, int64_t k,
                   const int64_t* row_idx, int64_t m_kept, int64_t M, const int64_t* col_idx,
                   T* out, int64_t block_bytes);
+
+// Dense convolution for training, the batch split over the OpenMP team by chunks of whole
+// images (each thread lowers and multiplies its own images with serial GEMMs, so the threads
+// never meet inside a chunk); with one thread, or fewer images than threads, chunks run in
+// order and each GEMM is split instead. A chunk's lowered block is about block_bytes.
+//   w[M][C/group*kh*kw]: the lowered weights, group gi owning rows gi*M/group.. and channels
+//   gi*C/group..; x[N][C][H][W]; y[N][M][oh*ow] = w * lowered x (+ bias[M] when not null).
+template <typename T>
+void conv_forward_nchw(const T* x, int64_t N, const Geom& g, int64_t group, const T* w,
+                       int64_t M, const T* bias, T* y, int64_t block_bytes);
+
+// Its backward, from dy[N][M][oh*ow]: dw[M][C/group*kh*kw] += dL/dw and db[M] += dL/db (db may
+// be null); dx[N][C][H][W] = dL/dx, overwritten (dx may be null). Per-thread partial sums of dw
+// and db are added in thread order, so a run is reproducible for a given thread count.
+template <typename T>
+void conv_backward(const T* x, const T* dy, int64_t N, const Geom& g, int64_t group,
+                   const T* w, int64_t M, T* dw, T* db, T* dx, int64_t block_bytes);
 
 // Fully connected forward with compacted weights: out[Nb][M] = x[Nb][K] * A^T, reading only
 // the kept inputs col_idx[] of x; outputs not in row_idx are 0.

@@ -1,0 +1,183 @@
+"""ops.conv_forward_nchw / ops.conv_backward against a direct convolution written with loops
+over the kernel taps (no lowering), on both engines, one and two threads, and with chunks of
+one image and of several (block_bytes)."""
+import numpy as np
+import pytest
+
+from minicaffe import ops
+from minicaffe.errors import KernelError
+from minicaffe.ops import ConvGeometry
+
+
+def taps(x, g):
+    """{(i, j): x windows (N, C, oh, ow) read by kernel tap (i, j)} of the zero-padded x."""
+    xp = np.pad(x, ((0, 0), (0, 0), (g.ph, g.ph), (g.pw, g.pw)))
+    return {(i, j): xp[:, :, i * g.dh:i * g.dh + g.sh * (g.oh - 1) + 1:g.sh,
+                       j * g.dw:j * g.dw + g.sw * (g.ow - 1) + 1:g.sw]
+            for i in range(g.kh) for j in range(g.kw)}
+
+
+def direct_forward(x, g, w4, group, bias):
+    N, M = x.shape[0], w4.shape[0]
+    mg, cg = M // group, g.C // group
+    y = np.zeros((N, M, g.oh, g.ow))
+    for (i, j), patch in taps(x, g).items():
+        for gi in range(group):
+            m, c = slice(gi * mg, (gi + 1) * mg), slice(gi * cg, (gi + 1) * cg)
+            y[:, m] += np.einsum("mc,ncyx->nmyx", w4[m, :, i, j], patch[:, c])
+    if bias is not None:
+        y += bias[None, :, None, None]
+    return y.reshape(N, M, -1)
+
+
+def direct_backward(x, g, w4, group, dy):
+    """(dw4, db, dx) of direct_forward for the upstream gradient dy (N, M, oh*ow)."""
+    N, M = x.shape[0], w4.shape[0]
+    mg, cg = M // group, g.C // group
+    dy4 = dy.reshape(N, M, g.oh, g.ow)
+    dw4 = np.zeros_like(w4)
+    dxp = np.zeros((N, g.C, g.H + 2 * g.ph, g.W + 2 * g.pw))
+    for (i, j), patch in taps(x, g).items():
+        for gi in range(group):
+            m, c = slice(gi * mg, (gi + 1) * mg), slice(gi * cg, (gi + 1) * cg)
+            dw4[m, :, i, j] = np.einsum("nmyx,ncyx->mc", dy4[:, m], patch[:, c])
+            dxp[:, c, i * g.dh:i * g.dh + g.sh * (g.oh - 1) + 1:g.sh,
+                j * g.dw:j * g.dw + g.sw * (g.ow - 1) + 1:g.sw] += \
+                np.einsum("mc,nmyx->ncyx", w4[m, :, i, j], dy4[:, m])
+    dx = dxp[:, :, g.ph:g.ph + g.H, g.pw:g.pw + g.W]
+    return dw4, dy4.sum(axis=(0, 2, 3)), dx
+
+
+CASES = [  # (C, H, W, kh, kw, ph, pw, sh, sw, dh, dw), M, group
+    ((3, 9, 8, 3, 3, 1, 1, 1, 1, 1, 1), 4, 1),
+    ((4, 7, 9, 3, 2, 2, 0, 2, 1, 1, 2), 6, 2),
+    ((6, 11, 11, 5, 5, 2, 2, 1, 1, 1, 1), 3, 3),
+    ((2, 5, 5, 1, 1, 0, 0, 3, 3, 1, 1), 5, 1),
+]
+
+
+@pytest.fixture(params=[1, 2], ids=["1thread", "2threads"])
+def threads(request):
+    before = ops.get_num_threads()
+    ops.set_num_threads(request.param)
+    yield request.param
+    ops.set_num_threads(before)
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("n", [1, 2, 7])
+@pytest.mark.parametrize("block_bytes", [1, 1 << 20], ids=["chunk1", "chunkmany"])
+def test_forward_matches_direct(engine, threads, rng, case, n, block_bytes):
+    geom, M, group = case
+    g = ConvGeometry(*geom)
+    x = rng.standard_normal((n, g.C, g.H, g.W))
+    w4 = rng.standard_normal((M, g.C // group, g.kh, g.kw))
+    bias = rng.standard_normal(M)
+    out = np.full((n, M, g.cols), np.nan)
+    got = ops.conv_forward_nchw(x, g, w4.reshape(M, -1), group, bias, out=out,
+                                block_bytes=block_bytes)
+    assert got is out
+    np.testing.assert_allclose(got, direct_forward(x, g, w4, group, bias), rtol=1e-12,
+                               atol=1e-12)
+    nobias = ops.conv_forward_nchw(x, g, w4.reshape(M, -1), group, block_bytes=block_bytes)
+    np.testing.assert_allclose(nobias, direct_forward(x, g, w4, group, None), rtol=1e-12,
+                               atol=1e-12)
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("n", [1, 2, 7])
+@pytest.mark.parametrize("block_bytes", [1, 1 << 20], ids=["chunk1", "chunkmany"])
+def test_backward_matches_direct(engine, threads, rng, case, n, block_bytes):
+    geom, M, group = case
+    g = ConvGeometry(*geom)
+    x = rng.standard_normal((n, g.C, g.H, g.W))
+    w4 = rng.standard_normal((M, g.C // group, g.kh, g.kw))
+    dy = rng.standard_normal((n, M, g.cols))
+    dw0, db0 = rng.standard_normal((M, w4[0].size)), rng.standard_normal(M)
+    dw, db = dw0.copy(), db0.copy()
+    dx = np.full(x.shape, np.nan)
+    ops.conv_backward(x, g, w4.reshape(M, -1), dy, dw, group, db=db, dx=dx,
+                      block_bytes=block_bytes)
+    want_dw, want_db, want_dx = direct_backward(x, g, w4, group, dy)
+    np.testing.assert_allclose(dw, dw0 + want_dw.reshape(M, -1), rtol=1e-11, atol=1e-11)
+    np.testing.assert_allclose(db, db0 + want_db, rtol=1e-11, atol=1e-11)
+    np.testing.assert_allclose(dx, want_dx, rtol=1e-11, atol=1e-11)
+    # without db and dx only dw moves
+    dw2 = np.zeros_like(dw0)
+    ops.conv_backward(x, g, w4.reshape(M, -1), dy, dw2, group, block_bytes=block_bytes)
+    np.testing.assert_allclose(dw2, want_dw.reshape(M, -1), rtol=1e-11, atol=1e-11)
+
+
+def test_float32_and_repeatable(engine, threads, rng):
+    g = ConvGeometry(8, 12, 12, 3, 3, 1, 1, 1, 1)
+    x = rng.standard_normal((9, 8, 12, 12)).astype(np.float32)
+    w = rng.standard_normal((16, 72)).astype(np.float32)
+    dy = rng.standard_normal((9, 16, 144)).astype(np.float32)
+    w4 = w.astype(np.float64).reshape(16, 8, 3, 3)
+    y = ops.conv_forward_nchw(x, g, w, block_bytes=4096)
+    np.testing.assert_allclose(y, direct_forward(x.astype(np.float64), g, w4, 1, None),
+                               rtol=1e-4, atol=1e-4)
+    runs = []
+    for _ in range(2):
+        dw, db, dx = np.zeros_like(w), np.zeros(16, np.float32), np.empty_like(x)
+        ops.conv_backward(x, g, w, dy, dw, db=db, dx=dx, block_bytes=4096)
+        runs.append((dw, db, dx))
+    for a, b in zip(*runs):  # a fixed thread count gives bit-identical sums
+        assert np.array_equal(a, b)
+    want = direct_backward(x.astype(np.float64), g, w4, 1, dy.astype(np.float64))
+    np.testing.assert_allclose(runs[0][0], want[0].reshape(16, -1), rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(runs[0][1], want[1], rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(runs[0][2], want[2], rtol=1e-4, atol=1e-4)
+
+
+def test_argument_errors(engine):
+    g = ConvGeometry(4, 5, 5, 3, 3)
+    x, w = np.zeros((2, 4, 5, 5)), np.zeros((6, 36))
+    with pytest.raises(KernelError, match=r"^conv_forward_nchw: group = 3; expected a divisor "
+                                          r"of the 4 channels"):
+        ops.conv_forward_nchw(x, g, w, group=3)
+    with pytest.raises(KernelError, match=r"^conv_forward_nchw: w has shape \(6, 36\); expected "
+                                          r"\(M, C/group\*kh\*kw\) = \(a multiple of 2, 18\)"):
+        ops.conv_forward_nchw(x, g, w, group=2)
+    with pytest.raises(TypeError, match=r"^conv_forward_nchw: w has dtype float32 but x has "
+                                        r"float64"):
+        ops.conv_forward_nchw(x, g, w.astype(np.float32))
+    with pytest.raises(KernelError, match=r"^conv_forward_nchw: bias has shape \(5,\)"):
+        ops.conv_forward_nchw(x, g, w, bias=np.zeros(5))
+    with pytest.raises(KernelError, match=r"^conv_forward_nchw: out has shape \(2, 6, 10\); "
+                                          r"expected \(2, 6, 9\)"):
+        ops.conv_forward_nchw(x, g, w, out=np.zeros((2, 6, 10)))
+    with pytest.raises(KernelError, match=r"^conv_backward: dy has shape \(2, 6, 4\); expected "
+                                          r"\(N, M, oh\*ow\) = \(2, 6, 9\)"):
+        ops.conv_backward(x, g, w, np.zeros((2, 6, 4)), np.zeros((6, 36)))
+    with pytest.raises(KernelError, match=r"^conv_backward: dw has shape \(36, 6\); expected "
+                                          r"\(6, 36\)"):
+        ops.conv_backward(x, g, w, np.zeros((2, 6, 9)), np.zeros((36, 6)))
+    with pytest.raises(KernelError, match=r"^conv_backward: dx has shape \(2, 4, 5\)"):
+        ops.conv_backward(x, g, w, np.zeros((2, 6, 9)), np.zeros((6, 36)),
+                          dx=np.zeros((2, 4, 5)))
+
+
+@pytest.mark.native
+def test_kernel_checks_its_own_arguments(rng):
+    """The compiled entry points validate on their own, for callers other than ops."""
+    k = ops.native.kernels()
+    if k is None:
+        pytest.skip("minicaffe._kernels not built")
+    geom = (4, 5, 5, 3, 3, 0, 0, 1, 1, 1, 1)
+    x, w, y = np.zeros((2, 4, 5, 5)), np.zeros((6, 36)), np.zeros((2, 6, 9))
+    with pytest.raises(ValueError, match=r"^conv_forward_nchw: group = 3; expected a divisor"):
+        k.conv_forward_nchw(x, geom, 3, w, None, y)
+    with pytest.raises(ValueError, match=r"^conv_forward_nchw: y has shape \(2, 6, 8\)"):
+        k.conv_forward_nchw(x, geom, 1, w, None, np.zeros((2, 6, 8)))
+    with pytest.raises(ValueError, match=r"must be C-contiguous"):
+        k.conv_forward_nchw(np.zeros((2, 4, 5, 10))[..., ::2], geom, 1, w, None, y)
+    with pytest.raises(TypeError, match=r"^conv_backward: dy has dtype float32; expected "
+                                        r"float64"):
+        k.conv_backward(x, geom, 1, w, y.astype(np.float32), np.zeros((6, 36)), None, None)
+    with pytest.raises(ValueError, match=r"^conv_backward: dw is read-only"):
+        ro = np.zeros((6, 36))
+        ro.flags.writeable = False
+        k.conv_backward(x, geom, 1, w, y, ro, None, None)
+    with pytest.raises(ValueError, match=r"^conv_backward: block_bytes = 0"):
+        k.conv_backward(x, geom, 1, w, y, np.zeros((6, 36)), None, None, 0)
