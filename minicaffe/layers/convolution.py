@@ -25,7 +25,8 @@ class Convolution(Layer):
     between the lowering and its GEMMs: a whole batch lowered at once is tens of MB (82 MB for
     CIFAR-10 quick's conv2), written and read back through main memory. Backward lowers each
     chunk again (cheap, in cache) for dW_g += dY_g @ cols_g^T, then dcols_g = W_g^T @ dY_g and
-    dx = col2im(dcols). Scratch buffers are allocated on the first reshape of a shape and reused.
+    dx = col2im(dcols). With several threads the batch is split by whole images, each thread
+    with its own chunks and dW partial sum (ops.conv_forward_nchw / ops.conv_backward).
 
     At TEST with conv_mode LOWERED_CCNMM / LOWERED_CSRMM the per-group weights are turned into
     compact / CSR formats (ops.make_weights) on the first forward, on `refresh_weights()` and
@@ -95,16 +96,6 @@ class Convolution(Layer):
                                  f"and pad ({self.ph}, {self.pw}) is larger than the {H}x{W} input",
                                  bottom)
             self.geom = g
-            xp = backend.xp_of(x.data)
-            # Images per chunk: the chunk's lowered input (or its gradient) fits ~1 MiB.
-            nc = max(1, min(N, _CHUNK_BYTES // max(1, g.rows * g.cols * x.dtype.itemsize)))
-            self._chunk = nc
-            # Scratch reused every iteration: a chunk's lowered input and its gradient, a
-            # chunk's output / top gradient as (M, n*P), and the batch output of the fused path.
-            self._cols = xp.empty(g.rows * nc * g.cols, dtype=x.dtype)
-            self._dcols = None
-            self._outc = xp.empty(self.num_output * nc * g.cols, dtype=x.dtype)
-            self._dyc = None
             self._out = None
             self._shape_key = key
         top[0].reshape(N, self.num_output, self.geom.oh, self.geom.ow)
@@ -143,33 +134,16 @@ class Convolution(Layer):
         g = self.geom
         N = x.shape[0]
         y = top[0].data.reshape(N, self.num_output, g.cols)
-        if self._sparse_mode() or self.group == 1:
-            # One call for the batch; ops.conv_forward lowers and multiplies by image blocks.
+        if self._sparse_mode():
+            # One call per group; ops.conv_forward lowers (kept columns only) by image blocks.
             if self._out is None:
                 self._out = backend.xp_of(x).empty((self.num_output, N * g.cols), dtype=x.dtype)
-            if self._sparse_mode():
-                self._forward_sparse(x, self._out)
-            else:
-                w2d = self.blobs[0].data.reshape(self.num_output, -1)
-                ops.conv_forward(x, g, ops.DenseWeights(w2d), out=self._out)
+            self._forward_sparse(x, self._out)
             self._store_top(self._out, y, 0, N)
             return
-        mg, kg = self.num_output // self.group, g.rows // self.group
-        weights = self.lowered_weights()
-        for n0, n in self._chunks(N):
-            cols = ops.im2col_batch(x[n0:n0 + n], g, out=self._chunk_cols(n))
-            outc = self._outc[:self.num_output * n * g.cols].reshape(self.num_output, n * g.cols)
-            for gi, w2d in enumerate(weights):
-                ops.gemm(w2d, cols[gi * kg:(gi + 1) * kg], out=outc[gi * mg:(gi + 1) * mg])
-            self._store_top(outc, y, n0, n)
-
-    def _chunks(self, N):
-        """(first image, count) of each chunk of the batch."""
-        return [(n0, min(self._chunk, N - n0)) for n0 in range(0, N, self._chunk)]
-
-    def _chunk_cols(self, n):
-        g = self.geom
-        return self._cols[:g.rows * n * g.cols].reshape(g.rows, n * g.cols)
+        w2d = self.blobs[0].data.reshape(self.num_output, -1)
+        bias = self.blobs[1].data if self.bias_term else None
+        ops.conv_forward_nchw(x, g, w2d, self.group, bias, out=y, block_bytes=_CHUNK_BYTES)
 
     def _store_top(self, out, y, n0, n):
         """GEMM output (M, n*P) -> top images n0..n0+n (n, M, P), fused with the bias add."""
@@ -193,36 +167,15 @@ class Convolution(Layer):
 
     # -- backward -----------------------------------------------------------------------------
     def backward(self, top, propagate_down, bottom):
-        """Per chunk of images: lower x again, dW_g += dY_g cols_g^T; then, when asked,
-        dcols_g = W_g^T dY_g and dx = col2im(dcols) while the chunk is still in cache."""
+        """dW += dY lowered(x)^T and db += sum(dY) per group; dx = col2im(W^T dY) when asked
+        (ops.conv_backward: a chunk of images lowered again at a time, the batch split over
+        threads by images)."""
         g = self.geom
         x = bottom[0].data
-        N, M, P = x.shape[0], self.num_output, g.cols
-        xp = backend.xp_of(x)
-        mg, kg = M // self.group, g.rows // self.group
-        dy3 = top[0].diff.reshape(N, M, P)
-        if self.bias_term:
-            self.blobs[1].diff[...] += dy3.sum(axis=(0, 2))
-        if self._dyc is None:
-            self._dyc = xp.empty(M * self._chunk * P, dtype=x.dtype)
-            self._dcols = xp.empty(g.rows * self._chunk * P, dtype=x.dtype)
-        wdiff = self.blobs[0].diff.reshape(M, -1)
-        weights = self.lowered_weights()
+        M = self.num_output
+        dy = top[0].diff.reshape(x.shape[0], M, g.cols)
+        w2d = self.blobs[0].data.reshape(M, -1)
+        dw = self.blobs[0].diff.reshape(M, -1)
+        db = self.blobs[1].diff if self.bias_term else None
         dx = bottom[0].diff if propagate_down[0] else None
-        for n0, n in self._chunks(N):
-            if n == 1:
-                dyc = dy3[n0]                          # (M, P) already contiguous
-            else:
-                dyc = self._dyc[:M * n * P].reshape(M, n * P)
-                dyc.reshape(M, n, P)[...] = dy3[n0:n0 + n].transpose(1, 0, 2)
-            cols = ops.im2col_batch(x[n0:n0 + n], g, out=self._chunk_cols(n))
-            for gi in range(self.group):
-                rows, ks = slice(gi * mg, (gi + 1) * mg), slice(gi * kg, (gi + 1) * kg)
-                ops.gemm(dyc[rows], cols[ks], out=wdiff[rows], beta=1.0, trans_b=True)
-            if dx is None:
-                continue
-            dcols = self._dcols[:g.rows * n * P].reshape(g.rows, n * P)
-            for gi, w2d in enumerate(weights):
-                rows, ks = slice(gi * mg, (gi + 1) * mg), slice(gi * kg, (gi + 1) * kg)
-                ops.gemm(w2d, dyc[rows], out=dcols[ks], trans_a=True)
-            ops.col2im_batch(dcols, g, n, out=dx[n0:n0 + n])
+        ops.conv_backward(x, g, w2d, dy, dw, self.group, db=db, dx=dx, block_bytes=_CHUNK_BYTES)
