@@ -27,65 +27,99 @@ struct RowPlan {
   int64_t c, yoff, xoff, ylo, yhi, xlo, xhi;
 };
 
-template <typename T>
-void im2col_rows(const T* x, int64_t N, const Geom& g, const int64_t* rows, int64_t n_rows,
-                 T* cols, bool parallel) {
-  const int64_t oh = g.oh(), ow = g.ow(), P = oh * ow, ncols = N * P, khw = g.kh * g.kw;
-  std::vector<RowPlan> plan(n_rows);
-  for (int64_t t = 0; t < n_rows; ++t) {
-    const int64_t r = rows ? rows[t] : t;
-    RowPlan& p = plan[t];
-    p.c = r / khw;
-    p.yoff = ((r / g.kw) % g.kh) * g.dh - g.ph;
-    p.xoff = (r % g.kw) * g.dw - g.pw;
+// Plans of the listed lowered rows. Rows sharing a kernel tap (i, j) share everything but c,
+// so the divisions are done once per tap and once per row, not six times per row (they were
+// most of the cost of lowering a 13x13 image).
+std::vector<RowPlan> plan_rows(const Geom& g, const int64_t* rows, int64_t n_rows) {
+  const int64_t oh = g.oh(), ow = g.ow(), khw = g.kh * g.kw;
+  std::vector<RowPlan> taps(khw);
+  for (int64_t tap = 0; tap < khw; ++tap) {
+    RowPlan& p = taps[tap];
+    p.c = 0;
+    p.yoff = (tap / g.kw) * g.dh - g.ph;
+    p.xoff = (tap % g.kw) * g.dw - g.pw;
     valid_range(p.yoff, g.sh, g.H, oh, &p.ylo, &p.yhi);
     valid_range(p.xoff, g.sw, g.W, ow, &p.xlo, &p.xhi);
   }
+  std::vector<RowPlan> plan(n_rows);
+  int64_t c = 0, tap = 0;  // of row t when rows is null: counted, not divided
+  for (int64_t t = 0; t < n_rows; ++t) {
+    if (rows) {
+      c = rows[t] / khw;
+      tap = rows[t] - c * khw;
+    }
+    plan[t] = taps[tap];
+    plan[t].c = c;
+    if (!rows && ++tap == khw) {
+      tap = 0;
+      ++c;
+    }
+  }
+  return plan;
+}
+
+template <int S, typename T>
+inline void copy_strided(T* d, const T* src, int64_t lo, int64_t hi) {
+  for (int64_t xo = lo; xo < hi; ++xo) d[xo] = src[xo * S];
+}
+
+// One lowered row of one image: dst[oh*ow] from its input plane.
+template <typename T>
+inline void lower_row(const RowPlan& p, const T* plane, const Geom& g, int64_t ow, bool same,
+                      T* dst) {
+  const int64_t P = g.oh() * ow;
+  std::fill(dst, dst + p.ylo * ow, T(0));
+  std::fill(dst + p.yhi * ow, dst + P, T(0));
+  if (same) {
+    const int64_t base = (p.ylo + p.yoff) * g.W + p.xoff, count = (p.yhi - p.ylo) * ow;
+    const int64_t e_lo = std::min(count, std::max<int64_t>(0, -base));
+    const int64_t e_hi = std::max(e_lo, std::min(count, g.H * g.W - base));
+    T* d = dst + p.ylo * ow;
+    std::fill(d, d + e_lo, T(0));
+    std::memcpy(d + e_lo, plane + base + e_lo, (e_hi - e_lo) * sizeof(T));
+    std::fill(d + e_hi, d + count, T(0));
+    if (p.xlo > 0 || p.xhi < ow) {
+      for (int64_t y = p.ylo; y < p.yhi; ++y) {
+        T* row = dst + y * ow;
+        for (int64_t xo = 0; xo < p.xlo; ++xo) row[xo] = T(0);
+        for (int64_t xo = p.xhi; xo < ow; ++xo) row[xo] = T(0);
+      }
+    }
+    return;
+  }
+  // General case; small images make per-row overhead matter: plain loops the compiler
+  // vectorises, no library call per output row.
+  for (int64_t y = p.ylo; y < p.yhi; ++y) {
+    T* d = dst + y * ow;
+    const T* src = plane + (y * g.sh + p.yoff) * g.W + p.xoff;
+    for (int64_t xo = 0; xo < p.xlo; ++xo) d[xo] = T(0);
+    switch (g.sw) {  // a stride known at compile time vectorises (shuffles, not gathers)
+      case 1: copy_strided<1>(d, src, p.xlo, p.xhi); break;
+      case 2: copy_strided<2>(d, src, p.xlo, p.xhi); break;
+      case 4: copy_strided<4>(d, src, p.xlo, p.xhi); break;
+      default:
+        for (int64_t xo = p.xlo; xo < p.xhi; ++xo) d[xo] = src[xo * g.sw];
+    }
+    for (int64_t xo = p.xhi; xo < ow; ++xo) d[xo] = T(0);
+  }
+}
+
+template <typename T>
+void im2col_rows(const T* x, int64_t N, const Geom& g, const int64_t* rows, int64_t n_rows,
+                 T* cols, bool parallel) {
+  const int64_t ow = g.ow(), P = g.oh() * ow, ncols = N * P, plane = g.H * g.W;
+  const std::vector<RowPlan> plan = plan_rows(g, rows, n_rows);
   // "Same" convolutions (AlexNet conv2-5): output and input rows have equal length, so the
   // valid rows of a lowered row are one contiguous shifted copy of the plane; only the
   // x-padding columns, which pick up neighbouring values, are cleared afterwards.
   const bool same = g.sh == 1 && g.sw == 1 && ow == g.W;
   // One task per (kept row, image): it reads one input plane and writes one contiguous run of
   // oh*ow lowered values, so work splits evenly and writes never share cache lines much.
-#pragma omp parallel for schedule(static) if (parallel && n_rows * ncols > (1 << 15))
-  for (int64_t task = 0; task < n_rows * N; ++task) {
-    const int64_t t = task / N, n = task % N;
-    const RowPlan p = plan[t];
-    const T* plane = x + (n * g.C + p.c) * g.H * g.W;
-    T* dst = cols + t * ncols + n * P;
-    std::fill(dst, dst + p.ylo * ow, T(0));
-    std::fill(dst + p.yhi * ow, dst + P, T(0));
-    if (same) {
-      const int64_t base = (p.ylo + p.yoff) * g.W + p.xoff, count = (p.yhi - p.ylo) * ow;
-      const int64_t e_lo = std::min(count, std::max<int64_t>(0, -base));
-      const int64_t e_hi = std::max(e_lo, std::min(count, g.H * g.W - base));
-      T* d = dst + p.ylo * ow;
-      std::fill(d, d + e_lo, T(0));
-      std::memcpy(d + e_lo, plane + base + e_lo, (e_hi - e_lo) * sizeof(T));
-      std::fill(d + e_hi, d + count, T(0));
-      if (p.xlo > 0 || p.xhi < ow) {
-        for (int64_t y = p.ylo; y < p.yhi; ++y) {
-          T* row = dst + y * ow;
-          for (int64_t xo = 0; xo < p.xlo; ++xo) row[xo] = T(0);
-          for (int64_t xo = p.xhi; xo < ow; ++xo) row[xo] = T(0);
-        }
-      }
-      continue;
-    }
-    // General case; small images make per-row overhead matter: plain loops the compiler
-    // vectorises, no library call per output row.
-    for (int64_t y = p.ylo; y < p.yhi; ++y) {
-      T* d = dst + y * ow;
-      const T* src = plane + (y * g.sh + p.yoff) * g.W + p.xoff;
-      for (int64_t xo = 0; xo < p.xlo; ++xo) d[xo] = T(0);
-      if (g.sw == 1) {
-        for (int64_t xo = p.xlo; xo < p.xhi; ++xo) d[xo] = src[xo];
-      } else {
-        for (int64_t xo = p.xlo; xo < p.xhi; ++xo) d[xo] = src[xo * g.sw];
-      }
-      for (int64_t xo = p.xhi; xo < ow; ++xo) d[xo] = T(0);
-    }
-  }
+#pragma omp parallel for collapse(2) schedule(static) if (parallel && n_rows * ncols > (1 << 15))
+  for (int64_t t = 0; t < n_rows; ++t)
+    for (int64_t n = 0; n < N; ++n)
+      lower_row(plan[t], x + (n * g.C + plan[t].c) * plane, g, ow, same,
+                cols + t * ncols + n * P);
 }
 
 template <typename T>
