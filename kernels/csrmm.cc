@@ -74,8 +74,9 @@ void rows_block_v(int V, const int64_t* indptr, const int64_t* indices, const T*
   }
 }
 
+// Columns j0 .. j0+width of C; the thread computing it also writes columns lo .. j0.
 struct Block {
-  int64_t j0, width;
+  int64_t j0, width, lo;
 };
 
 int max_threads() {
@@ -101,28 +102,27 @@ void csrmm(int64_t M, int64_t N, int64_t K, const int64_t* indptr, const int64_t
   // 256-byte column blocks: 64 floats / 32 doubles = four AVX-512 registers of accumulators,
   // and a K x 256 B panel of B that stays in L2 while a chunk of rows reuses it.
   constexpr int LANES = Vec<T>::lanes, WIDE = 4 * LANES;
-  std::vector<Block> blocks;
-  int64_t j0 = 0;
-  for (; j0 + WIDE <= N; j0 += WIDE) blocks.push_back({j0, WIDE});
-  if (j0 < N) blocks.push_back({j0, N - j0});  // the remainder, 1 .. WIDE-1 columns
   // Two ways to share the work. Many column blocks (large batches): threads take whole blocks
-  // (dynamic), each B panel is read by one thread. Few blocks (13x13 images, one image):
-  // threads take equal-nonzero row ranges and walk all blocks, so each still reuses its panels
-  // from its own L2 (splitting blocks further would re-read the panels from L3 per task).
-  const int64_t nb = int64_t(blocks.size());
+  // (dynamic), each B panel is read by one thread. Few blocks (13x13 images, one image): each
+  // thread takes a contiguous range of columns (all rows), so the part of B it reads, about
+  // K x N/threads, fits its own L2; splitting rows instead had every thread stream all of B
+  // (2304 x 169 floats for AlexNet conv3, 1.5 MB) through the shared L3.
   const int threads = max_threads();
-  const bool by_blocks = threads == 1 || nb >= 4 * threads;
-  const int64_t chunks = by_blocks ? 1 : std::min<int64_t>(M, threads);
-  std::vector<int64_t> bounds(chunks + 1, M);
-  bounds[0] = 0;
-  for (int64_t q = 1; q < chunks; ++q) {
-    const int64_t target = nnz * q / chunks;
-    bounds[q] = std::upper_bound(indptr, indptr + M + 1, target) - indptr - 1;
-    bounds[q] = std::max(bounds[q], bounds[q - 1]);
+  const int64_t full_blocks = N / WIDE + (N % WIDE != 0);
+  const bool by_blocks = threads == 1 || full_blocks >= 4 * threads;
+  const int64_t ranges = by_blocks ? 1 : std::min<int64_t>(threads, (N + LANES - 1) / LANES);
+  // tasks[q]: the blocks of range q; a block may rewrite columns down to `lo` (its own range).
+  std::vector<std::vector<Block>> tasks(by_blocks ? full_blocks : ranges);
+  for (int64_t q = 0; q < ranges; ++q) {
+    const int64_t lo = N * q / ranges / LANES * LANES;
+    const int64_t hi = q + 1 == ranges ? N : N * (q + 1) / ranges / LANES * LANES;
+    for (int64_t j0 = lo; j0 < hi; j0 += WIDE) {
+      const Block blk{j0, std::min<int64_t>(WIDE, hi - j0), threads == 1 ? 0 : by_blocks ? j0 : lo};
+      tasks[by_blocks ? j0 / WIDE : q].push_back(blk);
+    }
   }
-  auto task = [&](int64_t q, int64_t s) {
-    const Block blk = blocks[s];
-    const int64_t m0 = bounds[q], m1 = bounds[q + 1];
+  const int64_t m0 = 0, m1 = M;
+  auto task = [&](const Block& blk) {
     thread_local std::vector<T> panel, tile;
     if (blk.width == WIDE) {
       // Each B element is read about (nonzeros of the chunk) / K times; when that is more
@@ -146,6 +146,14 @@ void csrmm(int64_t M, int64_t N, int64_t K, const int64_t* indptr, const int64_t
       rows_block_v<T>(V, indptr, indices, data, b + blk.j0, N, c + m0 * N + blk.j0, N, m0, m1);
       return;
     }
+    const int64_t start = blk.j0 + blk.width - width;
+    if (start >= blk.lo) {
+      // This thread wrote the columns left of the block: it writes the V vectors ending at
+      // the block's right edge, some of them again (same values), instead of packing a K-row
+      // panel for a few columns; at 13x13 outputs that copy was a third of the time.
+      rows_block_v<T>(V, indptr, indices, data, b + start, N, c + m0 * N + start, N, m0, m1);
+      return;
+    }
     pack_panel(b, K, N, blk.j0, blk.width, width, &panel);
     tile.resize((m1 - m0) * width);
     rows_block_v<T>(V, indptr, indices, data, panel.data(), width, tile.data(), width, m0, m1);
@@ -154,13 +162,15 @@ void csrmm(int64_t M, int64_t N, int64_t K, const int64_t* indptr, const int64_t
                 c + m * N + blk.j0);
   };
   const bool parallel = threads > 1 && nnz * N > (1 << 14);
+  const int64_t n_tasks = int64_t(tasks.size());
   if (by_blocks) {
 #pragma omp parallel for schedule(dynamic, 1) if (parallel)
-    for (int64_t s = 0; s < nb; ++s) task(0, s);
+    for (int64_t q = 0; q < n_tasks; ++q)
+      for (const Block& blk : tasks[q]) task(blk);
   } else {
 #pragma omp parallel for schedule(static, 1) if (parallel)
-    for (int64_t q = 0; q < chunks; ++q)
-      for (int64_t s = 0; s < nb; ++s) task(q, s);
+    for (int64_t q = 0; q < n_tasks; ++q)
+      for (const Block& blk : tasks[q]) task(blk);
   }
 }
 

@@ -207,6 +207,27 @@ def test_parallel_paths_match_numpy(k, rng, threads, monkeypatch):
         ops.set_num_threads(before)
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("N", [5, 16, 41, 169, 200, 64 * 9 + 5])
+def test_csr_column_remainders(k, rng, threads, dtype, N):
+    """Column counts that leave a partial block: packed (few columns, many blocks) or written
+    again from the right edge (rows split over threads, or one thread)."""
+    before = ops.get_num_threads()
+    ops.set_num_threads(threads)
+    try:
+        w = rng.standard_normal((37, 300)).astype(dtype)
+        w[rng.random(w.shape) < 0.8] = 0
+        w[3:9] = 0
+        b = rng.standard_normal((300, N)).astype(dtype)
+        out = np.full((37, N), np.nan, dtype)
+        got = ops.matmul(ops.CSRWeights(w), b, out=out)
+        tol = 1e-4 if dtype == "float32" else 1e-12
+        np.testing.assert_allclose(got, w.astype(np.float64) @ b, rtol=tol, atol=tol)
+    finally:
+        ops.set_num_threads(before)
+
+
 def test_mkl_sparse_matches_when_built(k, rng):
     if not hasattr(k, "csrmm_mkl"):
         pytest.skip("built without MKL (MINICAFFE_BLAS=mkl adds csrmm_mkl)")
