@@ -120,39 +120,16 @@ void conv_forward(const T* x, int64_t N, const Geom& g, const T* a, int64_t m_pa
   }
   const int64_t per_image = k * P * int64_t(sizeof(T));
   const int64_t nb = std::max<int64_t>(1, std::min<int64_t>(N, block_bytes / per_image));
+  thread_local std::vector<T> scratch;
+  scratch.resize(k * nb * P);
   const int64_t image = g.C * g.H * g.W;
-  // The GEMM's N (a block's output pixels) is padded to a multiple of 16 when that adds
-  // columns: OpenBLAS's kernels take 16 at a time and 169 = 10*16 + 9 (a 13x13 output) costs
-  // 10% more than 176 in a GEMM alone, 3% of a whole 13x13 convolution. The padded product goes to a scratch C whose kept rows are then copied
-  // to their places in `out`, a copy the removed rows would need anyway (their zeros).
-  const bool pad = (nb * P) % 16 != 0;
-  const bool via_scratch = pad || (row_idx && m_kept < M);
-  const int64_t w_max = nb * P, ld = pad ? (w_max + 15) / 16 * 16 : w_max;
-  thread_local std::vector<T> lowered, product;
-  lowered.resize(k * ld);
-  if (via_scratch) product.resize(m_pad * ld);
   for (int64_t n0 = 0; n0 < N; n0 += nb) {
-    const int64_t n = std::min(nb, N - n0), w = n * P, wg = pad ? (w + 15) / 16 * 16 : w;
-    im2col_rows_ld<T>(x + n0 * image, n, g, col_idx, k, lowered.data(), ld);
-    for (int64_t r = 0; r < k && wg > w; ++r)  // pad columns: zeros, not stale values
-      std::fill(lowered.data() + r * ld + w, lowered.data() + r * ld + wg, T(0));
-    if (!via_scratch) {
-      blas_gemm(false, false, int(m_pad), int(w), int(k), T(1), a, int(k), lowered.data(),
-                int(ld), T(0), out + n0 * P, int(ncols));
-      continue;
-    }
-    blas_gemm(false, false, int(m_pad), int(wg), int(k), T(1), a, int(k), lowered.data(),
-              int(ld), T(0), product.data(), int(ld));
-    // Kept rows to their places, zeros for removed filters.
-    int64_t next = 0;
-    for (int64_t t = 0; t < m_kept; ++t) {
-      const int64_t r = row_idx ? row_idx[t] : t;
-      for (; next < r; ++next) std::fill(out + next * ncols + n0 * P, out + next * ncols + n0 * P + w, T(0));
-      std::memcpy(out + r * ncols + n0 * P, product.data() + t * ld, w * sizeof(T));
-      next = r + 1;
-    }
-    for (; next < M; ++next) std::fill(out + next * ncols + n0 * P, out + next * ncols + n0 * P + w, T(0));
+    const int64_t n = std::min(nb, N - n0), w = n * P;
+    im2col_rows<T>(x + n0 * image, n, g, col_idx, k, scratch.data());
+    blas_gemm(false, false, int(m_pad), int(w), int(k), T(1), a, int(k), scratch.data(), int(w),
+              T(0), out + n0 * P, int(ncols));
   }
+  if (row_idx && m_kept < M) spread_rows(out, M, ncols, row_idx, m_kept);
 }
 
 template <typename T>

@@ -107,12 +107,6 @@ inline void lower_row(const RowPlan& p, const T* plane, const Geom& g, int64_t o
 template <typename T>
 void im2col_rows(const T* x, int64_t N, const Geom& g, const int64_t* rows, int64_t n_rows,
                  T* cols, bool parallel) {
-  im2col_rows_ld(x, N, g, rows, n_rows, cols, N * g.cols(), parallel);
-}
-
-template <typename T>
-void im2col_rows_ld(const T* x, int64_t N, const Geom& g, const int64_t* rows, int64_t n_rows,
-                    T* cols, int64_t ld, bool parallel) {
   const int64_t ow = g.ow(), P = g.oh() * ow, ncols = N * P, plane = g.H * g.W;
   const std::vector<RowPlan> plan = plan_rows(g, rows, n_rows);
   // "Same" convolutions (AlexNet conv2-5): output and input rows have equal length, so the
@@ -125,7 +119,7 @@ void im2col_rows_ld(const T* x, int64_t N, const Geom& g, const int64_t* rows, i
   for (int64_t t = 0; t < n_rows; ++t)
     for (int64_t n = 0; n < N; ++n)
       lower_row(plan[t], x + (n * g.C + plan[t].c) * plane, g, ow, same,
-                cols + t * ld + n * P);
+                cols + t * ncols + n * P);
 }
 
 template <typename T>
@@ -162,10 +156,6 @@ template void im2col_rows<float>(const float*, int64_t, const Geom&, const int64
                                  float*, bool);
 template void im2col_rows<double>(const double*, int64_t, const Geom&, const int64_t*, int64_t,
                                   double*, bool);
-template void im2col_rows_ld<float>(const float*, int64_t, const Geom&, const int64_t*, int64_t,
-                                    float*, int64_t, bool);
-template void im2col_rows_ld<double>(const double*, int64_t, const Geom&, const int64_t*,
-                                     int64_t, double*, int64_t, bool);
 template void col2im<float>(const float*, int64_t, const Geom&, float*, bool);
 template void col2im<double>(const double*, int64_t, const Geom&, double*, bool);
 

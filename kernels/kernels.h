@@ -53,10 +53,6 @@ void check_csr(const char* op, int64_t M, int64_t K, const int64_t* indptr,
 template <typename T>
 void im2col_rows(const T* x, int64_t N, const Geom& g, const int64_t* rows, int64_t n_rows,
                  T* cols, bool parallel = true);
-// The same into rows `ld` >= N*oh*ow values apart (columns past N*oh*ow left untouched).
-template <typename T>
-void im2col_rows_ld(const T* x, int64_t N, const Geom& g, const int64_t* rows, int64_t n_rows,
-                    T* cols, int64_t ld, bool parallel = true);
 
 // Adjoint of the full lowering: cols[C*kh*kw][N*oh*ow] -> x[N][C][H][W] (overwritten, overlaps
 // summed).
