@@ -271,23 +271,50 @@ T* opt_ptr(const py::object& o) {
 
 template <typename T>
 void conv_forward_nchw_t(const py::array& x, const mc::Geom& g, int64_t group, const py::array& w,
-                         const py::object& bias, py::array& y, int64_t block_bytes) {
+                         const py::object& bias, py::array& y, int64_t block_bytes,
+                         const mc::Kept& kept) {
   const T *px = cptr<T>(x), *pw = cptr<T>(w), *pb = opt_ptr<T>(bias);
   T* py_ = mptr<T>(y);
-  const int64_t N = x.shape(0), M = w.shape(0);
+  const int64_t N = x.shape(0), M = y.shape(1);
   py::gil_scoped_release release;
-  mc::conv_forward_nchw<T>(px, N, g, group, pw, M, pb, py_, block_bytes);
+  mc::conv_forward_nchw<T>(px, N, g, group, pw, M, pb, py_, block_bytes, kept);
 }
 
 void conv_forward_nchw(const py::array& x, const std::vector<int64_t>& geom, int64_t group,
-                       const py::array& w, py::object bias, py::array y, int64_t block_bytes) {
+                       const py::array& w, py::object bias, py::array y, int64_t block_bytes,
+                       py::object rows_obj, py::object cols_obj) {
   const char* op = "conv_forward_nchw";
   const mc::Geom g = geom_of(op, geom);
-  const int sz = check_conv_args(op, x, g, w, group, bias, "bias");
-  check_array(op, "y", y, sz, {x.shape(0), w.shape(0), g.cols()}, true);
   if (block_bytes < 1) fail(op, "block_bytes = ", block_bytes, "; expected >= 1");
-  if (sz == 4) conv_forward_nchw_t<float>(x, g, group, w, bias, y, block_bytes);
-  else conv_forward_nchw_t<double>(x, g, group, w, bias, y, block_bytes);
+  if (rows_obj.is_none() != cols_obj.is_none())
+    fail(op, "rows and cols come together (compacted weights) or not at all");
+  if (rows_obj.is_none()) {
+    const int sz = check_conv_args(op, x, g, w, group, bias, "bias");
+    check_array(op, "y", y, sz, {x.shape(0), w.shape(0), g.cols()}, true);
+    if (sz == 4) conv_forward_nchw_t<float>(x, g, group, w, bias, y, block_bytes, mc::Kept());
+    else conv_forward_nchw_t<double>(x, g, group, w, bias, y, block_bytes, mc::Kept());
+    return;
+  }
+  // Compacted weights: w is the packed (m_pad, k) block, y gives M.
+  const int sz = float_size(op, "x", x);
+  if (x.ndim() != 4) fail(op, "x has shape ", shape_str(x), "; expected (N, C, H, W)");
+  check_array(op, "x", x, sz, {x.shape(0), g.C, g.H, g.W});
+  if (w.ndim() != 2) fail(op, "w has shape ", shape_str(w), "; expected (m_pad, k_kept)");
+  check_array(op, "w", w, sz, {w.shape(0), w.shape(1)});
+  if (y.ndim() != 3) fail(op, "y has shape ", shape_str(y), "; expected (N, M, oh*ow)");
+  check_array(op, "y", y, sz, {x.shape(0), y.shape(1), g.cols()}, true);
+  if (!bias.is_none()) check_array(op, "bias", bias.cast<py::array>(), sz, {y.shape(1)});
+  const py::array rows = rows_obj.cast<py::array>(), cols = cols_obj.cast<py::array>();
+  mc::Kept kept;
+  kept.m_kept = index_array(op, "rows", rows);
+  kept.rows = idx_ptr(rows);
+  kept.m_pad = w.shape(0);
+  kept.k = index_array(op, "cols", cols);
+  kept.cols = idx_ptr(cols);
+  if (kept.k != w.shape(1))
+    fail(op, "cols has ", kept.k, " entries but w has ", w.shape(1), " columns");
+  if (sz == 4) conv_forward_nchw_t<float>(x, g, group, w, bias, y, block_bytes, kept);
+  else conv_forward_nchw_t<double>(x, g, group, w, bias, y, block_bytes, kept);
 }
 
 template <typename T>
@@ -556,9 +583,11 @@ PYBIND11_MODULE(_kernels, m) {
         "rows None: dense weights (m_pad = M); cols None: all C*kh*kw rows.");
   m.def("conv_forward_nchw", &conv_forward_nchw, py::arg("x"), py::arg("geom"),
         py::arg("group"), py::arg("w"), py::arg("bias"), py::arg("y"),
-        py::arg("block_bytes") = 1 << 20,
-        "y (N, M, oh*ow) = dense convolution of x (N, C, H, W) by w (M, C/group*kh*kw) "
-        "(+ bias (M,) unless None), the batch split over threads by images.");
+        py::arg("block_bytes") = 1 << 20, py::arg("rows") = py::none(),
+        py::arg("cols") = py::none(),
+        "y (N, M, oh*ow) = convolution of x (N, C, H, W) by w (M, C/group*kh*kw) "
+        "(+ bias (M,) unless None), the batch split over threads by images; with rows/cols, "
+        "w is a compacted (m_pad, k_kept) block of one group.");
   m.def("conv_backward", &conv_backward, py::arg("x"), py::arg("geom"), py::arg("group"),
         py::arg("w"), py::arg("dy"), py::arg("dw"), py::arg("db"), py::arg("dx"),
         py::arg("block_bytes") = 1 << 20,

@@ -98,14 +98,21 @@ void check_conv(const char* op, const Geom& g, int64_t N, int64_t group, int64_t
     if (v > INT_MAX) fail(op, "a GEMM size of ", v, " exceeds BLAS's 32-bit sizes");
 }
 
-// y[j][m][p] = mat[m][j*P + p] (+ bias[m]) for the n images of a chunk.
+// y[j][m][p] = mat[slot[m]][j*P + p] (+ bias[m]) for the n images of a chunk; slot null means
+// slot[m] = m, slot[m] < 0 (a removed filter) or mat null gives the bias alone (or 0).
 template <typename T>
-void store_chunk(const T* mat, int64_t n, int64_t M, int64_t P, const T* bias, T* y) {
+void store_rows(const T* mat, const int64_t* slot, int64_t n, int64_t M, int64_t P,
+                const T* bias, T* y) {
   for (int64_t j = 0; j < n; ++j)
     for (int64_t m = 0; m < M; ++m) {
-      const T* src = mat + m * n * P + j * P;
+      const int64_t r = !mat ? -1 : slot ? slot[m] : m;
       T* dst = y + (j * M + m) * P;
       const T b = bias ? bias[m] : T(0);
+      if (r < 0) {
+        std::fill(dst, dst + P, b);
+        continue;
+      }
+      const T* src = mat + r * n * P + j * P;
       for (int64_t p = 0; p < P; ++p) dst[p] = src[p] + b;
     }
 }
@@ -114,31 +121,55 @@ void store_chunk(const T* mat, int64_t n, int64_t M, int64_t P, const T* bias, T
 
 template <typename T>
 void conv_forward_nchw(const T* x, int64_t N, const Geom& g, int64_t group, const T* w,
-                       int64_t M, const T* bias, T* y, int64_t block_bytes) {
+                       int64_t M, const T* bias, T* y, int64_t block_bytes,
+                       const Kept& kept) {
   const char* op = sizeof(T) == 4 ? "f32_conv_forward_nchw" : "f64_conv_forward_nchw";
   check_conv<T>(op, g, N, group, M, block_bytes);
-  const int64_t K = g.rows(), kg = K / group, mg = M / group, P = g.cols();
+  const bool compact = kept.rows != nullptr;
+  if (compact) {
+    if (group != 1) fail(op, "compacted weights take group = 1, not ", group);
+    if (kept.m_kept > kept.m_pad || kept.m_pad > M)
+      fail(op, "m_kept = ", kept.m_kept, ", m_pad = ", kept.m_pad, ", M = ", M,
+           "; expected m_kept <= m_pad <= M");
+    check_index_list(op, "rows", kept.rows, kept.m_kept, M);
+    check_index_list(op, "cols", kept.cols, kept.k, g.rows());
+  }
+  // Lowered rows (kept columns of W) and GEMM rows (kept filters, padded) of each chunk.
+  const int64_t K = compact ? kept.k : g.rows(), kg = K / group;
+  const int64_t mg = compact ? kept.m_pad : M / group, P = g.cols();
   const int64_t image = g.C * g.H * g.W;
   if (N == 0 || M == 0 || P == 0) return;
-  const Plan plan = plan_chunks(N, K * P * int64_t(sizeof(T)), block_bytes);
+  // slot[m]: the GEMM row holding filter m, -1 for a removed filter (its output is the bias).
+  std::vector<int64_t> slot;
+  if (compact) {
+    slot.assign(M, -1);
+    for (int64_t t = 0; t < kept.m_kept; ++t) slot[kept.rows[t]] = t;
+  }
+  const Plan plan = plan_chunks(N, std::max<int64_t>(K, 1) * P * int64_t(sizeof(T)), block_bytes);
   const bool split = plan.threads == 1;
 
   auto run_chunk = [&](int64_t c) {
     Scratch<T>& s = scratch<T>();
     const int64_t n0 = c * plan.per_chunk, n = std::min(plan.per_chunk, N - n0), cols_n = n * P;
-    s.cols.resize(K * cols_n);
-    im2col_rows<T>(x + n0 * image, n, g, nullptr, K, s.cols.data(), split);
     T* yc = y + n0 * M * P;
-    // One image: the GEMM writes its (M, P) output in place; several: through (M, n*P).
+    if (K == 0 || (compact && kept.m_kept == 0)) {  // nothing kept: every output is its bias
+      store_rows<T>(nullptr, nullptr, n, M, P, bias, yc);
+      return;
+    }
+    s.cols.resize(K * cols_n);
+    im2col_rows<T>(x + n0 * image, n, g, compact ? kept.cols : nullptr, K, s.cols.data(), split);
+    // Dense weights and one image: the GEMM writes its (M, P) output in place; otherwise
+    // through (GEMM rows, n*P) and a copy to the images' filter rows.
+    const bool direct = !compact && n == 1;
     T* dst = yc;
-    if (n > 1) {
-      s.mat.resize(M * cols_n);
+    if (!direct) {
+      s.mat.resize(group * mg * cols_n);
       dst = s.mat.data();
     }
     for (int64_t gi = 0; gi < group; ++gi)
       gemm_rm<T>(split, false, false, mg, cols_n, kg, w + gi * mg * kg, kg,
                  s.cols.data() + gi * kg * cols_n, cols_n, T(0), dst + gi * mg * cols_n, cols_n);
-    if (n > 1) store_chunk(s.mat.data(), n, M, P, bias, yc);
+    if (!direct) store_rows<T>(s.mat.data(), compact ? slot.data() : nullptr, n, M, P, bias, yc);
     else if (bias)
       for (int64_t m = 0; m < M; ++m)
         for (int64_t p = 0; p < P; ++p) yc[m * P + p] += bias[m];
@@ -246,9 +277,10 @@ void conv_backward(const T* x, const T* dy, int64_t N, const Geom& g, int64_t gr
 }
 
 template void conv_forward_nchw<float>(const float*, int64_t, const Geom&, int64_t, const float*,
-                                       int64_t, const float*, float*, int64_t);
+                                       int64_t, const float*, float*, int64_t, const Kept&);
 template void conv_forward_nchw<double>(const double*, int64_t, const Geom&, int64_t,
-                                        const double*, int64_t, const double*, double*, int64_t);
+                                        const double*, int64_t, const double*, double*, int64_t,
+                                        const Kept&);
 template void conv_backward<float>(const float*, const float*, int64_t, const Geom&, int64_t,
                                    const float*, int64_t, float*, float*, float*, int64_t);
 template void conv_backward<double>(const double*, const double*, int64_t, const Geom&, int64_t,

@@ -93,9 +93,19 @@ void conv_forward(const T* x, int64_t N, const Geom& g, const T* a, int64_t m_pa
 // order and each GEMM is split instead. A chunk's lowered block is about block_bytes.
 //   w[M][C/group*kh*kw]: the lowered weights, group gi owning rows gi*M/group.. and channels
 //   gi*C/group..; x[N][C][H][W]; y[N][M][oh*ow] = w * lowered x (+ bias[M] when not null).
+// With `kept.rows` set, w is instead compacted weights of one group, a[m_pad][k]: its first
+// m_kept rows are filters kept.rows[], the rest zero padding, and its columns are the lowered
+// rows kept.cols[] (only those are lowered); removed filters output their bias.
+struct Kept {
+  const int64_t* rows = nullptr;
+  int64_t m_kept = 0, m_pad = 0;
+  const int64_t* cols = nullptr;
+  int64_t k = 0;
+};
 template <typename T>
 void conv_forward_nchw(const T* x, int64_t N, const Geom& g, int64_t group, const T* w,
-                       int64_t M, const T* bias, T* y, int64_t block_bytes);
+                       int64_t M, const T* bias, T* y, int64_t block_bytes,
+                       const Kept& kept = Kept());
 
 // Its backward, from dy[N][M][oh*ow]: dw[M][C/group*kh*kw] += dL/dw and db[M] += dL/db (db may
 // be null); dx[N][C][H][W] = dL/dx, overwritten (dx may be null). Per-thread partial sums of dw

@@ -134,7 +134,13 @@ class Convolution(Layer):
         g = self.geom
         N = x.shape[0]
         y = top[0].data.reshape(N, self.num_output, g.cols)
+        bias = self.blobs[1].data if self.bias_term else None
         if self._sparse_mode():
+            formats = self._weight_formats()
+            if self.group == 1 and isinstance(formats[0], ops.CompactWeights):
+                # Kept columns lowered, kept filters multiplied, the batch split by images.
+                ops.conv_forward_nchw(x, g, formats[0], 1, bias, out=y, block_bytes=_CHUNK_BYTES)
+                return
             # One call per group; ops.conv_forward lowers (kept columns only) by image blocks.
             if self._out is None:
                 self._out = backend.xp_of(x).empty((self.num_output, N * g.cols), dtype=x.dtype)
@@ -142,7 +148,6 @@ class Convolution(Layer):
             self._store_top(self._out, y, 0, N)
             return
         w2d = self.blobs[0].data.reshape(self.num_output, -1)
-        bias = self.blobs[1].data if self.bias_term else None
         ops.conv_forward_nchw(x, g, w2d, self.group, bias, out=y, block_bytes=_CHUNK_BYTES)
 
     def _store_top(self, out, y, n0, n):

@@ -9,6 +9,7 @@ import numpy as np
 
 from minicaffe.errors import KernelError
 from minicaffe.ops import _checks, native
+from minicaffe.ops.formats import CompactWeights
 from minicaffe.ops.im2col import _check_input, _geom_tuple, _np_col2im_batch, _np_im2col_batch
 
 BLOCK_BYTES = 1 << 20  # lowered input per chunk of images: stays in the core's L2 cache
@@ -42,10 +43,14 @@ def _vector(op, name, v, M, dtype, writeable=False):
 def conv_forward_nchw(x, geom, w, group=1, bias=None, out=None, block_bytes=BLOCK_BYTES):
     """out (N, M, oh*ow) = convolution of x (N, C, H, W) by w (M, C/group*kh*kw), + bias (M,).
 
+    `w` may also be the CompactWeights of a one-group convolution: only its kept columns are
+    lowered, the GEMM has its kept rows only, and removed filters output their bias.
     Raises TypeError for mixed or non-float dtypes, KernelError for shapes that disagree.
     """
     op = "conv_forward_nchw"
     x = _check_input(op, x, geom, batched=True)
+    if isinstance(w, CompactWeights):
+        return _forward_compact(op, x, geom, w, group, bias, out, block_bytes)
     w, group = _check_weights(op, x, geom, w, group)
     M = w.shape[0]
     bias = _vector(op, "bias", bias, M, x.dtype)
@@ -62,6 +67,31 @@ def conv_forward_nchw(x, geom, w, group=1, bias=None, out=None, block_bytes=BLOC
             out[n0:n0 + n, gi * mg:(gi + 1) * mg] = y.reshape(mg, n, P).transpose(1, 0, 2)
     if bias is not None:
         out += bias[:, None]
+    return out
+
+
+def _forward_compact(op, x, geom, w, group, bias, out, block_bytes):
+    if group != 1:
+        raise KernelError(f"{op}: CompactWeights hold one group; got group = {group!r} (pass "
+                          "each group's weights and channels separately)")
+    if w.shape[1] != geom.rows:
+        raise KernelError(f"{op}: geom lowers to {geom.rows} rows (C*kh*kw) but the weights "
+                          f"have K = {w.shape[1]} (shape {w.shape})")
+    _checks.same_dtype(op, x=x, weights=w.packed)
+    M = w.shape[0]
+    bias = _vector(op, "bias", bias, M, x.dtype)
+    out = _checks.output(op, out, (x.shape[0], M, geom.cols), x.dtype)
+    k = native.kernels()
+    if k is not None:
+        k.conv_forward_nchw(x, _geom_tuple(geom), 1, w._padded, bias, out, int(block_bytes),
+                            w.rows, w.cols)
+        return out
+    P = geom.cols
+    out[...] = 0 if bias is None else bias[:, None]
+    for n0, n in _chunks(x.shape[0], geom, x.dtype, block_bytes):
+        cols = _np_im2col_batch(x[n0:n0 + n], geom, np.empty((geom.rows, n * P), x.dtype))
+        y = w.packed @ cols[w.cols]
+        out[n0:n0 + n, w.rows] += y.reshape(len(w.rows), n, P).transpose(1, 0, 2)
     return out
 
 

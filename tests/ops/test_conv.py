@@ -181,3 +181,60 @@ def test_kernel_checks_its_own_arguments(rng):
         k.conv_backward(x, geom, 1, w, y, ro, None, None)
     with pytest.raises(ValueError, match=r"^conv_backward: block_bytes = 0"):
         k.conv_backward(x, geom, 1, w, y, np.zeros((6, 36)), None, None, 0)
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c[2] == 1])
+@pytest.mark.parametrize("n", [1, 2, 7])
+@pytest.mark.parametrize("block_bytes", [1, 1 << 20], ids=["chunk1", "chunkmany"])
+@pytest.mark.parametrize("removed", [(0.0, 0.0), (0.5, 0.4), (1.0, 0.0), (0.0, 1.0)],
+                         ids=["none", "rows+cols", "all-rows", "all-cols"])
+def test_forward_compact_matches_direct(engine, threads, rng, case, n, block_bytes, removed):
+    geom, M, _ = case
+    g = ConvGeometry(*geom)
+    x = rng.standard_normal((n, g.C, g.H, g.W))
+    w4 = rng.standard_normal((M, g.C, g.kh, g.kw))
+    w2 = w4.reshape(M, -1)
+    w2[rng.permutation(M)[:round(removed[0] * M)]] = 0
+    w2[:, rng.permutation(g.rows)[:round(removed[1] * g.rows)]] = 0
+    bias = rng.standard_normal(M)
+    out = np.full((n, M, g.cols), np.nan)
+    got = ops.conv_forward_nchw(x, g, ops.CompactWeights(w2), bias=bias, out=out,
+                                block_bytes=block_bytes)
+    assert got is out
+    want = direct_forward(x, g, w4, 1, bias)
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    removed_rows = ~(w2 != 0).any(axis=1)
+    assert (got[:, removed_rows] == bias[removed_rows, None]).all()  # exactly the bias
+
+
+def test_forward_compact_errors(engine, rng):
+    g = ConvGeometry(4, 5, 5, 3, 3)
+    x = np.zeros((2, 4, 5, 5))
+    with pytest.raises(KernelError, match=r"^conv_forward_nchw: CompactWeights hold one group"):
+        ops.conv_forward_nchw(x, g, ops.CompactWeights(np.ones((6, 18))), group=2)
+    with pytest.raises(KernelError, match=r"^conv_forward_nchw: geom lowers to 36 rows"):
+        ops.conv_forward_nchw(x, g, ops.CompactWeights(np.ones((6, 18))))
+    with pytest.raises(TypeError, match=r"^conv_forward_nchw: weights has dtype float32"):
+        ops.conv_forward_nchw(x, g, ops.CompactWeights(np.ones((6, 36), np.float32)))
+
+
+@pytest.mark.native
+def test_kernel_checks_compact_arguments(rng):
+    k = ops.native.kernels()
+    if k is None:
+        pytest.skip("minicaffe._kernels not built")
+    geom = (4, 5, 5, 3, 3, 0, 0, 1, 1, 1, 1)
+    x, y = np.zeros((2, 4, 5, 5)), np.zeros((2, 6, 9))
+    a = np.zeros((4, 3))
+    rows, cols = np.array([0, 2, 5]), np.array([1, 7, 30])
+    with pytest.raises(ValueError, match=r"rows and cols come together"):
+        k.conv_forward_nchw(x, geom, 1, a, None, y, 1 << 20, rows, None)
+    with pytest.raises(ValueError, match=r"^f64_conv_forward_nchw: rows\[1\] = 9"):
+        k.conv_forward_nchw(x, geom, 1, a, None, y, 1 << 20, np.array([0, 9, 5]), cols)
+    with pytest.raises(ValueError, match=r"^f64_conv_forward_nchw: cols is not strictly "
+                                         r"increasing"):
+        k.conv_forward_nchw(x, geom, 1, a, None, y, 1 << 20, rows, np.array([1, 1, 30]))
+    with pytest.raises(ValueError, match=r"cols has 2 entries but w has 3 columns"):
+        k.conv_forward_nchw(x, geom, 1, a, None, y, 1 << 20, rows, np.array([1, 7]))
+    with pytest.raises(ValueError, match=r"compacted weights take group = 1, not 2"):
+        k.conv_forward_nchw(x, geom, 2, a, None, y, 1 << 20, rows, cols)
