@@ -64,14 +64,19 @@ def threads(request):
     ops.set_num_threads(before)
 
 
+def random_case(rng, case, n):
+    """(geometry, M, group, x (n, C, H, W), w4 (M, C/group, kh, kw)) for one of CASES."""
+    geom, M, group = case
+    g = ConvGeometry(*geom)
+    return (g, M, group, rng.standard_normal((n, g.C, g.H, g.W)),
+            rng.standard_normal((M, g.C // group, g.kh, g.kw)))
+
+
 @pytest.mark.parametrize("case", CASES)
 @pytest.mark.parametrize("n", [1, 2, 7])
 @pytest.mark.parametrize("block_bytes", [1, 1 << 20], ids=["chunk1", "chunkmany"])
 def test_forward_matches_direct(engine, threads, rng, case, n, block_bytes):
-    geom, M, group = case
-    g = ConvGeometry(*geom)
-    x = rng.standard_normal((n, g.C, g.H, g.W))
-    w4 = rng.standard_normal((M, g.C // group, g.kh, g.kw))
+    g, M, group, x, w4 = random_case(rng, case, n)
     bias = rng.standard_normal(M)
     out = np.full((n, M, g.cols), np.nan)
     got = ops.conv_forward_nchw(x, g, w4.reshape(M, -1), group, bias, out=out,
@@ -88,10 +93,7 @@ def test_forward_matches_direct(engine, threads, rng, case, n, block_bytes):
 @pytest.mark.parametrize("n", [1, 2, 7])
 @pytest.mark.parametrize("block_bytes", [1, 1 << 20], ids=["chunk1", "chunkmany"])
 def test_backward_matches_direct(engine, threads, rng, case, n, block_bytes):
-    geom, M, group = case
-    g = ConvGeometry(*geom)
-    x = rng.standard_normal((n, g.C, g.H, g.W))
-    w4 = rng.standard_normal((M, g.C // group, g.kh, g.kw))
+    g, M, group, x, w4 = random_case(rng, case, n)
     dy = rng.standard_normal((n, M, g.cols))
     dw0, db0 = rng.standard_normal((M, w4[0].size)), rng.standard_normal(M)
     dw, db = dw0.copy(), db0.copy()
@@ -189,10 +191,7 @@ def test_kernel_checks_its_own_arguments(rng):
 @pytest.mark.parametrize("removed", [(0.0, 0.0), (0.5, 0.4), (1.0, 0.0), (0.0, 1.0)],
                          ids=["none", "rows+cols", "all-rows", "all-cols"])
 def test_forward_compact_matches_direct(engine, threads, rng, case, n, block_bytes, removed):
-    geom, M, _ = case
-    g = ConvGeometry(*geom)
-    x = rng.standard_normal((n, g.C, g.H, g.W))
-    w4 = rng.standard_normal((M, g.C, g.kh, g.kw))
+    g, M, _, x, w4 = random_case(rng, case, n)
     w2 = w4.reshape(M, -1)
     w2[rng.permutation(M)[:round(removed[0] * M)]] = 0
     w2[:, rng.permutation(g.rows)[:round(removed[1] * g.rows)]] = 0
