@@ -160,13 +160,22 @@ def test_argument_errors(engine):
                           dx=np.zeros((2, 4, 5)))
 
 
-@pytest.mark.native
-def test_kernel_checks_its_own_arguments(rng):
-    """The compiled entry points validate on their own, for callers other than ops."""
-    k = ops.native.kernels()
-    if k is None:
+@pytest.fixture
+def k():
+    """The compiled kernels module, or skip."""
+    kernels = ops.native.kernels()
+    if kernels is None:
         pytest.skip("minicaffe._kernels not built")
-    geom = (4, 5, 5, 3, 3, 0, 0, 1, 1, 1, 1)
+    return kernels
+
+
+GEOM = (4, 5, 5, 3, 3, 0, 0, 1, 1, 1, 1)  # (C, H, W, kh, kw, ph, pw, sh, sw, dh, dw): 3x3 out
+
+
+@pytest.mark.native
+def test_kernel_checks_its_own_arguments(k):
+    """The compiled entry points validate on their own, for callers other than ops."""
+    geom = GEOM
     x, w, y = np.zeros((2, 4, 5, 5)), np.zeros((6, 36)), np.zeros((2, 6, 9))
     with pytest.raises(ValueError, match=r"^conv_forward_nchw: group = 3; expected a divisor"):
         k.conv_forward_nchw(x, geom, 3, w, None, y)
@@ -218,11 +227,8 @@ def test_forward_compact_errors(engine, rng):
 
 
 @pytest.mark.native
-def test_kernel_checks_compact_arguments(rng):
-    k = ops.native.kernels()
-    if k is None:
-        pytest.skip("minicaffe._kernels not built")
-    geom = (4, 5, 5, 3, 3, 0, 0, 1, 1, 1, 1)
+def test_kernel_checks_compact_arguments(k):
+    geom = GEOM
     x, y = np.zeros((2, 4, 5, 5)), np.zeros((2, 6, 9))
     a = np.zeros((4, 3))
     rows, cols = np.array([0, 2, 5]), np.array([1, 7, 30])
