@@ -30,6 +30,14 @@ void check_index_list(const char* op, const char* name, const int64_t* idx, int6
   }
 }
 
+void check_kept_rows(const char* op, const char* name, const int64_t* rows, int64_t m_kept,
+                     int64_t m_pad, int64_t M) {
+  if (m_kept > m_pad || m_pad > M)
+    fail(op, "m_kept = ", m_kept, ", m_pad = ", m_pad, ", M = ", M,
+         "; expected m_kept <= m_pad <= M");
+  check_index_list(op, name, rows, m_kept, M);
+}
+
 void check_csr(const char* op, int64_t M, int64_t K, const int64_t* indptr,
                const int64_t* indices, int64_t nnz) {
   if (indptr[0] != 0) fail(op, "indptr[0] = ", indptr[0], "; expected 0");

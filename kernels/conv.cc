@@ -128,10 +128,7 @@ void conv_forward_nchw(const T* x, int64_t N, const Geom& g, int64_t group, cons
   const bool compact = kept.rows != nullptr;
   if (compact) {
     if (group != 1) fail(op, "compacted weights take group = 1, not ", group);
-    if (kept.m_kept > kept.m_pad || kept.m_pad > M)
-      fail(op, "m_kept = ", kept.m_kept, ", m_pad = ", kept.m_pad, ", M = ", M,
-           "; expected m_kept <= m_pad <= M");
-    check_index_list(op, "rows", kept.rows, kept.m_kept, M);
+    check_kept_rows(op, "rows", kept.rows, kept.m_kept, kept.m_pad, M);
     check_index_list(op, "cols", kept.cols, kept.k, g.rows());
   }
   // Lowered rows (kept columns of W) and GEMM rows (kept filters, padded) of each chunk.

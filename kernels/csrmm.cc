@@ -87,17 +87,23 @@ int max_threads() {
 #endif
 }
 
+// Sizes of a CSR (M, K) times a dense operand with N columns (or N rows), then the CSR itself.
+void check_csr_product(const char* op, int64_t M, int64_t N, int64_t K, const int64_t* indptr,
+                       const int64_t* indices, int64_t nnz) {
+  check_size(op, "M", M);
+  check_size(op, "N", N);
+  check_size(op, "K", K);
+  check_size(op, "nnz", nnz);
+  check_csr(op, M, K, indptr, indices, nnz);
+}
+
 }  // namespace
 
 template <typename T>
 void csrmm(int64_t M, int64_t N, int64_t K, const int64_t* indptr, const int64_t* indices,
            const T* data, int64_t nnz, const T* b, T* c) {
   const char* op = sizeof(T) == 4 ? "f32_csrmm" : "f64_csrmm";
-  check_size(op, "M", M);
-  check_size(op, "N", N);
-  check_size(op, "K", K);
-  check_size(op, "nnz", nnz);
-  check_csr(op, M, K, indptr, indices, nnz);
+  check_csr_product(op, M, N, K, indptr, indices, nnz);
   if (M == 0 || N == 0) return;
   // 256-byte column blocks: 64 floats / 32 doubles = four AVX-512 registers of accumulators,
   // and a K x 256 B panel of B that stays in L2 while a chunk of rows reuses it.
@@ -178,11 +184,7 @@ template <typename T>
 void csrmm_t(int64_t Nb, int64_t M, int64_t K, const int64_t* indptr, const int64_t* indices,
              const T* data, int64_t nnz, const T* x, T* out) {
   const char* op = sizeof(T) == 4 ? "f32_csrmm_t" : "f64_csrmm_t";
-  check_size(op, "N", Nb);
-  check_size(op, "M", M);
-  check_size(op, "K", K);
-  check_size(op, "nnz", nnz);
-  check_csr(op, M, K, indptr, indices, nnz);
+  check_csr_product(op, M, Nb, K, indptr, indices, nnz);
 #pragma omp parallel for collapse(2) schedule(static) if (Nb * nnz > (1 << 15))
   for (int64_t n = 0; n < Nb; ++n) {
     for (int64_t m = 0; m < M; ++m) {

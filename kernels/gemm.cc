@@ -15,6 +15,18 @@ void check_blas_dim(const char* op, const char* name, int64_t v) {
   if (v > INT_MAX) fail(op, name, " = ", v, "; BLAS takes 32-bit sizes (at most ", INT_MAX, ")");
 }
 
+// Kept rows (filters / outputs) and kept columns (inputs) of an (M, K) weight matrix; col_idx
+// may be null (the caller passes the kept part of B already).
+void check_kept_lists(const char* op, int64_t M, int64_t K, const int64_t* row_idx,
+                      int64_t m_kept, const int64_t* col_idx, int64_t k_kept) {
+  if (m_kept > M) fail(op, "m_kept = ", m_kept, " exceeds M = ", M);
+  if (k_kept > K) fail(op, "k_kept = ", k_kept, " exceeds K = ", K);
+  check_size(op, "m_kept", m_kept);
+  check_size(op, "k_kept", k_kept);
+  check_index_list(op, "row_idx", row_idx, m_kept, M);
+  if (col_idx) check_index_list(op, "col_idx", col_idx, k_kept, K);
+}
+
 // dst[t][N] = src[idx[t]][N]: the kept rows of a row-major matrix, in order.
 template <typename T>
 void gather_rows(const T* src, const int64_t* idx, int64_t n, int64_t N, T* dst) {
@@ -64,14 +76,9 @@ void gemm_compact(int64_t M, int64_t N, int64_t K, const T* a_packed, int64_t m_
   check_blas_dim(op, "M", M);
   check_blas_dim(op, "N", N);
   check_blas_dim(op, "K", K);
-  if (m_kept > M) fail(op, "m_kept = ", m_kept, " exceeds M = ", M);
-  if (k_kept > K) fail(op, "k_kept = ", k_kept, " exceeds K = ", K);
-  check_size(op, "m_kept", m_kept);
-  check_size(op, "k_kept", k_kept);
+  check_kept_lists(op, M, K, row_idx, m_kept, col_idx, k_kept);
   if (m_pad < m_kept || m_pad > M)
     fail(op, "m_pad = ", m_pad, "; expected m_kept <= m_pad <= M (", m_kept, " .. ", M, ")");
-  check_index_list(op, "row_idx", row_idx, m_kept, M);
-  if (col_idx) check_index_list(op, "col_idx", col_idx, k_kept, K);
   if (m_kept == 0 || k_kept == 0 || N == 0) {
     std::fill(c, c + M * N, T(0));
     return;
@@ -98,10 +105,7 @@ void conv_forward(const T* x, int64_t N, const Geom& g, const T* a, int64_t m_pa
   check_blas_dim(op, "M", M);
   check_blas_dim(op, "k", k);
   if (row_idx) {
-    if (m_kept > m_pad || m_pad > M)
-      fail(op, "m_kept = ", m_kept, ", m_pad = ", m_pad, ", M = ", M,
-           "; expected m_kept <= m_pad <= M");
-    check_index_list(op, "row_idx", row_idx, m_kept, M);
+    check_kept_rows(op, "row_idx", row_idx, m_kept, m_pad, M);
   } else if (m_pad != M || m_kept != M) {
     fail(op, "a has ", m_pad, " rows; expected M = ", M, " without row_idx");
   }
@@ -140,12 +144,7 @@ void linear_compact(int64_t Nb, int64_t M, int64_t K, const T* x, const T* a_pac
   check_blas_dim(op, "N", Nb);
   check_blas_dim(op, "M", M);
   check_blas_dim(op, "K", K);
-  if (m_kept > M) fail(op, "m_kept = ", m_kept, " exceeds M = ", M);
-  if (k_kept > K) fail(op, "k_kept = ", k_kept, " exceeds K = ", K);
-  check_size(op, "m_kept", m_kept);
-  check_size(op, "k_kept", k_kept);
-  check_index_list(op, "row_idx", row_idx, m_kept, M);
-  check_index_list(op, "col_idx", col_idx, k_kept, K);
+  check_kept_lists(op, M, K, row_idx, m_kept, col_idx, k_kept);
   if (m_kept == 0 || k_kept == 0 || Nb == 0) {
     std::fill(out, out + Nb * M, T(0));
     return;

@@ -42,6 +42,9 @@ void check_size(const char* op, const char* name, int64_t value);  // value >= 0
 // idx[0..n) strictly increasing inside [0, bound).
 void check_index_list(const char* op, const char* name, const int64_t* idx, int64_t n,
                       int64_t bound);
+// Kept filters of compacted weights: m_kept <= m_pad <= M and rows[0..m_kept) an index list.
+void check_kept_rows(const char* op, const char* name, const int64_t* rows, int64_t m_kept,
+                     int64_t m_pad, int64_t M);
 // indptr[0..M] starts at 0, never decreases, ends at nnz; indices of each row strictly increase
 // inside [0, K).
 void check_csr(const char* op, int64_t M, int64_t K, const int64_t* indptr,
