@@ -69,6 +69,14 @@ mc::Geom geom_of(const char* op, const std::vector<int64_t>& v) {
   return g;
 }
 
+// x: a float32/float64 batch (N, C, H, W) of images of geometry g; returns the float size.
+int image_batch(const char* op, const py::array& x, const mc::Geom& g) {
+  const int sz = float_size(op, "x", x);
+  if (x.ndim() != 4) fail(op, "x has shape ", shape_str(x), "; expected (N, C, H, W)");
+  check_array(op, "x", x, sz, {x.shape(0), g.C, g.H, g.W});
+  return sz;
+}
+
 template <typename T>
 const T* cptr(const py::array& a) { return static_cast<const T*>(a.data()); }
 template <typename T>
@@ -89,10 +97,8 @@ void im2col_rows_t(const py::array& x, const mc::Geom& g, const int64_t* rows, i
 void lower_rows(const char* op, const py::array& x, const std::vector<int64_t>& geom,
                 py::object rows_obj, py::array out) {
   const mc::Geom g = geom_of(op, geom);
-  const int sz = float_size(op, "x", x);
-  if (x.ndim() != 4) fail(op, "x has shape ", shape_str(x), "; expected (N, C, H, W)");
+  const int sz = image_batch(op, x, g);
   const int64_t N = x.shape(0);
-  check_array(op, "x", x, sz, {N, g.C, g.H, g.W});
   const int64_t* rows = nullptr;
   int64_t n_rows = g.rows();
   py::array rows_arr;
@@ -218,10 +224,8 @@ void conv_forward(const py::array& x, const std::vector<int64_t>& geom, const py
                   py::object rows_obj, py::object cols_obj, py::array out, int64_t block_bytes) {
   const char* op = "conv_forward";
   const mc::Geom g = geom_of(op, geom);
-  const int sz = float_size(op, "x", x);
-  if (x.ndim() != 4) fail(op, "x has shape ", shape_str(x), "; expected (N, C, H, W)");
+  const int sz = image_batch(op, x, g);
   const int64_t N = x.shape(0);
-  check_array(op, "x", x, sz, {N, g.C, g.H, g.W});
   if (a.ndim() != 2) fail(op, "a has shape ", shape_str(a), "; expected 2 dimensions");
   if (out.ndim() != 2) fail(op, "out has shape ", shape_str(out), "; expected (M, N*oh*ow)");
   check_array(op, "a", a, sz, {a.shape(0), a.shape(1)});
@@ -251,9 +255,7 @@ void conv_forward(const py::array& x, const std::vector<int64_t>& geom, const py
 // and M, an optional (M,) vector. Returns the float size.
 int check_conv_args(const char* op, const py::array& x, const mc::Geom& g, const py::array& w,
                     int64_t group, const py::object& vec_obj, const char* vec_name) {
-  const int sz = float_size(op, "x", x);
-  if (x.ndim() != 4) fail(op, "x has shape ", shape_str(x), "; expected (N, C, H, W)");
-  check_array(op, "x", x, sz, {x.shape(0), g.C, g.H, g.W});
+  const int sz = image_batch(op, x, g);
   if (group < 1 || g.C % group)
     fail(op, "group = ", group, "; expected a divisor of the ", g.C, " channels");
   if (w.ndim() != 2) fail(op, "w has shape ", shape_str(w), "; expected (M, C/group*kh*kw)");
@@ -296,9 +298,7 @@ void conv_forward_nchw(const py::array& x, const std::vector<int64_t>& geom, int
     return;
   }
   // Compacted weights: w is the packed (m_pad, k) block, y gives M.
-  const int sz = float_size(op, "x", x);
-  if (x.ndim() != 4) fail(op, "x has shape ", shape_str(x), "; expected (N, C, H, W)");
-  check_array(op, "x", x, sz, {x.shape(0), g.C, g.H, g.W});
+  const int sz = image_batch(op, x, g);
   if (w.ndim() != 2) fail(op, "w has shape ", shape_str(w), "; expected (m_pad, k_kept)");
   check_array(op, "w", w, sz, {w.shape(0), w.shape(1)});
   if (y.ndim() != 3) fail(op, "y has shape ", shape_str(y), "; expected (N, M, oh*ow)");
