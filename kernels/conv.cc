@@ -47,7 +47,8 @@ struct Plan {
 // of chunks (so static scheduling gives every thread the same number of images) when there
 // are at least as many images as threads.
 Plan plan_chunks(int64_t N, int64_t bytes_per_image, int64_t block_bytes) {
-  int64_t per = std::max<int64_t>(1, std::min<int64_t>(N, block_bytes / std::max<int64_t>(1, bytes_per_image)));
+  const int64_t fit = block_bytes / std::max<int64_t>(1, bytes_per_image);
+  int64_t per = std::max<int64_t>(1, std::min<int64_t>(N, fit));
   const int team = team_size();
   if (team < 2 || N < team) return {per, (N + per - 1) / per, 1};
   int64_t count = (N + per - 1) / per;
@@ -56,24 +57,12 @@ Plan plan_chunks(int64_t N, int64_t bytes_per_image, int64_t block_bytes) {
   return {per, (N + per - 1) / per, team};
 }
 
-// Row-major C = op(A) op(B) (+ beta C): serial inside a thread's chunk, split over the team
-// (blas_gemm) when chunks run one after another.
-template <typename T>
-void gemm_rm(bool split, bool ta, bool tb, int64_t m, int64_t n, int64_t k, const T* a,
-             int64_t lda, const T* b, int64_t ldb, T beta, T* c, int64_t ldc) {
-  if (split)
-    blas_gemm(ta, tb, int(m), int(n), int(k), T(1), a, int(lda), b, int(ldb), beta, c, int(ldc));
-  else
-    serial_gemm(ta, tb, int(m), int(n), int(k), T(1), a, int(lda), b, int(ldb), beta, c,
-                int(ldc));
-}
-
 // Per-thread scratch, kept between calls (the team's threads live on) so no iteration
 // allocates: the lowered chunk, its gradient, the chunk's (M, n*P) output or top gradient, and
-// the partial sums of dw and db.
+// the partial sums of dW^T and db.
 template <typename T>
 struct Scratch {
-  std::vector<T> cols, dcols, mat, dw;
+  std::vector<T> cols, dcols, mat, dwt;
   std::vector<double> db;
 };
 
@@ -83,7 +72,6 @@ Scratch<T>& scratch() {
   return s;
 }
 
-template <typename T>
 void check_conv(const char* op, const Geom& g, int64_t N, int64_t group, int64_t M,
                 int64_t block_bytes) {
   check_geom(op, g);
@@ -124,7 +112,7 @@ void conv_forward_nchw(const T* x, int64_t N, const Geom& g, int64_t group, cons
                        int64_t M, const T* bias, T* y, int64_t block_bytes,
                        const Kept& kept) {
   const char* op = sizeof(T) == 4 ? "f32_conv_forward_nchw" : "f64_conv_forward_nchw";
-  check_conv<T>(op, g, N, group, M, block_bytes);
+  check_conv(op, g, N, group, M, block_bytes);
   const bool compact = kept.rows != nullptr;
   if (compact) {
     if (group != 1) fail(op, "compacted weights take group = 1, not ", group);
@@ -143,6 +131,8 @@ void conv_forward_nchw(const T* x, int64_t N, const Geom& g, int64_t group, cons
     for (int64_t t = 0; t < kept.m_kept; ++t) slot[kept.rows[t]] = t;
   }
   const Plan plan = plan_chunks(N, std::max<int64_t>(K, 1) * P * int64_t(sizeof(T)), block_bytes);
+  // split: chunks in order, each lowering split over the team; blas_gemm splits its product
+  // there and runs serially inside a thread's chunk (it checks omp_in_parallel).
   const bool split = plan.threads == 1;
 
   auto run_chunk = [&](int64_t c) {
@@ -164,8 +154,9 @@ void conv_forward_nchw(const T* x, int64_t N, const Geom& g, int64_t group, cons
       dst = s.mat.data();
     }
     for (int64_t gi = 0; gi < group; ++gi)
-      gemm_rm<T>(split, false, false, mg, cols_n, kg, w + gi * mg * kg, kg,
-                 s.cols.data() + gi * kg * cols_n, cols_n, T(0), dst + gi * mg * cols_n, cols_n);
+      blas_gemm<T>(false, false, int(mg), int(cols_n), int(kg), T(1), w + gi * mg * kg, int(kg),
+                   s.cols.data() + gi * kg * cols_n, int(cols_n), T(0), dst + gi * mg * cols_n,
+                   int(cols_n));
     if (!direct) store_rows<T>(s.mat.data(), compact ? slot.data() : nullptr, n, M, P, bias, yc);
     else if (bias)
       for (int64_t m = 0; m < M; ++m)
@@ -184,7 +175,7 @@ template <typename T>
 void conv_backward(const T* x, const T* dy, int64_t N, const Geom& g, int64_t group,
                    const T* w, int64_t M, T* dw, T* db, T* dx, int64_t block_bytes) {
   const char* op = sizeof(T) == 4 ? "f32_conv_backward" : "f64_conv_backward";
-  check_conv<T>(op, g, N, group, M, block_bytes);
+  check_conv(op, g, N, group, M, block_bytes);
   const int64_t K = g.rows(), kg = K / group, mg = M / group, P = g.cols();
   const int64_t image = g.C * g.H * g.W;
   if (N == 0) return;
@@ -216,13 +207,15 @@ void conv_backward(const T* x, const T* dy, int64_t N, const Geom& g, int64_t gr
         db_acc[m] += sum;
       }
     for (int64_t gi = 0; gi < group; ++gi)  // dW_g^T += cols_g dY_g^T
-      gemm_rm<T>(split, false, true, kg, mg, cols_n, s.cols.data() + gi * kg * cols_n, cols_n,
-                 dyc + gi * mg * cols_n, cols_n, T(1), dwt_acc + gi * kg * mg, mg);
+      blas_gemm<T>(false, true, int(kg), int(mg), int(cols_n), T(1),
+                   s.cols.data() + gi * kg * cols_n, int(cols_n), dyc + gi * mg * cols_n,
+                   int(cols_n), T(1), dwt_acc + gi * kg * mg, int(mg));
     if (!dx) return;
     s.dcols.resize(K * cols_n);
     for (int64_t gi = 0; gi < group; ++gi)  // dcols_g = W_g^T dY_g
-      gemm_rm<T>(split, true, false, kg, cols_n, mg, w + gi * mg * kg, kg,
-                 dyc + gi * mg * cols_n, cols_n, T(0), s.dcols.data() + gi * kg * cols_n, cols_n);
+      blas_gemm<T>(true, false, int(kg), int(cols_n), int(mg), T(1), w + gi * mg * kg, int(kg),
+                   dyc + gi * mg * cols_n, int(cols_n), T(0), s.dcols.data() + gi * kg * cols_n,
+                   int(cols_n));
     col2im<T>(s.dcols.data(), n, g, dx + n0 * image, split);
   };
 
@@ -233,8 +226,8 @@ void conv_backward(const T* x, const T* dy, int64_t N, const Geom& g, int64_t gr
   std::vector<double*> db_part(plan.threads, nullptr);
   auto thread_sums = [&](int t) {
     Scratch<T>& s = scratch<T>();
-    s.dw.assign(M * kg, T(0));
-    dwt_part[t] = s.dw.data();
+    s.dwt.assign(M * kg, T(0));
+    dwt_part[t] = s.dwt.data();
     if (db) {
       s.db.assign(M, 0.0);
       db_part[t] = s.db.data();
