@@ -1,28 +1,16 @@
 """A tiny least-squares 'net' honouring the Net contract the solver uses, so solver tests
 check the solver alone (the real Net has its own tests; tests/solver/test_solver_net.py runs
 the solver on it)."""
-from dataclasses import dataclass
-
 import numpy as np
 
 from minicaffe.blob import Blob
+from minicaffe.net import ParamInfo
 from minicaffe.prototxt.message import message_class
 
 SolverParameter = message_class("SolverParameter")
 ParamSpec = message_class("ParamSpec")
 LayerParameter = message_class("LayerParameter")
 BlockGroupLassoSpec = message_class("BlockGroupLassoSpec")
-
-
-@dataclass
-class Info:
-    blob: Blob
-    layer_name: str
-    layer_type: str
-    index: int
-    spec: object
-    group: int
-    owner: bool = True
 
 
 class FakeLayer:
@@ -58,8 +46,9 @@ class LeastSquaresNet:
         self.pred = Blob((1,), dtype=dtype, name="pred")
         self.blobs = {"pred": self.pred, "loss": self.loss_blob}
         self.outputs = ["loss"]
-        self.param_infos = [Info(self.w, "fc", "InnerProduct", 0, weight_spec or ParamSpec(), group),
-                            Info(self.b, "fc", "InnerProduct", 1, bias_spec or ParamSpec(), 1)]
+        self.param_infos = [
+            ParamInfo(self.w, "fc", "InnerProduct", 0, weight_spec or ParamSpec(), group, True),
+            ParamInfo(self.b, "fc", "InnerProduct", 1, bias_spec or ParamSpec(), 1, True)]
         self.learnable_params = [self.w, self.b]
         self.poison = False
         self.forward_calls = 0
