@@ -193,6 +193,16 @@ class LayerCase:
         layer.reshape(bottom, top)
         layer.forward(bottom, top)
 
+    def run_forward_backward(self, x, rng):
+        """Build on the single bottom `x`, run forward, then backward from a random top
+        gradient drawn from `rng`; returns (layer, bottom, top, dy)."""
+        layer, bottom, top = self.build(bottom_values=[x])
+        self.run_forward(layer, bottom, top)
+        dy = rng.standard_normal(top[0].shape)
+        top[0].diff[...] = dy
+        layer.backward(top, [True], bottom)
+        return layer, bottom, top, dy
+
     def _reference_tops(self, layer, bottom):
         self.param_data = [np.array(b.data, dtype=np.float64) for b in layer.blobs]
         out = self.reference(*[np.array(b.data, dtype=np.float64) for b in bottom])

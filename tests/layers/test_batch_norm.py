@@ -118,11 +118,7 @@ def test_matches_torch_training_forward_backward(torch):
     rng = np.random.default_rng(5)
     x = rng.standard_normal((8, 3, 4, 4)) * 2 + 1
     case = TestBatchNormTrain()
-    layer, bottom, top = case.build(bottom_values=[x])
-    case.run_forward(layer, bottom, top)
-    dy = rng.standard_normal(x.shape)
-    top[0].diff[...] = dy
-    layer.backward(top, [True], bottom)
+    layer, bottom, top, dy = case.run_forward_backward(x, rng)
     tx = torch.tensor(x, requires_grad=True)
     ty = torch.nn.functional.batch_norm(tx, None, None, training=True, eps=1e-3)
     ty.backward(torch.tensor(dy))
@@ -135,11 +131,7 @@ def test_matches_torch_global_stats(torch):
     rng = np.random.default_rng(6)
     x = rng.standard_normal((5, 4, 3, 3))
     case = TestBatchNormGlobal()
-    layer, bottom, top = case.build(bottom_values=[x])
-    case.run_forward(layer, bottom, top)
-    dy = rng.standard_normal(x.shape)
-    top[0].diff[...] = dy
-    layer.backward(top, [True], bottom)
+    layer, bottom, top, dy = case.run_forward_backward(x, rng)
     s = layer.blobs[2].data[0]
     tx = torch.tensor(x, requires_grad=True)
     ty = torch.nn.functional.batch_norm(tx, torch.tensor(layer.blobs[0].data / s),

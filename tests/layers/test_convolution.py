@@ -191,11 +191,7 @@ def test_matches_torch_forward_backward(torch, cfg):
                    "stride_h": cfg["s"][0], "stride_w": cfg["s"][1], "pad_h": cfg["p"][0],
                    "pad_w": cfg["p"][1], "dilation": list(cfg["d"]), "group": cfg["g"]}
     case.bottom_shapes = [x.shape]
-    layer, bottom, top = case.build(bottom_values=[x])
-    case.run_forward(layer, bottom, top)
-    dy = rng.standard_normal(top[0].shape)
-    top[0].diff[...] = dy
-    layer.backward(top, [True], bottom)
+    layer, bottom, top, dy = case.run_forward_backward(x, rng)
 
     tx = torch.tensor(x, requires_grad=True)
     tw = torch.tensor(layer.blobs[0].data.copy(), requires_grad=True)

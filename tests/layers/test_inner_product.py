@@ -68,11 +68,7 @@ def test_matches_torch(torch):
     rng = np.random.default_rng(0)
     x = rng.standard_normal((7, 3, 4, 4))
     case = TestInnerProduct()
-    layer, bottom, top = case.build(bottom_values=[x])
-    case.run_forward(layer, bottom, top)
-    dy = rng.standard_normal(top[0].shape)
-    top[0].diff[...] = dy
-    layer.backward(top, [True], bottom)
+    layer, bottom, top, dy = case.run_forward_backward(x, rng)
     tx = torch.tensor(x, requires_grad=True)
     tw = torch.tensor(layer.blobs[0].data.copy(), requires_grad=True)
     tb = torch.tensor(layer.blobs[1].data.copy(), requires_grad=True)

@@ -64,11 +64,7 @@ def test_matches_torch_across_channels(torch):
     x = rng.standard_normal((3, 8, 5, 5))
     case = TestLRNAcross()
     case.params = {"local_size": 5, "alpha": 1e-2, "beta": 0.75, "k": 1.0}
-    layer, bottom, top = case.build(bottom_values=[x])
-    case.run_forward(layer, bottom, top)
-    dy = rng.standard_normal(x.shape)
-    top[0].diff[...] = dy
-    layer.backward(top, [True], bottom)
+    layer, bottom, top, dy = case.run_forward_backward(x, rng)
     tx = torch.tensor(x, requires_grad=True)
     ty = torch.nn.functional.local_response_norm(tx, 5, alpha=1e-2, beta=0.75, k=1.0)
     ty.backward(torch.tensor(dy))

@@ -210,11 +210,7 @@ def test_matches_torch(torch, method, k, s, p, hw):
     x = distinct(rng, (2, 3) + hw)
     case = TestAvePool()
     case.params = {"pool": method, "kernel_size": k, "stride": s, "pad": p}
-    layer, bottom, top = case.build(bottom_values=[x])
-    case.run_forward(layer, bottom, top)
-    dy = rng.standard_normal(top[0].shape)
-    top[0].diff[...] = dy
-    layer.backward(top, [True], bottom)
+    layer, bottom, top, dy = case.run_forward_backward(x, rng)
     tx = torch.tensor(x, requires_grad=True)
     if method == "MAX":
         ty = torch.nn.functional.max_pool2d(tx, k, s, p, ceil_mode=True)
