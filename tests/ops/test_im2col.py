@@ -16,6 +16,15 @@ GEOMETRIES = {
     "rect_all": (3, 11, 7, 5, 3, 2, 1, 3, 2, 1, 2),
     "alexnet_conv1_small": (3, 23, 23, 11, 11, 0, 0, 4, 4, 1, 1),
     "kernel_eq_input": (2, 3, 4, 3, 4, 0, 0, 1, 1, 1, 1),
+    # Output rows of one vector or less take the masked-vector path (16 float / 8 double
+    # lanes), longer ones the contiguous-copy path: both sides of each boundary.
+    "same_13": (3, 13, 13, 3, 3, 1, 1, 1, 1, 1, 1),
+    "row_8": (2, 6, 8, 3, 3, 1, 1, 1, 1, 1, 1),
+    "row_9": (2, 6, 9, 3, 3, 1, 1, 1, 1, 1, 1),
+    "row_16": (2, 5, 16, 3, 3, 1, 1, 1, 1, 1, 1),
+    "row_17": (2, 5, 17, 3, 3, 1, 1, 1, 1, 1, 1),
+    "row_16_dilated_padded": (2, 9, 14, 3, 3, 2, 2, 1, 1, 2, 2),
+    "row_16_wide_pad": (2, 5, 10, 3, 5, 0, 5, 1, 1, 1, 1),
 }
 
 
