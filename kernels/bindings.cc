@@ -4,6 +4,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <climits>
 #include <string>
 #include <vector>
 
@@ -166,6 +167,25 @@ void gemm(const py::array& a, const py::array& b, py::array out, double alpha, d
   check_array(op, "out", out, sz, {M, N}, true);
   if (sz == 4) gemm_t<float>(trans_a, trans_b, M, N, K, alpha, a, b, beta, out);
   else gemm_t<double>(trans_a, trans_b, M, N, K, alpha, a, b, beta, out);
+}
+
+// The convolution forward's own kernel alone, for its tests: out = a b when it applies
+// (returns True), untouched otherwise (returns False: the forward would use the BLAS).
+bool tile_sgemm(const py::array& a, const py::array& b, py::array out) {
+  const char* op = "tile_sgemm";
+  if (float_size(op, "a", a) != 4) fail(op, "a has dtype float64; expected float32");
+  if (a.ndim() != 2) fail(op, "a has shape ", shape_str(a), "; expected 2 dimensions");
+  if (b.ndim() != 2) fail(op, "b has shape ", shape_str(b), "; expected 2 dimensions");
+  const int64_t M = a.shape(0), K = a.shape(1), N = b.shape(1);
+  for (int64_t v : {M, N, K})
+    if (v > INT_MAX) fail(op, "a size of ", v, " exceeds 32 bits");
+  check_array(op, "a", a, 4, {M, K});
+  check_array(op, "b", b, 4, {K, N});
+  check_array(op, "out", out, 4, {M, N}, true);
+  const float *pa = cptr<float>(a), *pb = cptr<float>(b);
+  float* pc = mptr<float>(out);
+  py::gil_scoped_release release;
+  return mc::tile_sgemm(int(M), int(N), int(K), pa, int(K), pb, int(N), 0.f, pc, int(N));
 }
 
 template <typename T>
@@ -540,6 +560,7 @@ py::dict build_info() {
   d["blas_threads"] = mc::get_blas_threads();
   d["isa"] = mc::isa();
   d["compiled"] = true;
+  d["tile_gemm"] = mc::tile_gemm_enabled();
 #if defined(MINICAFFE_BLAS_MKL)
   d["mkl_sparse"] = true;
 #else
@@ -574,6 +595,9 @@ PYBIND11_MODULE(_kernels, m) {
   m.def("gemm", &gemm, py::arg("a"), py::arg("b"), py::arg("out"), py::arg("alpha") = 1.0,
         py::arg("beta") = 0.0, py::arg("trans_a") = false, py::arg("trans_b") = false,
         "out = alpha op(a) op(b) + beta out (CBLAS).");
+  m.def("tile_sgemm", &tile_sgemm, py::arg("a"), py::arg("b"), py::arg("out"),
+        "out = a b (float32) by the convolution forward's AVX-512 kernel; False where it does "
+        "not apply (no AVX-512 build, B wider than 1536 columns, an empty product).");
   m.def("gemm_compact", &gemm_compact, py::arg("packed"), py::arg("rows"), py::arg("cols"),
         py::arg("b"), py::arg("out"),
         "out (M, N) = A b with A's kept block `packed`; cols None: b is (k_kept, N), else (K, N).");

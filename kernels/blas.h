@@ -49,17 +49,39 @@ inline void serial_gemm(bool ta, bool tb, int m, int n, int k, double alpha, con
 // Threads that blas_gemm splits a product over (runtime.cc); 1 = let the BLAS thread itself.
 int gemm_split_threads();
 
+// Our AVX-512 single-precision kernel (tile_gemm.cc): row-major C[m][n] = A B. Returns
+// false, computing nothing, where it does not apply (no AVX-512 in the build, beta != 0, an
+// empty product, or B wider than it handles well); the caller then uses the BLAS.
+bool tile_sgemm(int m, int n, int k, const float* a, int lda, const float* b, int ldb,
+                float beta, float* c, int ldc);
+bool tile_gemm_available();
+// Whether convolution forwards use it (runtime.cc): MINICAFFE_TILE_GEMM=0 turns it off.
+bool tile_gemm_enabled();
+
+// One thread's share of a product: the convolution forward (Tiles) tries our kernel first.
+template <bool Tiles, typename T>
+void serial_product(bool ta, bool tb, int m, int n, int k, T alpha, const T* a, int lda,
+                    const T* b, int ldb, T beta, T* c, int ldc) {
+  if constexpr (Tiles && sizeof(T) == 4) {
+    if (!ta && !tb && alpha == T(1) && tile_gemm_enabled() &&
+        tile_sgemm(m, n, k, a, lda, b, ldb, beta, c, ldc))
+      return;
+  }
+  serial_gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
 // Row-major C[m][n] = alpha op(A) op(B) + beta C. With an OpenBLAS that threads with its own
 // pthreads, our OpenMP kernels and BLAS would be two pools fighting over the cores; so the
 // BLAS runs single-threaded and large products are split here, over OpenMP, into column
 // blocks (or row blocks when C is tall), one serial GEMM per thread: one pool for everything.
-template <typename T>
+// Tiles = true (the convolution forwards) runs each share through serial_product<true>.
+template <typename T, bool Tiles = false>
 void blas_gemm(bool ta, bool tb, int m, int n, int k, T alpha, const T* a, int lda, const T* b,
                int ldb, T beta, T* c, int ldc) {
   const int threads = gemm_split_threads();
   // Below ~2M multiply-adds a serial call beats waking the other threads.
   if (threads <= 1 || double(m) * n * k < double(1 << 21)) {
-    serial_gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    serial_product<Tiles>(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
     return;
   }
   const bool split_rows = m > n;
@@ -69,11 +91,11 @@ void blas_gemm(bool ta, bool tb, int m, int n, int k, T alpha, const T* a, int l
   for (int p = 0; p < parts; ++p) {
     const int lo = int(int64_t(extent) * p / parts), hi = int(int64_t(extent) * (p + 1) / parts);
     if (split_rows)  // rows lo..hi of op(A) and of C
-      serial_gemm(ta, tb, hi - lo, n, k, alpha, ta ? a + lo : a + int64_t(lo) * lda, lda, b, ldb,
-                  beta, c + int64_t(lo) * ldc, ldc);
+      serial_product<Tiles>(ta, tb, hi - lo, n, k, alpha, ta ? a + lo : a + int64_t(lo) * lda,
+                            lda, b, ldb, beta, c + int64_t(lo) * ldc, ldc);
     else             // columns lo..hi of op(B) and of C
-      serial_gemm(ta, tb, m, hi - lo, k, alpha, a, lda, tb ? b + int64_t(lo) * ldb : b + lo, ldb,
-                  beta, c + lo, ldc);
+      serial_product<Tiles>(ta, tb, m, hi - lo, k, alpha, a, lda,
+                            tb ? b + int64_t(lo) * ldb : b + lo, ldb, beta, c + lo, ldc);
   }
 }
 

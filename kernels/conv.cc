@@ -154,9 +154,9 @@ void conv_forward_nchw(const T* x, int64_t N, const Geom& g, int64_t group, cons
       dst = s.mat.data();
     }
     for (int64_t gi = 0; gi < group; ++gi)
-      blas_gemm<T>(false, false, int(mg), int(cols_n), int(kg), T(1), w + gi * mg * kg, int(kg),
-                   s.cols.data() + gi * kg * cols_n, int(cols_n), T(0), dst + gi * mg * cols_n,
-                   int(cols_n));
+      blas_gemm<T, true>(false, false, int(mg), int(cols_n), int(kg), T(1), w + gi * mg * kg,
+                         int(kg), s.cols.data() + gi * kg * cols_n, int(cols_n), T(0),
+                         dst + gi * mg * cols_n, int(cols_n));
     if (!direct) store_rows<T>(s.mat.data(), compact ? slot.data() : nullptr, n, M, P, bias, yc);
     else if (bias)
       for (int64_t m = 0; m < M; ++m)

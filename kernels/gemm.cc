@@ -130,8 +130,8 @@ void conv_forward(const T* x, int64_t N, const Geom& g, const T* a, int64_t m_pa
   for (int64_t n0 = 0; n0 < N; n0 += nb) {
     const int64_t n = std::min(nb, N - n0), w = n * P;
     im2col_rows<T>(x + n0 * image, n, g, col_idx, k, scratch.data());
-    blas_gemm(false, false, int(m_pad), int(w), int(k), T(1), a, int(k), scratch.data(), int(w),
-              T(0), out + n0 * P, int(ncols));
+    blas_gemm<T, true>(false, false, int(m_pad), int(w), int(k), T(1), a, int(k),
+                       scratch.data(), int(w), T(0), out + n0 * P, int(ncols));
   }
   if (row_idx && m_kept < M) spread_rows(out, M, ncols, row_idx, m_kept);
 }

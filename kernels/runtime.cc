@@ -1,6 +1,8 @@
 // Thread controls and a description of the build (BLAS vendor/version, target ISA).
 #include <time.h>
 
+#include <cstdlib>
+
 #include <string>
 
 #include "blas.h"
@@ -25,6 +27,14 @@ namespace {
 int g_threads = 0;        // what set_num_threads was given (0: not called yet)
 int g_split_threads = 1;  // threads blas_gemm splits over (OpenBLAS builds)
 }  // namespace
+
+bool tile_gemm_enabled() {
+  static const bool enabled = [] {
+    const char* v = std::getenv("MINICAFFE_TILE_GEMM");
+    return tile_gemm_available() && !(v && std::string(v) == "0");
+  }();
+  return enabled;
+}
 
 int gemm_split_threads() {
 #ifdef _OPENMP

@@ -153,9 +153,11 @@ def get_num_threads():
 
 
 def build_info():
-    """dict(blas_vendor, blas_version, threads, isa, compiled) of the kernels in use.
+    """dict(blas_vendor, blas_version, threads, isa, compiled, tile_gemm) of the kernels in use.
 
     `compiled` is False on the NumPy fallback; the BLAS fields then describe NumPy's BLAS.
+    `tile_gemm`: convolution forwards use minicaffe's own AVX-512 GEMM where it applies
+    (MINICAFFE_TILE_GEMM=0 turns it off).
     """
     module = kernels()
     if module is not None:
@@ -173,4 +175,4 @@ def build_info():
     except Exception:  # noqa: BLE001  (informational only)
         pass
     return {"blas_vendor": vendor, "blas_version": str(version), "threads": get_num_threads(),
-            "isa": "numpy", "compiled": False}
+            "isa": "numpy", "compiled": False, "tile_gemm": False}
