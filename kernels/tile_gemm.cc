@@ -1,7 +1,8 @@
 // Our own single-precision GEMM for the convolution forward: C = A B, row-major,
 // AVX-512. Measured faster than OpenBLAS's SkylakeX sgemm on the lowered-convolution shapes
 // (a few hundred filters, K of a few hundred to a few thousand, N = one or a few images of
-// pixels): 1.1-1.25x on AlexNet conv2-conv5 and their SSL-compacted shapes, one thread.
+// pixels): 1.05-1.19x on AlexNet conv2-conv5 and their SSL-compacted shapes, one thread
+// (docs/KERNELS.md has the table).
 //
 // Why it wins there: OpenBLAS packs both operands for every call and blocks for large
 // matrices; here A (the weights) is read in place, 8 rows at a time, and B is packed one
@@ -9,7 +10,6 @@
 // one pass with 24 accumulators in registers and written once.
 // For wide B (conv1: 3025 columns) OpenBLAS is faster; the callers keep the BLAS there.
 #include <algorithm>
-#include <cstring>
 #include <vector>
 
 #include "blas.h"
@@ -27,10 +27,9 @@ constexpr int kTileRows = 8;       // rows of A broadcast per k step
 constexpr int kStripCols = 48;     // columns of B per strip: 3 vectors of 16 floats
 constexpr int64_t kWideB = 1536;   // beyond this many columns per call, leave it to the BLAS
 
-// strip[k][nv*16] = B[k][n0 ..] for one strip of `width` <= 48 columns, zero past width.
-void pack_strip(int k, const float* b, int ldb, int width, float* strip) {
-  const int nv = (width + 15) / 16;
-  const __mmask16 last = __mmask16((1u << (width - (nv - 1) * 16)) - 1);
+// strip[k][nv*16] = B[k][n0 ..] for one strip of nv vectors, `last` masking the columns of
+// the last one that exist (the rest are zero).
+void pack_strip(int k, const float* b, int ldb, int nv, __mmask16 last, float* strip) {
   for (int kk = 0; kk < k; ++kk, b += ldb, strip += nv * 16)
     for (int v = 0; v < nv; ++v)
       _mm512_storeu_ps(strip + v * 16, _mm512_maskz_loadu_ps(v == nv - 1 ? last : 0xffff,
@@ -76,7 +75,6 @@ void tile(int k, const float* a, int lda, const float* strip, float* c, int ldc,
   }
 }
 
-
 }  // namespace
 
 bool tile_sgemm(int m, int n, int k, const float* a, int lda, const float* b, int ldb,
@@ -88,7 +86,7 @@ bool tile_sgemm(int m, int n, int k, const float* a, int lda, const float* b, in
   for (int n0 = 0; n0 < n; n0 += kStripCols) {
     const int width = std::min(kStripCols, n - n0), nv = (width + 15) / 16;
     const __mmask16 last = __mmask16((1u << (width - (nv - 1) * 16)) - 1);
-    pack_strip(k, b + n0, ldb, width, strip.data());
+    pack_strip(k, b + n0, ldb, nv, last, strip.data());
     for (int t = 0; t < tiles; ++t) {
       const int rows = std::min(kTileRows, m - t * kTileRows);
       const float* at = a + int64_t(t) * kTileRows * lda;
