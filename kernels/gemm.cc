@@ -34,6 +34,17 @@ void gather_rows(const T* src, const int64_t* idx, int64_t n, int64_t N, T* dst)
   for (int64_t t = 0; t < n; ++t) std::memcpy(dst + t * N, src + idx[t] * N, N * sizeof(T));
 }
 
+// Rows of c[M][N] that row_idx (strictly increasing) does not list are set to 0.
+template <typename T>
+void zero_other_rows(T* c, int64_t M, int64_t N, const int64_t* row_idx, int64_t m_kept) {
+  int64_t next = 0;
+  for (int64_t t = 0; t <= m_kept; ++t) {
+    const int64_t end = t < m_kept ? row_idx[t] : M;
+    if (end > next) std::fill(c + next * N, c + end * N, T(0));
+    next = end + 1;
+  }
+}
+
 // c holds m_kept computed rows at its top; move row t to row row_idx[t] and zero the rest.
 // row_idx is strictly increasing so row_idx[t] >= t: moving from the last row down never
 // overwrites a row that is still to be moved.
@@ -41,12 +52,7 @@ template <typename T>
 void spread_rows(T* c, int64_t M, int64_t N, const int64_t* row_idx, int64_t m_kept) {
   for (int64_t t = m_kept - 1; t >= 0; --t)
     if (row_idx[t] != t) std::memmove(c + row_idx[t] * N, c + t * N, N * sizeof(T));
-  int64_t next = 0;
-  for (int64_t t = 0; t <= m_kept; ++t) {
-    const int64_t end = t < m_kept ? row_idx[t] : M;
-    if (end > next) std::fill(c + next * N, c + end * N, T(0));
-    next = end + 1;
-  }
+  zero_other_rows(c, M, N, row_idx, m_kept);
 }
 
 }  // namespace
@@ -126,14 +132,26 @@ void conv_forward(const T* x, int64_t N, const Geom& g, const T* a, int64_t m_pa
   const int64_t nb = std::max<int64_t>(1, std::min<int64_t>(N, block_bytes / per_image));
   thread_local std::vector<T> scratch;
   scratch.resize(k * nb * P);
+  // Compacted weights: each GEMM row is stored straight into its filter's row of out, so
+  // nothing is moved afterwards. The zero padding rows (m_pad - m_kept <= M - m_kept) go to
+  // removed filters' rows, which are zeroed after the last block anyway.
+  std::vector<int64_t> out_row;
+  if (row_idx) {
+    out_row.assign(row_idx, row_idx + m_kept);
+    for (int64_t r = 0, t = 0; int64_t(out_row.size()) < m_pad; ++r) {
+      if (t < m_kept && row_idx[t] == r) ++t;
+      else out_row.push_back(r);
+    }
+  }
   const int64_t image = g.C * g.H * g.W;
   for (int64_t n0 = 0; n0 < N; n0 += nb) {
     const int64_t n = std::min(nb, N - n0), w = n * P;
     im2col_rows<T>(x + n0 * image, n, g, col_idx, k, scratch.data());
     blas_gemm<T, true>(false, false, int(m_pad), int(w), int(k), T(1), a, int(k),
-                       scratch.data(), int(w), T(0), out + n0 * P, int(ncols));
+                       scratch.data(), int(w), T(0), out + n0 * P, int(ncols),
+                       row_idx ? out_row.data() : nullptr);
   }
-  if (row_idx && m_kept < M) spread_rows(out, M, ncols, row_idx, m_kept);
+  if (row_idx && m_kept < M) zero_other_rows(out, M, ncols, row_idx, m_kept);
 }
 
 template <typename T>

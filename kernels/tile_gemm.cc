@@ -42,8 +42,10 @@ void pack_strip(int k, const float* b, int ldb, int nv, __mmask16 last, float* s
 // row and are never stored. Fully unrolled over the tile so the 8 x NV accumulators stay in
 // registers (with a runtime row count in the store loop GCC kept them on the stack: 3x
 // slower).
+// Row i of the tile is stored at crow[i] (rows of C need not be adjacent: a compacted
+// convolution writes its kept filters' rows in place).
 template <int NV>
-void tile(int k, const float* a, int lda, const float* strip, float* c, int ldc, int rows,
+void tile(int k, const float* a, int lda, const float* strip, float* const* crow, int rows,
           __mmask16 last) {
   const float* row[kTileRows];
 #pragma GCC unroll 8
@@ -70,7 +72,7 @@ void tile(int k, const float* a, int lda, const float* strip, float* c, int ldc,
 #pragma GCC unroll 3
     for (int v = 0; v < NV; ++v) {
       const __mmask16 mask = v == NV - 1 ? last : __mmask16(0xffff);
-      _mm512_mask_storeu_ps(c + int64_t(i) * ldc + v * 16, mask, acc[i][v]);
+      _mm512_mask_storeu_ps(crow[i] + v * 16, mask, acc[i][v]);
     }
   }
 }
@@ -78,7 +80,7 @@ void tile(int k, const float* a, int lda, const float* strip, float* c, int ldc,
 }  // namespace
 
 bool tile_sgemm(int m, int n, int k, const float* a, int lda, const float* b, int ldb,
-                float beta, float* c, int ldc) {
+                float beta, float* c, int ldc, const int64_t* c_rows) {
   if (n > kWideB || m < 1 || n < 1 || k < 1 || beta != 0.f) return false;
   thread_local std::vector<float> strip;
   const int tiles = (m + kTileRows - 1) / kTileRows;
@@ -90,11 +92,15 @@ bool tile_sgemm(int m, int n, int k, const float* a, int lda, const float* b, in
     for (int t = 0; t < tiles; ++t) {
       const int rows = std::min(kTileRows, m - t * kTileRows);
       const float* at = a + int64_t(t) * kTileRows * lda;
-      float* ct = c + int64_t(t) * kTileRows * ldc + n0;
+      float* crow[kTileRows];
+      for (int i = 0; i < rows; ++i) {
+        const int64_t r = int64_t(t) * kTileRows + i;
+        crow[i] = c + (c_rows ? c_rows[r] : r) * ldc + n0;
+      }
       switch (nv) {
-        case 3: tile<3>(k, at, lda, strip.data(), ct, ldc, rows, last); break;
-        case 2: tile<2>(k, at, lda, strip.data(), ct, ldc, rows, last); break;
-        default: tile<1>(k, at, lda, strip.data(), ct, ldc, rows, last);
+        case 3: tile<3>(k, at, lda, strip.data(), crow, rows, last); break;
+        case 2: tile<2>(k, at, lda, strip.data(), crow, rows, last); break;
+        default: tile<1>(k, at, lda, strip.data(), crow, rows, last);
       }
     }
   }
@@ -105,7 +111,8 @@ bool tile_gemm_available() { return true; }
 
 #else  // no AVX-512 in this build: the BLAS does every product
 
-bool tile_sgemm(int, int, int, const float*, int, const float*, int, float, float*, int) {
+bool tile_sgemm(int, int, int, const float*, int, const float*, int, float, float*, int,
+                const int64_t*) {
   return false;
 }
 

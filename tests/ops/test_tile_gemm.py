@@ -93,3 +93,54 @@ def test_minicaffe_tile_gemm_0_turns_it_off_with_the_same_results(k, tmp_path):
         assert run.stdout.strip() == ("False" if value == "0" else "True")
         results[value] = np.load(path)
     np.testing.assert_allclose(results["0"], results["1"], rtol=1e-4, atol=1e-4)
+
+
+@pytest.fixture(params=[1, 2], ids=["1thread", "2threads"])
+def threads(request):
+    before = ops.get_num_threads()
+    ops.set_num_threads(request.param)
+    yield request.param
+    ops.set_num_threads(before)
+
+
+# Which filters survive: the GEMM stores kept row t straight into filter rows[t], and its zero
+# padding rows (4 - m_kept % 4 of them) into removed filters' rows, zeroed afterwards.
+KEPT = {
+    "first-removed": lambda M: np.arange(1, M),
+    "last-removed": lambda M: np.arange(M - 3),
+    "every-third": lambda M: np.arange(0, M, 3),
+    "one": lambda M: np.array([M // 2]),
+    "all": lambda M: np.arange(M),
+}
+# (C, H, W, kernel, pad, stride, M, N): a tile kernel shape, a wide one the BLAS takes at one
+# thread (conv1-like, 3025 columns), and a tall one (M > output columns) that two threads split
+# by rows.
+SHAPES = {
+    "13x13": (16, 13, 13, 3, 1, 1, 40, 2),
+    "wide": (3, 63, 63, 11, 0, 1, 21, 1),
+    "tall": (128, 4, 4, 3, 0, 1, 520, 1),
+}
+
+
+@pytest.mark.parametrize("kept", sorted(KEPT))
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_compacted_forward_writes_kept_filters_rows_in_place(rng, threads, kept, shape, dtype):
+    C, H, W, kernel, pad, stride, M, N = SHAPES[shape]
+    g = ops.ConvGeometry(C, H, W, kernel, kernel, pad, pad, stride, stride)
+    rows = KEPT[kept](M)
+    cols = np.sort(rng.permutation(g.rows)[:max(1, g.rows // 3)])
+    w = np.zeros((M, g.rows), dtype)
+    w[np.ix_(rows, cols)] = rng.standard_normal((len(rows), len(cols)))
+    x = rng.standard_normal((N, C, H, W)).astype(dtype)
+    # An inf that the first kept lowered row reads (at output pixel (pad, pad)): the zero
+    # padding rows of the compacted weights turn it into NaN, which must not reach the output.
+    c, tap = divmod(cols[0], kernel * kernel)
+    x[0, c, tap // kernel, tap % kernel] = np.inf
+    out = np.full((M, N * g.cols), 7.0, dtype)
+    ops.conv_forward(x, g, ops.CompactWeights(w), out=out)
+    assert (out[np.setdiff1d(np.arange(M), rows)] == 0).all()
+    want = w[np.ix_(rows, cols)].astype(np.float64) @ ops.im2col_batch(x, g)[cols]
+    assert np.isinf(want).any()
+    tol = 1e-4 if dtype == "float32" else 1e-10
+    np.testing.assert_allclose(out[rows], want, rtol=tol, atol=tol * np.sqrt(len(cols)))
