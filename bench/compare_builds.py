@@ -19,7 +19,6 @@ import numpy as np
 
 from minicaffe import ops
 from minicaffe.bench import ALEXNET, ssl_weights
-from minicaffe.ops.im2col import _geom_tuple
 
 
 def load_other(path):
@@ -42,7 +41,7 @@ def per_call(f, reps):
 def compare(builds, layer, batch, rng, rounds=25):
     """{(build, engine): median seconds} of dense and compacted forward, alternated."""
     g = layer.geom
-    gt = _geom_tuple(g)
+    gt = g.native
     x = rng.standard_normal((batch, g.C, g.H, g.W)).astype(np.float32)
     w = rng.standard_normal((layer.M, g.rows)).astype(np.float32)
     cw = ops.CompactWeights(ssl_weights(layer, rng))

@@ -3,8 +3,6 @@
 Messages follow STYLE.md: the operation, the argument, the value found and the rule broken.
 Wrong dtypes raise TypeError; everything else raises KernelError (a ValueError).
 """
-import functools
-
 import numpy as np
 
 from minicaffe.errors import KernelError
@@ -18,6 +16,8 @@ def float_array(op, name, a):
     Raises TypeError for other dtypes (ints are not silently promoted: a wrong dtype is usually
     a bug upstream).
     """
+    if type(a) is np.ndarray and a.dtype in FLOAT_DTYPES and a.flags.c_contiguous:
+        return a  # the common case, checked cheaply (this runs on every forward)
     if not isinstance(a, np.ndarray):
         if hasattr(a, "__cuda_array_interface__"):
             raise TypeError(f"{op}: {name} is a GPU array ({type(a).__module__}."
@@ -50,9 +50,10 @@ def output(op, out, shape, dtype, name="out"):
     """Validate a caller-supplied output (exact shape, dtype, C-contiguous) or allocate one."""
     if out is None:
         return np.empty(shape, dtype=dtype)
-    if (type(out) is np.ndarray and out.shape == shape and out.dtype == dtype
-            and out.flags.c_contiguous and out.flags.writeable):
-        return out  # the common case, checked cheaply (this runs on every forward)
+    if type(out) is np.ndarray and out.shape == shape and out.dtype == dtype:
+        flags = out.flags
+        if flags.c_contiguous and flags.writeable:
+            return out  # the common case, checked cheaply (this runs on every forward)
     shape = tuple(map(int, shape))
     if not isinstance(out, np.ndarray):
         raise TypeError(f"{op}: {name} must be a numpy.ndarray, got {type(out).__name__}")
@@ -67,22 +68,13 @@ def output(op, out, shape, dtype, name="out"):
     return out
 
 
-@functools.lru_cache(maxsize=256)
 def check_geometry(op, geom):
     """Raise KernelError unless every ConvGeometry field is in range and the output is non-empty.
 
-    Cached per (op, geom): layers pass the same frozen geometry on every forward.
+    The verdict is cached on the geometry: layers pass the same frozen one on every forward.
     """
-    for field, low in (("C", 1), ("H", 1), ("W", 1), ("kh", 1), ("kw", 1), ("ph", 0),
-                       ("pw", 0), ("sh", 1), ("sw", 1), ("dh", 1), ("dw", 1)):
-        value = getattr(geom, field)
-        if int(value) != value or value < low:
-            raise KernelError(f"{op}: geom.{field} = {value}; expected an integer >= {low}")
-    if geom.oh < 1 or geom.ow < 1:
-        raise KernelError(
-            f"{op}: output would be {geom.oh}x{geom.ow}: the dilated kernel "
-            f"{geom.dh * (geom.kh - 1) + 1}x{geom.dw * (geom.kw - 1) + 1} does not fit the padded "
-            f"input {geom.H + 2 * geom.ph}x{geom.W + 2 * geom.pw}")
+    if geom.problem is not None:
+        raise KernelError(f"{op}: {geom.problem}")
 
 
 def index_list(op, name, idx):

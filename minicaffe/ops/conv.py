@@ -10,7 +10,7 @@ import numpy as np
 from minicaffe.errors import KernelError
 from minicaffe.ops import _checks, native
 from minicaffe.ops.formats import CompactWeights
-from minicaffe.ops.im2col import _check_input, _geom_tuple, _np_col2im_batch, _np_im2col_batch
+from minicaffe.ops.im2col import _check_input, _np_col2im_batch, _np_im2col_batch
 
 BLOCK_BYTES = 1 << 20  # lowered input per chunk of images: stays in the core's L2 cache
 
@@ -57,7 +57,7 @@ def conv_forward_nchw(x, geom, w, group=1, bias=None, out=None, block_bytes=BLOC
     out = _checks.output(op, out, (x.shape[0], M, geom.cols), x.dtype)
     k = native.kernels()
     if k is not None:
-        k.conv_forward_nchw(x, _geom_tuple(geom), group, w, bias, out, int(block_bytes))
+        k.conv_forward_nchw(x, geom.native, group, w, bias, out, int(block_bytes))
         return out
     P, mg, kg = geom.cols, M // group, geom.rows // group
     for n0, n in _chunks(x.shape[0], geom, x.dtype, block_bytes):
@@ -83,7 +83,7 @@ def _forward_compact(op, x, geom, w, group, bias, out, block_bytes):
     out = _checks.output(op, out, (x.shape[0], M, geom.cols), x.dtype)
     k = native.kernels()
     if k is not None:
-        k.conv_forward_nchw(x, _geom_tuple(geom), 1, w._padded, bias, out, int(block_bytes),
+        k.conv_forward_nchw(x, geom.native, 1, w._padded, bias, out, int(block_bytes),
                             w.rows, w.cols)
         return out
     P = geom.cols
@@ -114,7 +114,7 @@ def conv_backward(x, geom, w, dy, dw, group=1, db=None, dx=None, block_bytes=BLO
         dx = _checks.output(op, dx, x.shape, x.dtype, name="dx")
     k = native.kernels()
     if k is not None:
-        k.conv_backward(x, _geom_tuple(geom), group, w, dy, dw, db, dx, int(block_bytes))
+        k.conv_backward(x, geom.native, group, w, dy, dw, db, dx, int(block_bytes))
         return dw, db, dx
     mg, kg = M // group, geom.rows // group
     for n0, n in _chunks(N, geom, x.dtype, block_bytes):

@@ -6,18 +6,11 @@ entry = x_padded[c, y*sh + i*dh, x*sw + j*dw]. A batch of N images is lowered si
 Each function runs the compiled kernel when it is available and its NumPy twin (`_np_*`)
 otherwise; both share the argument checks.
 """
-import functools
-
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from minicaffe.ops import _checks, native
 from minicaffe.ops.geometry import ConvGeometry
-
-
-@functools.lru_cache(maxsize=256)
-def _geom_tuple(g):
-    return (g.C, g.H, g.W, g.kh, g.kw, g.ph, g.pw, g.sh, g.sw, g.dh, g.dw)
 
 
 def _check_input(op, x, geom, batched):
@@ -27,8 +20,7 @@ def _check_input(op, x, geom, batched):
     x = _checks.float_array(op, "x", x)
     if batched:
         _checks.check_ndim(op, "x", x, 4, "(N, C, H, W)")
-        want = (geom.C, geom.H, geom.W)
-        if tuple(x.shape[1:]) != want:
+        if x.shape[1:] != geom.image_shape:
             raise _checks.KernelError(f"{op}: x has shape {tuple(x.shape)}; geom expects "
                                       f"(N, C, H, W) = (N, {geom.C}, {geom.H}, {geom.W})")
     else:
@@ -96,7 +88,7 @@ def im2col_batch(x, geom, out=None):
     out = _checks.output("im2col_batch", out, (geom.rows, x.shape[0] * geom.cols), x.dtype)
     k = native.kernels()
     if k is not None:
-        k.im2col_batch(x, _geom_tuple(geom), out)
+        k.im2col_batch(x, geom.native, out)
         return out
     return _np_im2col_batch(x, geom, out)
 
@@ -107,7 +99,7 @@ def im2col(x, geom, out=None):
     out = _checks.output("im2col", out, (geom.rows, geom.cols), x.dtype)
     k = native.kernels()
     if k is not None:
-        k.im2col_batch(x[None], _geom_tuple(geom), out)
+        k.im2col_batch(x[None], geom.native, out)
         return out
     return _np_im2col_batch(x[None], geom, out)
 
@@ -126,7 +118,7 @@ def im2col_rows(x, geom, rows, out=None):
         rows = _checks.check_index_list("im2col_rows", "rows", rows, geom.rows)
     out = _checks.output("im2col_rows", out, (len(rows), x.shape[0] * geom.cols), x.dtype)
     if k is not None:
-        k.im2col_rows(x, _geom_tuple(geom), rows, out)
+        k.im2col_rows(x, geom.native, rows, out)
         return out
     return _np_im2col_rows(x, geom, rows, out)
 
@@ -155,7 +147,7 @@ def col2im_batch(cols, geom, N, out=None):
     out = _checks.output("col2im_batch", out, (N, geom.C, geom.H, geom.W), cols.dtype)
     k = native.kernels()
     if k is not None:
-        k.col2im_batch(cols, _geom_tuple(geom), N, out)
+        k.col2im_batch(cols, geom.native, N, out)
         return out
     return _np_col2im_batch(cols, geom, N, out)
 
@@ -166,7 +158,7 @@ def col2im(cols, geom, out=None):
     out = _checks.output("col2im", out, (geom.C, geom.H, geom.W), cols.dtype)
     k = native.kernels()
     if k is not None:
-        k.col2im_batch(cols, _geom_tuple(geom), 1, out[None])
+        k.col2im_batch(cols, geom.native, 1, out[None])
         return out
     _np_col2im_batch(cols, geom, 1, out[None])
     return out

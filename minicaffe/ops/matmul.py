@@ -10,7 +10,7 @@ import numpy as np
 from minicaffe.errors import KernelError
 from minicaffe.ops import _checks, native
 from minicaffe.ops.formats import CompactWeights, CSRWeights, DenseWeights
-from minicaffe.ops.im2col import _check_input, _geom_tuple, im2col_batch, im2col_rows
+from minicaffe.ops.im2col import _check_input, im2col_batch, im2col_rows
 
 
 def gemm(a, b, out=None, alpha=1.0, beta=0.0, trans_a=False, trans_b=False):
@@ -171,7 +171,7 @@ def conv_forward(x, geom, weights, out=None):
     if k is None or isinstance(weights, CSRWeights):
         return matmul(weights, lower(x, geom, weights), out=out)
     if isinstance(weights, DenseWeights):
-        k.conv_forward(x, _geom_tuple(geom), weights.w, None, None, out)
+        k.conv_forward(x, geom.native, weights.w, None, None, out)
     else:
-        k.conv_forward(x, _geom_tuple(geom), weights._padded, weights.rows, weights.cols, out)
+        k.conv_forward(x, geom.native, weights._padded, weights.rows, weights.cols, out)
     return out

@@ -175,3 +175,29 @@ def test_gpu_arrays_get_a_clear_error(engine):
     with pytest.raises(TypeError, match=r"^im2col: x is a GPU array \(.*FakeDeviceArray\); "
                                         r"minicaffe.ops runs on the CPU only so far"):
         ops.im2col(FakeDeviceArray(), ConvGeometry(1, 3, 3, 2, 2))
+
+
+def test_geometry_caches_derived_values_without_changing_equality():
+    """Derived sizes are cached on the instance; equality, hashing and replace() see fields."""
+    import dataclasses
+
+    g = ConvGeometry(3, 13, 13, 3, 3, 1, 1)
+    fresh = ConvGeometry(3, 13, 13, 3, 3, 1, 1)
+    assert (g.oh, g.ow, g.rows, g.cols) == (13, 13, 27, 169)
+    assert g.native == (3, 13, 13, 3, 3, 1, 1, 1, 1, 1, 1)
+    assert g.image_shape == (3, 13, 13) and g.problem is None
+    assert g == fresh and hash(g) == hash(fresh)  # fresh has no cached values yet
+    strided = dataclasses.replace(g, sh=2, sw=2)
+    assert (strided.oh, strided.ow, strided.cols) == (7, 7, 49)
+    assert strided.native[7:9] == (2, 2)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        g.C = 4
+
+
+def test_same_bad_geometry_named_by_each_operation(engine):
+    g = ConvGeometry(1, 4, 4, 2, 2, sh=0)
+    for call, op in ((lambda: ops.im2col(np.zeros((1, 4, 4), np.float32), g), "im2col"),
+                     (lambda: ops.im2col_batch(np.zeros((1, 1, 4, 4), np.float32), g),
+                      "im2col_batch")):
+        with pytest.raises(KernelError, match=rf"^{op}: geom.sh = 0; expected an integer >= 1$"):
+            call()
