@@ -25,7 +25,7 @@ def _check_input(op, x, geom, batched):
                                       f"(N, C, H, W) = (N, {geom.C}, {geom.H}, {geom.W})")
     else:
         _checks.check_ndim(op, "x", x, 3, "(C, H, W)")
-        if tuple(x.shape) != (geom.C, geom.H, geom.W):
+        if x.shape != geom.image_shape:
             raise _checks.KernelError(f"{op}: x has shape {tuple(x.shape)}; geom expects "
                                       f"(C, H, W) = ({geom.C}, {geom.H}, {geom.W})")
     return x
