@@ -46,18 +46,18 @@ std::vector<RowPlan> plan_rows(const Geom& g, const int64_t* rows, int64_t n_row
     valid_range(p.xoff, g.sw, g.W, ow, &p.xlo, &p.xhi);
   }
   std::vector<RowPlan> plan(n_rows);
-  int64_t c = 0, tap = 0;  // of row t when rows is null: counted, not divided
+  // (c, tap) of row t counted forward, not divided: the lists increase, so c only grows (a
+  // division per row was a tenth of lowering conv4's 264 kept rows).
+  int64_t c = 0, first = 0;  // first: the lowered row (c, 0, 0)
   for (int64_t t = 0; t < n_rows; ++t) {
-    if (rows) {
-      c = rows[t] / khw;
-      tap = rows[t] - c * khw;
+    const int64_t r = rows ? rows[t] : t;
+    if (r < first) {  // a decreasing list (callers reject it; the plan stays right anyway)
+      c = r / khw;
+      first = c * khw;
     }
-    plan[t] = taps[tap];
+    for (; r >= first + khw; first += khw) ++c;
+    plan[t] = taps[r - first];
     plan[t].c = c;
-    if (!rows && ++tap == khw) {
-      tap = 0;
-      ++c;
-    }
   }
   return plan;
 }
@@ -109,58 +109,110 @@ inline void lower_row(const RowPlan& p, const T* plane, const Geom& g, int64_t o
 }
 
 #if defined(__AVX512F__)
-// Output rows no longer than one vector (13x13 AlexNet conv3-5, 8x8 CIFAR-10 conv3) at stride
-// 1: one masked load and one masked store per output row. The load mask drops the padding
-// columns, so nothing is fixed up afterwards. The contiguous-copy path below spent about two
-// thirds of its time on per-row calls and fix-ups at this size (2-2.6x slower).
+// Short output rows at stride 1 (13x13 AlexNet conv3-5, 27x27 conv2, CIFAR-10's 32x32 and
+// 8x8, LeNet's 24x24): each output row is one or two masked stores. The load masks drop the
+// padding columns, so nothing is fixed up afterwards; the contiguous-copy path below spent most
+// of its time on per-row calls and fix-ups at these sizes.
 template <typename T>
 struct ShortRow;
 
 template <>
 struct ShortRow<float> {
   static constexpr int64_t lanes = 16;
-  static void copy(const float* src, uint32_t load, float* dst, uint32_t store) {
-    _mm512_mask_storeu_ps(dst, __mmask16(store), _mm512_maskz_loadu_ps(__mmask16(load), src));
+  using Mask = __mmask16;
+  static void copy(const float* src, Mask load, float* dst, Mask store) {
+    _mm512_mask_storeu_ps(dst, store, _mm512_maskz_loadu_ps(load, src));
+  }
+  static void zero(float* dst, Mask store) {
+    _mm512_mask_storeu_ps(dst, store, _mm512_setzero_ps());
   }
 };
 
 template <>
 struct ShortRow<double> {
   static constexpr int64_t lanes = 8;
-  static void copy(const double* src, uint32_t load, double* dst, uint32_t store) {
-    _mm512_mask_storeu_pd(dst, __mmask8(store), _mm512_maskz_loadu_pd(__mmask8(load), src));
+  using Mask = __mmask8;
+  static void copy(const double* src, Mask load, double* dst, Mask store) {
+    _mm512_mask_storeu_pd(dst, store, _mm512_maskz_loadu_pd(load, src));
+  }
+  static void zero(double* dst, Mask store) {
+    _mm512_mask_storeu_pd(dst, store, _mm512_setzero_pd());
   }
 };
 
-// Masked-off lanes are never read (AVX-512 suppresses their faults), so `src` may point up to
-// pw elements before a plane's row.
+// Up to two vectors per output row. Measured against the contiguous-copy path, lowering alone,
+// one thread: 1.3-1.9x faster for two-vector rows (27x27, 32x32, 24x24) while the lowered block
+// stays in cache, as the convolution forwards keep it; three or four vectors (40-56 wide) were
+// 0.6-1.07x, and so are blocks far beyond the caches (below).
+constexpr int64_t kShortRowVectors = 2;
+// Two-vector rows only up to this many lowered bytes per call: past the caches the old path's
+// large memcpy (whose stores need no read for ownership) won, 0.91-1.0x at 10-19 MB.
+constexpr int64_t kShortRowBlockBytes = int64_t(4) << 20;
+
+// Lanes [lo, hi) of one vector, clipped to its lanes.
 template <typename T>
-void lower_short_row(const RowPlan& p, const T* plane, const Geom& g, int64_t ow, T* dst) {
-  const int64_t P = g.oh() * ow;
-  std::fill(dst, dst + p.ylo * ow, T(0));
-  std::fill(dst + p.yhi * ow, dst + P, T(0));
-  const uint32_t store = (1u << ow) - 1, load = ((1u << p.xhi) - 1) & ~((1u << p.xlo) - 1);
-  const T* src = plane + (p.ylo * g.sh + p.yoff) * g.W + p.xoff;
-  T* d = dst + p.ylo * ow;
-  for (int64_t y = p.ylo; y < p.yhi; ++y, src += g.sh * g.W, d += ow)
-    ShortRow<T>::copy(src, load, d, store);
+inline typename ShortRow<T>::Mask lane_range(int64_t lo, int64_t hi) {
+  lo = std::max<int64_t>(lo, 0);
+  hi = std::min<int64_t>(hi, ShortRow<T>::lanes);
+  if (hi <= lo) return 0;
+  return typename ShortRow<T>::Mask(((1u << hi) - 1) & ~((1u << lo) - 1));
+}
+
+// One lowered row of one image: output rows above and below the input are masked stores of
+// zeros, the rest masked copies. Sizes come by value: a vector store may alias anything, so
+// the compiler reloaded a Geom's fields after every store. Masked-off lanes are never read
+// (AVX-512 suppresses their faults), so `src` may point up to pw elements before a plane's row.
+template <typename T>
+inline void lower_short_row(const RowPlan& p, const T* plane, int64_t W, int64_t sh, int64_t oh,
+                            int64_t ow, T* dst) {
+  using S = ShortRow<T>;
+  constexpr int64_t L = S::lanes;
+  const int64_t step = sh * W, ylo = p.ylo, yhi = p.yhi;
+  const T* src = plane + ylo * step + p.yoff * W + p.xoff;
+  const typename S::Mask store0 = lane_range<T>(0, ow), load0 = lane_range<T>(p.xlo, p.xhi);
+  int64_t y = 0;
+  if (ow <= L) {
+    for (; y < ylo; ++y, dst += ow) S::zero(dst, store0);
+    for (; y < yhi; ++y, dst += ow, src += step) S::copy(src, load0, dst, store0);
+    for (; y < oh; ++y, dst += ow) S::zero(dst, store0);
+    return;
+  }
+  const typename S::Mask store1 = lane_range<T>(0, ow - L);
+  const typename S::Mask load1 = lane_range<T>(p.xlo - L, p.xhi - L);
+  for (; y < ylo; ++y, dst += ow) {
+    S::zero(dst, store0);
+    S::zero(dst + L, store1);
+  }
+  for (; y < yhi; ++y, dst += ow, src += step) {
+    S::copy(src, load0, dst, store0);
+    S::copy(src + L, load1, dst + L, store1);
+  }
+  for (; y < oh; ++y, dst += ow) {
+    S::zero(dst, store0);
+    S::zero(dst + L, store1);
+  }
 }
 #else
 template <typename T>
 struct ShortRow {
   static constexpr int64_t lanes = 0;
 };
+constexpr int64_t kShortRowVectors = 0;
+constexpr int64_t kShortRowBlockBytes = 0;
 
 template <typename T>
-void lower_short_row(const RowPlan&, const T*, const Geom&, int64_t, T*) {}
+void lower_short_row(const RowPlan&, const T*, int64_t, int64_t, int64_t, int64_t, T*) {}
 #endif
 
 template <typename T>
 void im2col_rows(const T* x, int64_t N, const Geom& g, const int64_t* rows, int64_t n_rows,
                  T* cols, bool parallel) {
-  const int64_t ow = g.ow(), P = g.oh() * ow, ncols = N * P, plane = g.H * g.W;
+  const int64_t oh = g.oh(), ow = g.ow(), P = oh * ow, ncols = N * P, plane = g.H * g.W;
   const std::vector<RowPlan> plan = plan_rows(g, rows, n_rows);
-  const bool short_rows = g.sw == 1 && ow <= ShortRow<T>::lanes;
+  const int64_t L = ShortRow<T>::lanes;
+  const bool short_rows = g.sw == 1 && (ow <= L || (ow <= kShortRowVectors * L &&
+                                                    n_rows * ncols * int64_t(sizeof(T)) <=
+                                                        kShortRowBlockBytes));
   // "Same" convolutions (AlexNet conv2-5): output and input rows have equal length, so the
   // valid rows of a lowered row are one contiguous shifted copy of the plane; only the
   // x-padding columns, which pick up neighbouring values, are cleared afterwards.
@@ -172,7 +224,7 @@ void im2col_rows(const T* x, int64_t N, const Geom& g, const int64_t* rows, int6
     for (int64_t n = 0; n < N; ++n) {
       const T* src = x + (n * g.C + plan[t].c) * plane;
       T* dst = cols + t * ncols + n * P;
-      if (short_rows) lower_short_row(plan[t], src, g, ow, dst);
+      if (short_rows) lower_short_row(plan[t], src, g.W, g.sh, oh, ow, dst);
       else lower_row(plan[t], src, g, ow, same, dst);
     }
 }

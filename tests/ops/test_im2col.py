@@ -16,8 +16,9 @@ GEOMETRIES = {
     "rect_all": (3, 11, 7, 5, 3, 2, 1, 3, 2, 1, 2),
     "alexnet_conv1_small": (3, 23, 23, 11, 11, 0, 0, 4, 4, 1, 1),
     "kernel_eq_input": (2, 3, 4, 3, 4, 0, 0, 1, 1, 1, 1),
-    # Output rows of one vector or less take the masked-vector path (16 float / 8 double
-    # lanes), longer ones the contiguous-copy path: both sides of each boundary.
+    # At stride 1, output rows of up to two vectors (16 float / 8 double lanes each) take the
+    # masked-vector path, one or two stores per row; longer ones the contiguous-copy path:
+    # both sides of each boundary, for both dtypes.
     "same_13": (3, 13, 13, 3, 3, 1, 1, 1, 1, 1, 1),
     "row_8": (2, 6, 8, 3, 3, 1, 1, 1, 1, 1, 1),
     "row_9": (2, 6, 9, 3, 3, 1, 1, 1, 1, 1, 1),
@@ -25,6 +26,11 @@ GEOMETRIES = {
     "row_17": (2, 5, 17, 3, 3, 1, 1, 1, 1, 1, 1),
     "row_16_dilated_padded": (2, 9, 14, 3, 3, 2, 2, 1, 1, 2, 2),
     "row_16_wide_pad": (2, 5, 10, 3, 5, 0, 5, 1, 1, 1, 1),
+    "same_27_conv2": (2, 7, 27, 5, 5, 2, 2, 1, 1, 1, 1),
+    "row_24_no_pad": (2, 6, 28, 5, 5, 0, 0, 1, 1, 1, 1),
+    "row_32": (2, 4, 32, 3, 3, 1, 1, 1, 1, 1, 1),
+    "row_33": (2, 4, 33, 3, 3, 1, 1, 1, 1, 1, 1),
+    "row_30_pad_across_vectors": (2, 5, 12, 3, 7, 1, 12, 1, 1, 1, 3),
 }
 
 
@@ -88,6 +94,26 @@ def test_im2col_rows_equals_rows_of_full_lowering(engine, geom, which, rng):
     got = ops.im2col_rows(x, geom, np.array(rows, dtype=np.int64))
     full = reference.im2col_batch(x, *GEOM_ARGS(geom)).astype(np.float32)
     np.testing.assert_array_equal(got, full[rows])
+
+
+@pytest.mark.parametrize("dtype,geometry", [
+    ("float32", (64, 27, 27, 3, 3, 1, 1)),   # two 16-lane vectors per row; 1.7 MB per image
+    ("float64", (256, 14, 14, 3, 3, 1, 1)),  # two 8-lane vectors per row; 3.6 MB per image
+])
+def test_im2col_rows_same_on_both_sides_of_the_cached_block_size(dtype, geometry, rng):
+    # Two-vector rows take the masked path only while a call lowers at most 4 MB (past the
+    # caches the contiguous copy is faster): one image at a time and all five must agree.
+    if not ops.native.available():
+        pytest.skip("the block-size switch is in the compiled kernel")
+    g = ConvGeometry(*geometry)
+    x = rng.standard_normal((5, g.C, g.H, g.W)).astype(dtype)
+    rows = np.arange(g.rows, dtype=np.int64)
+    batch = ops.im2col_rows(x, g, rows)
+    for n in range(5):
+        one = ops.im2col_rows(x[n:n + 1], g, rows)
+        np.testing.assert_array_equal(batch[:, n * g.cols:(n + 1) * g.cols], one)
+    want = reference.im2col_batch(x[:2], *GEOM_ARGS(g)).astype(dtype)
+    np.testing.assert_array_equal(batch[:, :2 * g.cols], want)
 
 
 def test_out_is_written_in_place(engine, rng):
