@@ -209,13 +209,13 @@ void im2col_rows(const T* x, int64_t N, const Geom& g, const int64_t* rows, int6
                  T* cols, bool parallel) {
   const int64_t oh = g.oh(), ow = g.ow(), P = oh * ow, ncols = N * P, plane = g.H * g.W;
   const std::vector<RowPlan> plan = plan_rows(g, rows, n_rows);
-  const int64_t L = ShortRow<T>::lanes;
-  const bool short_rows = g.sw == 1 && (ow <= L || (ow <= kShortRowVectors * L &&
-                                                    n_rows * ncols * int64_t(sizeof(T)) <=
-                                                        kShortRowBlockBytes));
-  // "Same" convolutions (AlexNet conv2-5): output and input rows have equal length, so the
-  // valid rows of a lowered row are one contiguous shifted copy of the plane; only the
-  // x-padding columns, which pick up neighbouring values, are cleared afterwards.
+  const int64_t L = ShortRow<T>::lanes, bytes = n_rows * ncols * int64_t(sizeof(T));
+  const bool short_rows =
+      g.sw == 1 && (ow <= L || (ow <= kShortRowVectors * L && bytes <= kShortRowBlockBytes));
+  // "Same" convolutions with rows longer than the masked path takes: output and input rows
+  // have equal length, so the valid rows of a lowered row are one contiguous shifted copy of
+  // the plane; only the x-padding columns, which pick up neighbouring values, are cleared
+  // afterwards.
   const bool same = g.sh == 1 && g.sw == 1 && ow == g.W;
   // One task per (kept row, image): it reads one input plane and writes one contiguous run of
   // oh*ow lowered values, so work splits evenly and writes never share cache lines much.
