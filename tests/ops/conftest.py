@@ -1,6 +1,7 @@
 """Run each ops test on both paths: the NumPy twins and, when built, the compiled kernels."""
 import pytest
 
+from minicaffe import ops
 from minicaffe.ops import native
 
 
@@ -18,3 +19,12 @@ def tol(dtype):
     """(rtol, atol) for comparing a float32/float64 result with a float64 reference."""
     return (1e-5, 1e-5) if dtype == "float32" or getattr(dtype, "name", "") == "float32" \
         else (1e-12, 1e-12)
+
+
+@pytest.fixture(params=[1, 2], ids=["1thread", "2threads"])
+def threads(request):
+    """Runs a test at one and at two threads, restoring the count afterwards."""
+    before = ops.get_num_threads()
+    ops.set_num_threads(request.param)
+    yield request.param
+    ops.set_num_threads(before)

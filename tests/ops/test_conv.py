@@ -56,14 +56,6 @@ CASES = [  # (C, H, W, kh, kw, ph, pw, sh, sw, dh, dw), M, group
 ]
 
 
-@pytest.fixture(params=[1, 2], ids=["1thread", "2threads"])
-def threads(request):
-    before = ops.get_num_threads()
-    ops.set_num_threads(request.param)
-    yield request.param
-    ops.set_num_threads(before)
-
-
 def random_case(rng, case, n):
     """(geometry, M, group, x (n, C, H, W), w4 (M, C/group, kh, kw)) for one of CASES."""
     geom, M, group = case

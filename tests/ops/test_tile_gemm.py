@@ -95,14 +95,6 @@ def test_minicaffe_tile_gemm_0_turns_it_off_with_the_same_results(k, tmp_path):
     np.testing.assert_allclose(results["0"], results["1"], rtol=1e-4, atol=1e-4)
 
 
-@pytest.fixture(params=[1, 2], ids=["1thread", "2threads"])
-def threads(request):
-    before = ops.get_num_threads()
-    ops.set_num_threads(request.param)
-    yield request.param
-    ops.set_num_threads(before)
-
-
 # Which filters survive: the GEMM stores kept row t straight into filter rows[t], and its zero
 # padding rows (4 - m_kept % 4 of them) into removed filters' rows, zeroed afterwards.
 KEPT = {
