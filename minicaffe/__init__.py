@@ -26,8 +26,8 @@ _EXPORTS = {
     "set_num_threads": "minicaffe.ops.native",
     "get_num_threads": "minicaffe.ops.native",
     "build_info": "minicaffe.ops.native",
-    "layer_type_list": "minicaffe.layers",
-    "Layer": "minicaffe.layers",
+    "layer_type_list": "minicaffe.catalog",
+    "Layer": "minicaffe.catalog",
     "Blob": "minicaffe.blob",
 }
 

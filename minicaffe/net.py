@@ -25,7 +25,7 @@ import numpy as np
 from minicaffe import backend
 from minicaffe.blob import Blob
 from minicaffe.errors import LayerSetupError, MinicaffeError, ShapeError
-from minicaffe.layers import create_layer
+from minicaffe.catalog import create_layer
 from minicaffe.phase import phase_id, phase_name
 
 

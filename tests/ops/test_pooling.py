@@ -5,7 +5,7 @@ import pytest
 
 from minicaffe import ops
 from minicaffe.errors import KernelError
-from minicaffe.layers.pooling import pooled_size
+from minicaffe.catalog.pooling import pooled_size
 from minicaffe.ops import native
 from minicaffe.ops import pooling as pool_ops
 
