@@ -30,3 +30,23 @@ def pair(layer, bottom, msg, name, default, repeated):
     if value is None:
         return default, default
     return int(value), int(value)
+
+
+def conv_fields(layer, bottom, p):
+    """((kh, kw), (ph, pw), (sh, sw), (dh, dw)) of a convolution_param, checked.
+
+    Raises the layer's LayerSetupError for a missing or non-positive kernel, a non-positive
+    stride or dilation, or a badly formed repeated field.
+    """
+    kh, kw = pair(layer, bottom, p, "kernel", 0, repeated=True)
+    ph, pw = pair(layer, bottom, p, "pad", 0, repeated=True)
+    sh, sw = pair(layer, bottom, p, "stride", 1, repeated=True)
+    dh, dw = pair(layer, bottom, p, "dilation", 1, repeated=True)
+    if kh <= 0 or kw <= 0:
+        raise layer.error(f"kernel size must be positive, got kernel_h={kh}, kernel_w={kw} "
+                          f"(set kernel_size)", bottom)
+    if sh <= 0 or sw <= 0:
+        raise layer.error(f"stride must be positive, got ({sh}, {sw})", bottom)
+    if dh <= 0 or dw <= 0:
+        raise layer.error(f"dilation must be positive, got ({dh}, {dw})", bottom)
+    return (kh, kw), (ph, pw), (sh, sw), (dh, dw)

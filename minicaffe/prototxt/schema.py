@@ -210,7 +210,9 @@ message LayerParameter
   slice_param SliceParameter
   tanh_param TanHParameter
   threshold_param ThresholdParameter
-known LayerParameter contrastive_loss_param crop_param embed_param hdf5_output_param hinge_loss_param infogain_loss_param mvn_param parameter_param recurrent_param reduction_param spp_param tile_param window_data_param swish_param clip_param
+  crop_param CropParameter
+  recurrent_param RecurrentParameter
+known LayerParameter contrastive_loss_param embed_param hdf5_output_param hinge_loss_param infogain_loss_param mvn_param parameter_param reduction_param spp_param tile_param window_data_param swish_param clip_param
 
 message TransformationParameter
   scale float = 1
@@ -390,6 +392,15 @@ message TanHParameter
   engine Engine = DEFAULT
 message ThresholdParameter
   threshold float = 0
+message CropParameter
+  axis int32 = 2
+  *offset uint32
+message RecurrentParameter
+  num_output uint32 = 0
+  weight_filler FillerParameter
+  bias_filler FillerParameter
+  debug_info bool = false
+  expose_hidden bool = false
 
 message V1LayerParameter
   name string
