@@ -647,6 +647,7 @@ PYBIND11_MODULE(_kernels, m) {
         "dx (N, C, H, W) = 0, then each dy / window size added over its clipped window.");
   m.def("set_num_threads", &mc::set_num_threads, py::arg("n"), py::arg("openmp_threads") = -1);
   m.def("get_num_threads", &mc::get_num_threads);
+  m.def("max_threads", [] { return mc::kMaxThreads; }, "The most threads set_num_threads accepts.");
   m.def("build_info", &build_info);
   m.def("peak_gflops", [](int vector_bits, double seconds) {
           py::gil_scoped_release release;

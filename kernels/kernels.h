@@ -167,7 +167,11 @@ void ave_pool_backward(const T* dy, int64_t planes, const PoolGeom& g, T* dx);
 
 // Thread controls and build description (runtime.cc). init_blas runs once at import.
 void init_blas();
+// Most threads set_num_threads accepts (minicaffe.ops.native.MAX_THREADS is the same number):
+// libgomp could not create 100000 threads and the next parallel region crashed.
+constexpr int kMaxThreads = 1024;
 // BLAS threads = n; OpenMP threads of our kernels = openmp_threads (n when < 1).
+// Throws std::invalid_argument unless 1 <= n <= kMaxThreads and openmp_threads <= kMaxThreads.
 void set_num_threads(int n, int openmp_threads = -1);
 int get_num_threads();
 int get_blas_threads();  // threads of the BLAS itself (1 in the one-pool mode); -1 unknown

@@ -44,7 +44,11 @@ int gemm_split_threads() {
 }
 
 void set_num_threads(int n, int openmp_threads) {
-  if (n < 1) fail("set_num_threads", "n = ", n, "; expected >= 1");
+  if (n < 1 || n > kMaxThreads)
+    fail("set_num_threads", "n = ", n, "; expected 1 to ", kMaxThreads, " (MAX_THREADS)");
+  if (openmp_threads > kMaxThreads)
+    fail("set_num_threads", "openmp_threads = ", openmp_threads, "; expected 1 to ", kMaxThreads,
+         " (MAX_THREADS)");
   if (openmp_threads < 1) openmp_threads = n;
   g_threads = n;
 #ifdef _OPENMP

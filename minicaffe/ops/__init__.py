@@ -10,7 +10,7 @@ from minicaffe.ops.formats import CompactWeights, CSRWeights, DenseWeights, make
 from minicaffe.ops.geometry import ConvGeometry
 from minicaffe.ops.im2col import col2im, col2im_batch, im2col, im2col_batch, im2col_rows
 from minicaffe.ops.matmul import conv_forward, gemm, linear, lower, matmul
-from minicaffe.ops.native import build_info, get_num_threads, set_num_threads
+from minicaffe.ops.native import MAX_THREADS, build_info, get_num_threads, set_num_threads
 from minicaffe.ops.pooling import (ave_pool_backward, ave_pool_forward, max_pool_backward,
                                    max_pool_forward)
 
@@ -19,5 +19,5 @@ __all__ = [
     "DenseWeights", "CompactWeights", "CSRWeights", "make_weights", "lower", "matmul", "linear",
     "conv_forward", "conv_forward_nchw", "conv_backward", "max_pool_forward", "max_pool_backward",
     "ave_pool_forward", "ave_pool_backward",
-    "set_num_threads", "get_num_threads", "build_info",
+    "set_num_threads", "get_num_threads", "build_info", "MAX_THREADS",
 ]

@@ -17,6 +17,11 @@ _kernels = None
 _import_error = None
 _loaded = False
 
+# The most threads `set_num_threads` accepts (kernels/kernels.h: kMaxThreads, the same number).
+# A bound, not a recommendation: libgomp could not create 100000 threads and the next
+# convolution crashed; no machine this runs on needs more than a thousand.
+MAX_THREADS = 1024
+
 
 # AVX-512 subsets that OpenBLAS's SkylakeX kernels use.
 _SKYLAKEX_FLAGS = {"avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl"}
@@ -94,8 +99,13 @@ def _load():
             os.environ.pop("GOMP_SPINCOUNT", None)
     _kernels = module
     # Enter the one-pool mode (serial OpenBLAS, GEMMs split over OpenMP) with OMP_NUM_THREADS
-    # (else all cores) threads.
-    module.set_num_threads(module.get_num_threads())
+    # (else all cores) threads, at most MAX_THREADS.
+    threads = module.get_num_threads()
+    if threads > MAX_THREADS:
+        warnings.warn(f"minicaffe: OMP_NUM_THREADS asks for {threads} threads; using "
+                      f"MAX_THREADS = {MAX_THREADS}", RuntimeWarning, stacklevel=3)
+        threads = MAX_THREADS
+    module.set_num_threads(threads)
 
 
 def kernels():
@@ -117,14 +127,18 @@ def unavailable_reason():
 
 
 def set_num_threads(n):
-    """Use `n` threads in BLAS calls and in minicaffe's OpenMP kernels (n >= 1).
+    """Use `n` threads in BLAS calls and in minicaffe's OpenMP kernels (1 <= n <= MAX_THREADS).
 
     Sets OpenBLAS/MKL and OpenMP of the extension, and NumPy's own BLAS pool (the fallback path),
     so neither pool oversubscribes the other. Without a call the count comes from
-    OMP_NUM_THREADS (else the number of cores).
+    OMP_NUM_THREADS (else the number of cores; more than MAX_THREADS is cut to it with a warning).
+    Raises ValueError for anything else, leaving the count as it was.
     """
     if isinstance(n, bool) or int(n) != n or n < 1:
         raise ValueError(f"set_num_threads: n = {n!r}; expected an integer >= 1")
+    if n > MAX_THREADS:
+        raise ValueError(f"set_num_threads: n = {n!r}; expected an integer from 1 to "
+                         f"{MAX_THREADS} (MAX_THREADS)")
     n = int(n)
     from threadpoolctl import threadpool_limits  # noqa: PLC0415
 

@@ -142,8 +142,67 @@ def test_threads_roundtrip(k):
 
 @pytest.mark.parametrize("n", [0, -2, 1.5, True])
 def test_set_num_threads_rejects(n):
-    with pytest.raises(ValueError, match=r"^set_num_threads: n = .*; expected an integer >= 1$"):
+    with pytest.raises(ValueError, match=r"^set_num_threads: n = .*; expected an integer >= 1"):
         ops.set_num_threads(n)
+
+
+@pytest.mark.parametrize("n", [native.MAX_THREADS + 1, 100000, 2**31])
+def test_set_num_threads_rejects_more_than_the_limit(n):
+    before = ops.get_num_threads()
+    with pytest.raises(ValueError, match=rf"^set_num_threads: n = {n}; expected an integer "
+                                         rf"from 1 to {native.MAX_THREADS} \(MAX_THREADS\)"):
+        ops.set_num_threads(n)
+    assert ops.get_num_threads() == before
+
+
+def test_limit_is_accepted(k):
+    before = ops.get_num_threads()
+    try:
+        ops.set_num_threads(native.MAX_THREADS)
+        assert ops.get_num_threads() == native.MAX_THREADS
+    finally:
+        ops.set_num_threads(before)
+
+
+@pytest.mark.parametrize("n, omp", [(100000, -1), (1, 100000), (2**31 - 1, 2)])
+def test_kernel_entry_point_bounds_threads_too(k, n, omp):
+    """The C++ side checks the same limit, for callers that bypass ops.set_num_threads."""
+    before = ops.get_num_threads()
+    with pytest.raises(ValueError, match=rf"set_num_threads: .* = {max(n, omp)}; expected "
+                                         rf"1 to {native.MAX_THREADS}"):
+        k.set_num_threads(n, omp)
+    assert k.get_num_threads() == before
+    assert k.max_threads() == native.MAX_THREADS
+
+
+_CONV_AFTER = ("import numpy as np, minicaffe\n"
+               "from minicaffe import ops\n"
+               "from minicaffe.ops.geometry import ConvGeometry\n"
+               "{setup}\n"
+               "x = np.ones((8, 3, 16, 16), np.float32)\n"
+               "g = ConvGeometry(3, 16, 16, 3, 3, 1, 1, 1, 1, 1, 1)\n"
+               "y = ops.conv_forward_nchw(x, g, np.ones((4, 27), np.float32))\n"
+               "print('threads', ops.get_num_threads(), 'sum', float(y.sum()))\n")
+
+
+def test_huge_thread_count_is_refused_before_a_convolution(k, tmp_path):
+    """set_num_threads(100000) used to be accepted and the next convolution segfaulted."""
+    setup = ("try:\n    minicaffe.set_num_threads(100000)\n"
+             "except ValueError as e:\n    print('refused', e)")
+    out = subprocess.run([sys.executable, "-c", _CONV_AFTER.format(setup=setup)],
+                         capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "refused set_num_threads: n = 100000" in out.stdout
+    assert " sum " in out.stdout
+
+
+def test_huge_omp_num_threads_is_clamped_with_a_warning(k, tmp_path):
+    env = dict(os.environ, OMP_NUM_THREADS="100000")
+    out = subprocess.run([sys.executable, "-W", "always", "-c", _CONV_AFTER.format(setup="")],
+                         env=env, capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert f"threads {native.MAX_THREADS} " in out.stdout
+    assert "OMP_NUM_THREADS" in out.stderr and str(native.MAX_THREADS) in out.stderr
 
 
 def test_build_info_fields(k):
