@@ -15,9 +15,12 @@ def register_layer(type_name):
     return LAYERS.register(type_name)
 
 
-def _position(layer_param):
-    """`path:line:col: ` of the layer in its prototxt file; '' for one built in code."""
+def _position(layer_param, field=None):
+    """`path:line:col: ` of the layer (or of its `field`, when the reader recorded where that
+    was written) in its prototxt file; '' for one built in code."""
     pos = getattr(layer_param, "position", None)
+    if field is not None and hasattr(layer_param, "position_of"):
+        pos = layer_param.position_of(field) or pos
     if not pos or not pos[0]:
         return ""
     return f"{pos[0]}:{pos[1]}:{pos[2]}: "
@@ -70,14 +73,24 @@ class Layer:
     def backward(self, top, propagate_down, bottom):
         """Default: nothing to propagate (data layers, Accuracy, Silence...)."""
 
+    def param_needs_diff(self, j):
+        """Whether param blob j wants a diff (the Net's `param_propagate_down`; all outside
+        a Net)."""
+        flags = getattr(self, "param_propagate_down", None)
+        return flags is None or j >= len(flags) or bool(flags[j])
+
     def allow_force_backward(self, bottom_index):
         """Whether force_backward may request a diff for this bottom (False for labels)."""
         return True
 
     # -- helpers -------------------------------------------------------------------------------
-    def error(self, message, bottom=None, cls=LayerSetupError):
-        """An exception naming this layer, its type and (optionally) its bottoms with shapes."""
-        where = f"{_position(self.layer_param)}layer '{self.name}' ({self.type})"
+    def error(self, message, bottom=None, cls=LayerSetupError, at=None):
+        """An exception naming this layer, its type and (optionally) its bottoms with shapes.
+
+        `at=(message, field)` places it where that field of a parameter message was written
+        (e.g. `at=(self.layer_param.clip_param, "min")`) instead of at the layer."""
+        pos = _position(*at) if at is not None else ""
+        where = f"{pos or _position(self.layer_param)}layer '{self.name}' ({self.type})"
         if bottom:
             names = list(self.layer_param.bottom)
             desc = ", ".join(

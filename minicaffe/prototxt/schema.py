@@ -212,7 +212,9 @@ message LayerParameter
   threshold_param ThresholdParameter
   crop_param CropParameter
   recurrent_param RecurrentParameter
-known LayerParameter contrastive_loss_param embed_param hdf5_output_param hinge_loss_param infogain_loss_param mvn_param parameter_param reduction_param spp_param tile_param window_data_param swish_param clip_param
+  clip_param ClipParameter
+  swish_param SwishParameter
+known LayerParameter contrastive_loss_param embed_param hdf5_output_param hinge_loss_param infogain_loss_param mvn_param parameter_param reduction_param spp_param tile_param window_data_param
 
 message TransformationParameter
   scale float = 1
@@ -401,6 +403,11 @@ message RecurrentParameter
   bias_filler FillerParameter
   debug_info bool = false
   expose_hidden bool = false
+message ClipParameter
+  min float
+  max float
+message SwishParameter
+  beta float = 1
 
 message V1LayerParameter
   name string

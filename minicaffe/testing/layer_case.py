@@ -52,6 +52,9 @@ _PARAM_FIELDS = {
     "SoftmaxWithLoss": "softmax_param", "HDF5Data": "hdf5_data_param",
     "MemoryData": "memory_data_param", "DummyData": "dummy_data_param",
     "ImageData": "image_data_param", "EuclideanLoss": "loss_param",
+    "PReLU": "prelu_param", "ArgMax": "argmax_param", "BNLL": None, "BatchReindex": None,
+    "Filter": None, "Im2col": "convolution_param", "MultinomialLogisticLoss": "loss_param",
+    "SigmoidCrossEntropyLoss": "loss_param",
 }
 
 SEED = 4321
