@@ -156,9 +156,10 @@ __attribute__((noinline)) void take_max_tap(const T* __restrict__ src,
 }
 
 // One plane. Each output starts from its window's first image pixel (row-major, clipped), or
-// -inf and -1 when the window lies wholly past the image (Caffe's ceil rule with stride > kernel
-// and no pad; backward skips -1). Every tap in row-major window order then replaces it only
-// when strictly larger: ties keep the earlier pixel and -inf padding never wins.
+// -FLT_MAX (Caffe's starting value, finite) and -1 when the window lies wholly past the image
+// (Caffe's ceil rule with stride > kernel and no pad; backward skips -1). Every tap in
+// row-major window order then replaces it only when strictly larger: ties keep the earlier
+// pixel and -inf padding never wins.
 template <typename T>
 void max_pool_plane(const T* __restrict__ x, const PoolGeom& g, const Layout& l,
                     const T* __restrict__ planes, T* __restrict__ best,
@@ -167,7 +168,7 @@ void max_pool_plane(const T* __restrict__ x, const PoolGeom& g, const Layout& l,
   const int32_t* __restrict__ base = l.base.data();
   const int64_t L = l.L;
   for (int64_t p = 0; p < L; ++p) {
-    best[p] = seed[p] >= 0 ? x[seed[p]] : -std::numeric_limits<T>::infinity();
+    best[p] = seed[p] >= 0 ? x[seed[p]] : T(-std::numeric_limits<float>::max());
     arg[p] = seed[p];
   }
   for (int64_t i = 0; i < g.kh; ++i)

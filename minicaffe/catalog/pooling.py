@@ -6,14 +6,24 @@ from minicaffe.catalog._spatial import pair
 from minicaffe.catalog.base import Layer, register_layer
 
 
-def pooled_size(size, kernel, pad, stride, round_mode="CEIL"):
-    """Caffe's output length: ceil((size + 2 pad - kernel) / stride) + 1, one fewer when
-    pad > 0 and the last window would start at or beyond size + pad (FLOOR rounds down)."""
-    span = size + 2 * pad - kernel
-    out = (-(-span // stride) if round_mode == "CEIL" else span // stride) + 1
-    if pad > 0 and (out - 1) * stride >= size + pad:
-        out -= 1
-    return out
+def pooled_shape(H, W, kernel, pad, stride, round_mode="CEIL"):
+    """Caffe's (oh, ow) for an H x W plane; kernel, pad, stride are (h, w) pairs.
+
+    Each axis: ceil((size + 2 pad - kernel) / stride) + 1 (FLOOR rounds down). Then, when
+    *either* pad is non-zero (Caffe tests `pad_h || pad_w`), each axis whose last window would
+    start at or beyond size + pad loses that window, the unpadded axis included (5x9, pad 1x0,
+    kernel 3x2, stride 2x3 gives 3x3, not 3x4). Without padding a window may lie wholly past
+    the image (stride > kernel with the ceil rule); Caffe keeps it (see the Pooling layer).
+    """
+    out = []
+    for size, k, p, s in zip((H, W), kernel, pad, stride):
+        span = size + 2 * p - k
+        out.append((-(-span // s) if round_mode == "CEIL" else span // s) + 1)
+    if any(pad):
+        for axis, (size, p, s) in enumerate(zip((H, W), pad, stride)):
+            if (out[axis] - 1) * s >= size + p:
+                out[axis] -= 1
+    return tuple(out)
 
 
 @register_layer("Pooling")
@@ -26,6 +36,11 @@ class Pooling(Layer):
     AVE: the sum over the window clipped to the image divided by the window size clipped to
     H + ph / W + pw (padding counts, overhang past the padding does not); backward spreads
     dy / size over the clipped window.
+    Output size: `pooled_shape` (Caffe's ceil rule and its pad_h || pad_w clip). With no padding
+    and stride > kernel the last window can lie wholly past the image; as in Caffe it is kept,
+    gives -FLT_MAX (the lowest float32, Caffe's starting value) for MAX and gets no gradient.
+    For AVE it gives 0, where Caffe divides 0 by a window size <= 0 (NaN or -0): no output is
+    -inf or NaN for finite input.
     `global_pooling` uses the whole plane (kernel = H x W, no pad, stride 1).
     Raises LayerSetupError for a missing kernel, pad >= kernel, STOCHASTIC pooling (Caffe runs it
     on GPU only) or global pooling with a kernel/pad/stride given.
@@ -78,8 +93,8 @@ class Pooling(Layer):
         if self.global_pooling:
             self.kh, self.kw = H, W
         if self._key != (x.shape, x.dtype):
-            self.oh = pooled_size(H, self.kh, self.ph, self.sh, self.round_mode)
-            self.ow = pooled_size(W, self.kw, self.pw, self.sw, self.round_mode)
+            self.oh, self.ow = pooled_shape(H, W, (self.kh, self.kw), (self.ph, self.pw),
+                                            (self.sh, self.sw), self.round_mode)
             if self.oh <= 0 or self.ow <= 0:
                 raise self.error(f"kernel ({self.kh}, {self.kw}) does not fit the {H}x{W} input "
                                  f"with pad ({self.ph}, {self.pw})", bottom)

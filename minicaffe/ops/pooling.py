@@ -7,7 +7,8 @@ lie wholly past the image (ceil rule, stride > kernel, no pad).
 
 MAX: the largest value of the window clipped to the image; `mask` (int32, one per output) holds
 the index h*W + w of the FIRST maximum in row-major window order, which alone receives the
-gradient. A window past the image gives -inf and mask -1, which backward skips.
+gradient. A window past the image gives -FLT_MAX (the lowest float32: Caffe's starting value,
+finite) and mask -1, which backward skips.
 
 AVE: the sum over the window clipped to the image divided by the window size clipped to
 (H + ph, W + pw) (padding counts, overhang past the padding does not); backward spreads
@@ -132,13 +133,15 @@ def _np_max_pool_forward(x, g, out, mask):
 
 def _fix_neginf_windows(out, mask, g):
     """-inf outputs: the maximum may have matched a padding tap (also -inf); the first pixel
-    of the window clipped to the image is the right one, or -1 for a window past the image."""
+    of the window clipped to the image is the right one, or -1 and -FLT_MAX (Caffe's starting
+    value) for a window past the image."""
     N, C, H, W, kh, kw, ph, pw, sh, sw, oh, ow = g
     hs, ws = np.arange(oh) * sh - ph, np.arange(ow) * sw - pw
     first = np.maximum(hs, 0)[:, None] * W + np.maximum(ws, 0)[None, :]
     first[(hs >= H)[:, None] | (ws >= W)[None, :]] = -1
     neg = np.isneginf(out)
     mask[neg] = np.broadcast_to(first, mask.shape)[neg]
+    out[neg & (mask < 0)] = -np.finfo(np.float32).max
 
 
 def _np_max_pool_backward(dy, mask, g, dx):

@@ -4,21 +4,37 @@ import math
 import numpy as np
 import pytest
 
-from minicaffe.catalog.pooling import pooled_size
+from minicaffe.catalog.pooling import pooled_shape
+from minicaffe.ops import native
 from minicaffe.testing import layer_case as harness
 from minicaffe.testing.layer_case import LayerCase
 
 
+FLT_MAX = 3.4028234663852886e38        # <cfloat>'s FLT_MAX: Caffe's starting value of a MAX output
+
+
+def caffe_pooled_shape(H, W, k, s, p, rounding=math.ceil):
+    """Caffe's PoolingLayer::Reshape as documented (CAFFE_NOTES.md "Pooling output"): per axis
+    ceil((size + 2 pad - kernel) / stride) + 1 in float arithmetic; then, if pad_h || pad_w,
+    every axis whose last window starts at or beyond size + pad loses it."""
+    (kh, kw), (sh, sw), (ph, pw) = k, s, p
+    oh = int(rounding(float(H + 2 * ph - kh) / sh)) + 1
+    ow = int(rounding(float(W + 2 * pw - kw) / sw)) + 1
+    if ph != 0 or pw != 0:
+        if (oh - 1) * sh >= H + ph:
+            oh -= 1
+        if (ow - 1) * sw >= W + pw:
+            ow -= 1
+    return oh, ow
+
+
 def pool_reference(x, method, k, s=(1, 1), p=(0, 0), rounding=math.ceil):
-    """Caffe's pooling, one output at a time."""
+    """Caffe's pooling, one output at a time: MAX starts from -FLT_MAX and takes strictly larger
+    pixels of the window clipped to the image; AVE divides the clipped sum by the window size
+    clipped to the padded plane (0 for a window wholly past the image)."""
     N, C, H, W = x.shape
     (kh, kw), (sh, sw), (ph, pw) = k, s, p
-    oh = int(rounding((H + 2 * ph - kh) / sh)) + 1
-    ow = int(rounding((W + 2 * pw - kw) / sw)) + 1
-    if ph and (oh - 1) * sh >= H + ph:
-        oh -= 1
-    if pw and (ow - 1) * sw >= W + pw:
-        ow -= 1
+    oh, ow = caffe_pooled_shape(H, W, k, s, p, rounding)
     y = np.zeros((N, C, oh, ow))
     for a in range(oh):
         for b in range(ow):
@@ -26,11 +42,18 @@ def pool_reference(x, method, k, s=(1, 1), p=(0, 0), rounding=math.ceil):
             h1, w1 = min(h0 + kh, H + ph), min(w0 + kw, W + pw)
             size = (h1 - h0) * (w1 - w0)
             h0c, w0c, h1c, w1c = max(h0, 0), max(w0, 0), min(h1, H), min(w1, W)
-            window = x[:, :, h0c:h1c, w0c:w1c]
-            if method == "MAX":
-                y[:, :, a, b] = window.max(axis=(2, 3))
-            else:
-                y[:, :, a, b] = window.sum(axis=(2, 3)) / size
+            for n in range(N):
+                for c in range(C):
+                    if method == "MAX":
+                        best = -FLT_MAX
+                        for h in range(h0c, min(h0 + kh, H)):
+                            for w in range(w0c, min(w0 + kw, W)):
+                                best = max(best, x[n, c, h, w])
+                        y[n, c, a, b] = best
+                    elif h0 < H and w0 < W:
+                        y[n, c, a, b] = x[n, c, h0c:h1c, w0c:w1c].sum() / size
+                    # else a window past the image (no pad): Caffe divides 0 by a size <= 0
+                    # there (NaN or -0); minicaffe gives 0 on purpose.
     return y
 
 
@@ -69,6 +92,68 @@ class TestMaxPoolPadRect(_MaxCase):
 
     def reference(self, x):
         return pool_reference(x, "MAX", (3, 2), (2, 3), (1, 1))
+
+
+class TestMaxPoolAsymmetricPad(_MaxCase):
+    """Caffe's example: 5x9, pad 1x0, kernel 3x2, stride 2x3 gives 3x3 (pad_h alone also drops
+    the width axis' last window, which would start at 9 = W + pad_w)."""
+    type, bottom_shapes = "Pooling", [(2, 2, 5, 9)]
+    params = {"pool": "MAX", "kernel_h": 3, "kernel_w": 2, "stride_h": 2, "stride_w": 3,
+              "pad_h": 1, "pad_w": 0}
+
+    def reference(self, x):
+        y = pool_reference(x, "MAX", (3, 2), (2, 3), (1, 0))
+        assert y.shape[2:] == (3, 3)
+        return y
+
+
+class TestAvePoolAsymmetricPad(LayerCase):
+    type, bottom_shapes = "Pooling", [(2, 2, 9, 5)]
+    params = {"pool": "AVE", "kernel_h": 2, "kernel_w": 3, "stride_h": 3, "stride_w": 2,
+              "pad_h": 0, "pad_w": 1}
+
+    def reference(self, x):
+        y = pool_reference(x, "AVE", (2, 3), (3, 2), (0, 1))
+        assert y.shape[2:] == (3, 3)
+        return y
+
+
+class TestMaxPoolStrideAboveKernelPad(_MaxCase):
+    """stride 3 > kernel 2 with pad 1: 7 rows give ceil(7/3)+1 = 4, the last starting at
+    9 >= 7 + 1 is dropped."""
+    type, bottom_shapes = "Pooling", [(2, 2, 7, 6)]
+    params = {"pool": "MAX", "kernel_size": 2, "stride": 3, "pad": 1}
+
+    def reference(self, x):
+        y = pool_reference(x, "MAX", (2, 2), (3, 3), (1, 1))
+        assert y.shape[2:] == (3, 3)
+        return y
+
+
+class TestAvePoolStrideAboveKernelNoPad(LayerCase):
+    """No padding: Caffe keeps windows wholly past the image (rows start 0, 3, 6 of 5; columns
+    0, 4, 8 of 7); AVE gives 0 there and no gradient."""
+    type, bottom_shapes = "Pooling", [(2, 2, 5, 7)]
+    params = {"pool": "AVE", "kernel_h": 1, "kernel_w": 2, "stride_h": 3, "stride_w": 4}
+
+    def reference(self, x):
+        y = pool_reference(x, "AVE", (1, 2), (3, 4))
+        assert y.shape[2:] == (3, 3) and (y[:, :, 2, :] == 0).all() and (y[:, :, :, 2] == 0).all()
+        return y
+
+
+class TestMaxPoolStrideAboveKernelNoPad(_MaxCase):
+    """The MAX twin: windows past the image give -FLT_MAX, Caffe's starting value (finite).
+    The gradient check would difference a loss of order FLT_MAX, so backward is checked by
+    test_max_empty_windows_get_no_gradient instead."""
+    type, bottom_shapes = "Pooling", [(2, 2, 5, 7)]
+    params = {"pool": "MAX", "kernel_h": 1, "kernel_w": 2, "stride_h": 3, "stride_w": 4}
+    check_gradient = False
+
+    def reference(self, x):
+        y = pool_reference(x, "MAX", (1, 2), (3, 4))
+        assert (y[:, :, 2, :] == -FLT_MAX).all() and (y[:, :, :, 2] == -FLT_MAX).all()
+        return y
 
 
 class TestMaxPoolWithMask(_MaxCase):
@@ -153,13 +238,91 @@ class TestGlobalAve(LayerCase):
         return x.mean(axis=(2, 3), keepdims=True)
 
 
-def test_pooled_size_rules():
-    assert pooled_size(32, 3, 0, 2) == 16          # ceil(29/2)+1; floor would give 15
-    assert pooled_size(28, 2, 0, 2) == 14
-    assert pooled_size(5, 3, 1, 2) == 3            # ceil(4/2)+1 = 3, last start 4 < 5+1
-    assert pooled_size(4, 2, 1, 4) == 2            # ceil(4/4)+1 = 2, last start 4 < 4+1
-    assert pooled_size(1, 2, 1, 2) == 1            # ceil(1/2)+1 = 2, last start 2 >= 1+1: clipped
-    assert pooled_size(32, 3, 0, 2, "FLOOR") == 15
+def test_pooled_shape_rules():
+    assert pooled_shape(32, 32, (3, 3), (0, 0), (2, 2)) == (16, 16)   # ceil(29/2)+1; floor: 15
+    assert pooled_shape(28, 28, (2, 2), (0, 0), (2, 2)) == (14, 14)
+    assert pooled_shape(5, 5, (3, 3), (1, 1), (2, 2)) == (3, 3)     # last start 4 < 5+1
+    assert pooled_shape(4, 4, (2, 2), (1, 1), (4, 4)) == (2, 2)     # last start 4 < 4+1
+    assert pooled_shape(1, 1, (2, 2), (1, 1), (2, 2)) == (1, 1)     # start 2 >= 1+1: clipped
+    assert pooled_shape(32, 32, (3, 3), (0, 0), (2, 2), "FLOOR") == (15, 15)
+    # pad_h || pad_w: the unpadded width axis loses its window starting at 9 >= 9 + 0 too.
+    assert pooled_shape(5, 9, (3, 2), (1, 0), (2, 3)) == (3, 3)
+    assert pooled_shape(9, 5, (2, 3), (0, 1), (3, 2)) == (3, 3)
+    # No padding at all: Caffe keeps a window wholly past the image (7: starts 0, 3, 6 >= 5).
+    assert pooled_shape(5, 7, (1, 2), (0, 0), (3, 4)) == (3, 3)
+
+
+# (H, W, kernel, stride, pad) around every boundary of the rule: asymmetric padding, stride
+# above the kernel with and without padding, last windows that start in the padding or past it.
+SHAPE_CASES = [(H, W, k, s, p)
+               for H in (1, 2, 5, 7) for W in (1, 3, 6, 9)
+               for k in ((1, 1), (2, 2), (3, 2), (2, 3), (3, 3))
+               for s in ((1, 1), (2, 3), (3, 2), (4, 4))
+               for p in ((0, 0), (1, 0), (0, 1), (1, 1), (2, 1))
+               if p[0] < k[0] and p[1] < k[1]]
+
+
+def test_pooled_shape_matches_caffes_formula_everywhere():
+    for H, W, k, s, p in SHAPE_CASES:
+        want = caffe_pooled_shape(H, W, k, s, p)
+        if min(want) < 1:
+            continue
+        assert pooled_shape(H, W, k, p, s) == want, (H, W, k, s, p)
+        assert pooled_shape(H, W, k, p, s, "FLOOR") == caffe_pooled_shape(
+            H, W, k, s, p, math.floor), (H, W, k, s, p)
+
+
+@pytest.mark.parametrize("engine", ["numpy", pytest.param("native", marks=pytest.mark.native)])
+@pytest.mark.parametrize("method", ["MAX", "AVE"])
+def test_layer_matches_caffe_on_every_boundary_case(method, engine, monkeypatch):
+    """Shapes and values of the layer against the reference on all SHAPE_CASES (float64 and
+    float32); no output is -inf or NaN for finite input, backward writes finite values.
+    `engine` numpy forces the NumPy twins; native runs the compiled kernels."""
+    if engine == "numpy":
+        monkeypatch.setattr(native, "kernels", lambda: None)
+    elif not native.available():
+        pytest.skip(f"minicaffe._kernels not built: {native.unavailable_reason()}")
+    rng = np.random.default_rng(3)
+    case = TestAvePool()
+    for H, W, k, s, p in SHAPE_CASES:
+        if min(caffe_pooled_shape(H, W, k, s, p)) < 1:
+            continue
+        case.params = {"pool": method, "kernel_h": k[0], "kernel_w": k[1], "stride_h": s[0],
+                       "stride_w": s[1], "pad_h": p[0], "pad_w": p[1]}
+        x = distinct(rng, (1, 2, H, W))
+        want = pool_reference(x, method, k, s, p)
+        for dtype in (np.float64, np.float32):
+            layer, bottom, top = case.build(dtype=dtype, bottom_values=[x])
+            case.run_forward(layer, bottom, top)
+            where = f"{method} {H}x{W} kernel {k} stride {s} pad {p} {dtype.__name__}"
+            assert top[0].shape == want.shape, where
+            assert np.isfinite(top[0].data).all(), where
+            np.testing.assert_allclose(top[0].data, want.astype(dtype), rtol=1e-6, atol=1e-7,
+                                       err_msg=where)
+            top[0].diff[...] = 1.0
+            layer.backward(top, [True], bottom)
+            assert np.isfinite(bottom[0].diff).all(), where
+
+
+def test_max_empty_windows_get_no_gradient():
+    """Backward of TestMaxPoolStrideAboveKernelNoPad: each kept window sends dy to its maximum,
+    windows past the image send nothing."""
+    case = TestMaxPoolStrideAboveKernelNoPad()
+    layer, bottom, top = case.build()
+    case.run_forward(layer, bottom, top)
+    dy = np.random.default_rng(5).standard_normal(top[0].shape)
+    top[0].diff[...] = dy
+    bottom[0].diff[...] = np.nan
+    layer.backward(top, [True], bottom)
+    x, want = bottom[0].data, np.zeros(bottom[0].shape)
+    for a in range(2):
+        for b in range(2):
+            win = x[:, :, 3 * a, 4 * b:4 * b + 2]               # kernel 1x2 at (3a, 4b)
+            j = win.argmax(axis=2)
+            for n in range(2):
+                for c in range(2):
+                    want[n, c, 3 * a, 4 * b + j[n, c]] += dy[n, c, a, b]
+    np.testing.assert_array_equal(bottom[0].diff, want)
 
 
 def test_max_gradient_goes_to_first_maximum_on_ties():
@@ -199,18 +362,27 @@ def test_invalid_pooling(params, frags):
     ("MAX", 2, 2, 0, (12, 12)), ("MAX", 3, 2, 0, (15, 15)), ("MAX", 3, 2, 1, (16, 16)),
     ("MAX", 3, 2, 0, (16, 16)),
     ("AVE", 3, 2, 0, (15, 15)), ("AVE", 3, 2, 1, (16, 16)), ("AVE", 2, 2, 0, (8, 8)),
+    # pad on one axis only: torch clips per axis, Caffe on both once either is padded; here
+    # the unpadded width's last window starts at 9 = W + 0, so both drop it (3x3).
+    ("MAX", (3, 2), (2, 3), (1, 0), (5, 9)), ("AVE", (3, 2), (2, 3), (1, 0), (5, 9)),
+    ("MAX", (2, 3), (3, 2), (0, 1), (9, 5)), ("AVE", (2, 3), (3, 2), (0, 1), (9, 5)),
+    ("MAX", 2, 3, 1, (7, 6)), ("AVE", 2, 3, 1, (7, 6)),          # stride > kernel, padded
 ])
 def test_matches_torch(torch, method, k, s, p, hw):
     """Caffe = torch with ceil_mode=True (torch also drops a last window starting in the right
     padding) and, for AVE, count_include_pad=True: torch then divides by the window clipped to
     the padded plane, exactly Caffe's rule. Where they differ: torch's default ceil_mode=False
-    gives one fewer output for e.g. 3x3/2 on 16x16 (7 vs Caffe's 8), and
-    count_include_pad=False divides by the in-image count only."""
+    gives one fewer output for e.g. 3x3/2 on 16x16 (7 vs Caffe's 8), count_include_pad=False
+    divides by the in-image count only, and with no padding at all torch drops a window past
+    the image that Caffe keeps (see TestMaxPoolStrideAboveKernelNoPad)."""
+    k, s, p = ((v, v) if isinstance(v, int) else v for v in (k, s, p))
     rng = np.random.default_rng(1)
     x = distinct(rng, (2, 3) + hw)
     case = TestAvePool()
-    case.params = {"pool": method, "kernel_size": k, "stride": s, "pad": p}
+    case.params = {"pool": method, "kernel_h": k[0], "kernel_w": k[1], "stride_h": s[0],
+                   "stride_w": s[1], "pad_h": p[0], "pad_w": p[1]}
     layer, bottom, top, dy = case.run_forward_backward(x, rng)
+    assert tuple(top[0].shape) == (2, 3) + caffe_pooled_shape(*hw, k, s, p)
     tx = torch.tensor(x, requires_grad=True)
     if method == "MAX":
         ty = torch.nn.functional.max_pool2d(tx, k, s, p, ceil_mode=True)
@@ -225,7 +397,7 @@ def test_matches_torch(torch, method, k, s, p, hw):
 def test_torch_default_floor_mode_differs(torch):
     x = torch.zeros(1, 1, 16, 16)
     assert torch.nn.functional.max_pool2d(x, 3, 2).shape[-1] == 7
-    assert pooled_size(16, 3, 0, 2) == 8
+    assert pooled_shape(16, 16, (3, 3), (0, 0), (2, 2)) == (8, 8)
 
 
 def test_max_mask_top_is_the_argmax_the_gradient_uses():

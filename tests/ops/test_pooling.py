@@ -5,16 +5,16 @@ import pytest
 
 from minicaffe import ops
 from minicaffe.errors import KernelError
-from minicaffe.catalog.pooling import pooled_size
+from minicaffe.catalog.pooling import pooled_shape
 from minicaffe.ops import native
 from minicaffe.ops import pooling as pool_ops
 
 
 def reference(x, k, p, s, out_size):
     """Caffe's MaxPool forward (first maximum wins, window clipped to the image); an empty
-    window gives -inf and mask -1."""
+    window gives -FLT_MAX (Caffe's starting value) and mask -1."""
     N, C, H, W = x.shape
-    y = np.full((N, C) + out_size, -np.inf, dtype=x.dtype)
+    y = np.full((N, C) + out_size, -np.finfo(np.float32).max, dtype=x.dtype)
     mask = np.full((N, C) + out_size, -1, dtype=np.int32)
     for a in range(out_size[0]):
         for b in range(out_size[1]):
@@ -81,12 +81,15 @@ CASES = [
     ((2, 3, 4, 4), (1, 1), (0, 0), (1, 1)),            # 1x1 identity
     ((1, 1, 1, 1), (1, 1), (0, 0), (1, 1)),
     ((3, 2, 9, 9), (2, 2), (1, 1), (1, 1)),            # stride 1, pad
+    ((2, 2, 5, 9), (3, 2), (1, 0), (2, 3)),            # pad_h only: both axes clipped (3x3)
+    ((2, 2, 7, 6), (2, 2), (1, 1), (3, 3)),            # stride > kernel with pad
+    ((1, 2, 5, 7), (1, 2), (0, 0), (3, 4)),            # stride > kernel, no pad: empty windows
 ]
 
 
 def geometry(shape, k, p, s):
     H, W = shape[2:]
-    return (pooled_size(H, k[0], p[0], s[0]), pooled_size(W, k[1], p[1], s[1]))
+    return pooled_shape(H, W, k, p, s)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
