@@ -37,6 +37,7 @@ enum SnapshotFormat HDF5 BINARYPROTO
 enum SolverMode CPU GPU
 enum SolverType SGD NESTEROV ADAGRAD RMSPROP ADADELTA ADAM
 enum GroupLassoUpdate SUBGRADIENT PROXIMAL
+enum ReductionOp SUM=1 ASUM SUMSQ MEAN
 enum V1LayerType NONE=0 ABSVAL=35 ACCURACY=1 ARGMAX=30 BNLL=2 CONCAT=3 CONTRASTIVE_LOSS=37 CONVOLUTION=4 DATA=5 DECONVOLUTION=39 DROPOUT=6 DUMMY_DATA=32 EUCLIDEAN_LOSS=7 ELTWISE=25 EXP=38 FLATTEN=8 HDF5_DATA=9 HDF5_OUTPUT=10 HINGE_LOSS=28 IM2COL=11 IMAGE_DATA=12 INFOGAIN_LOSS=13 INNER_PRODUCT=14 LRN=15 MEMORY_DATA=29 MULTINOMIAL_LOGISTIC_LOSS=16 MVN=34 POOLING=17 POWER=26 RELU=18 SIGMOID=19 SIGMOID_CROSS_ENTROPY_LOSS=27 SILENCE=36 SOFTMAX=20 SOFTMAX_LOSS=21 SPLIT=22 SLICE=33 TANH=23 WINDOW_DATA=24 THRESHOLD=31
 
 message BlobShape
@@ -214,7 +215,11 @@ message LayerParameter
   recurrent_param RecurrentParameter
   clip_param ClipParameter
   swish_param SwishParameter
-known LayerParameter contrastive_loss_param embed_param hdf5_output_param hinge_loss_param infogain_loss_param mvn_param parameter_param reduction_param spp_param tile_param window_data_param
+  embed_param EmbedParameter
+  parameter_param ParameterParameter
+  reduction_param ReductionParameter
+  tile_param TileParameter
+known LayerParameter contrastive_loss_param hdf5_output_param hinge_loss_param infogain_loss_param mvn_param spp_param window_data_param
 
 message TransformationParameter
   scale float = 1
@@ -408,6 +413,21 @@ message ClipParameter
   max float
 message SwishParameter
   beta float = 1
+message EmbedParameter
+  num_output uint32
+  input_dim uint32
+  bias_term bool = true
+  weight_filler FillerParameter
+  bias_filler FillerParameter
+message ParameterParameter
+  shape BlobShape
+message ReductionParameter
+  operation ReductionOp = SUM
+  axis int32 = 0
+  coeff float = 1
+message TileParameter
+  axis int32 = 1
+  tiles int32
 
 message V1LayerParameter
   name string
