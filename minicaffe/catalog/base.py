@@ -8,11 +8,18 @@ from minicaffe.errors import LayerSetupError
 from minicaffe.registry import Registry
 
 LAYERS = Registry("layer type")
+_REFUSED = {}    # Caffe layer types minicaffe deliberately does not build -> why
 
 
 def register_layer(type_name):
     """Class decorator: make a Layer subclass buildable from `type: "<type_name>"`."""
     return LAYERS.register(type_name)
+
+
+def refuse_layer(type_name, reason):
+    """Record a Caffe layer type that minicaffe does not build, and why: `create_layer` then
+    raises LayerSetupError with `reason` instead of calling the type unknown."""
+    _REFUSED[type_name] = reason
 
 
 def _position(layer_param, field=None):
@@ -27,8 +34,11 @@ def _position(layer_param, field=None):
 
 
 def create_layer(layer_param, phase="TRAIN"):
-    """Instantiate the registered layer for `layer_param.type`; unknown types raise
-    LayerSetupError naming the layer and the known types."""
+    """Instantiate the registered layer for `layer_param.type`; unknown and refused types
+    raise LayerSetupError naming the layer (and the known types, or the refusal's reason)."""
+    if layer_param.type in _REFUSED:
+        raise LayerSetupError(f"{_position(layer_param)}layer '{layer_param.name}' "
+                              f"({layer_param.type}): {_REFUSED[layer_param.type]}")
     if layer_param.type not in LAYERS:
         raise LayerSetupError(f"{_position(layer_param)}layer '{layer_param.name}': "
                               f"{LAYERS.unknown_message(layer_param.type)}")
