@@ -52,7 +52,7 @@ class LSTM(Recurrent):
             ops.gemm(self._hc[t], w_hc, out=a[t], beta=1.0, trans_b=True)
             self._acts[t], self._c[t], self._tanh_c[t], h_out[t] = unit_forward(c_prev, a[t], cont[t])
             h_prev, c_prev = h_out[t], self._c[t]
-        self._h = h_out
+        self._h = h_out.copy()      # an in-place layer on the top (Dropout) may rewrite it
         return [h_prev.copy(), c_prev.copy()]
 
     def _run_backward(self, dh_out, d_final, x, cont, xs, need, want):

@@ -52,7 +52,7 @@ class RNN(Recurrent):
         o2 = o_out.reshape(T * N, H)
         self._affine(self._h.reshape(T * N, H), w_ho, b_o, out=o2)
         xp.tanh(o2, out=o2)
-        self._o = o_out
+        self._o = o_out.copy()      # an in-place layer on the top (Dropout) may rewrite it
         return [h_prev.copy()]
 
     def _run_backward(self, do_out, d_final, x, cont, xs, need, want):

@@ -155,3 +155,26 @@ def test_matches_torch_rnn_plus_tanh_output(torch):
     for blob, grad in zip(layer.blobs, (rnn.weight_ih_l0.grad, rnn.bias_ih_l0.grad,
                                         rnn.weight_hh_l0.grad, w_ho.grad, b_o.grad)):
         np.testing.assert_allclose(blob.diff, grad.numpy(), rtol=1e-9, atol=1e-11)
+
+
+@pytest.mark.parametrize("case_cls", ["TestRNNStaticExposed", "LSTM"])
+def test_backward_ignores_in_place_changes_to_the_top(case_cls):
+    """Caffe's LRCN nets run Dropout in place on the recurrent top; backward must use the
+    values the layer computed, not what is left in the top after forward."""
+    if case_cls == "LSTM":
+        from tests.catalog.test_lstm import TestLSTMStaticExposed as cls
+    else:
+        cls = TestRNNStaticExposed
+    case = cls()
+
+    def grads(scale):
+        layer, bottom, top = case.build()
+        case.run_forward(layer, bottom, top)
+        top[0].data[...] *= scale
+        for i, t in enumerate(top):
+            t.diff[...] = np.random.default_rng(i).standard_normal(t.shape)
+        layer.backward(top, [True, True] + [True] * (len(bottom) - 2), bottom)
+        return [b.diff.copy() for b in bottom] + [b.diff.copy() for b in layer.blobs]
+
+    for a, b in zip(grads(1.0), grads(0.0)):
+        np.testing.assert_array_equal(a, b)
