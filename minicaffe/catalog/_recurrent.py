@@ -98,7 +98,7 @@ class Recurrent(Layer):
         self.num_output = int(p.num_output)
         if self.num_output <= 0:
             raise self.error("recurrent_param.num_output must be given and positive, got "
-                             f"{self.num_output}", bottom)
+                             f"{self.num_output}", bottom, at=(p, "num_output"))
         self.expose_hidden = bool(p.expose_hidden)
         n_states = len(self.state_names) if self.expose_hidden else 0
         self.static_input = len(bottom) > 2 + n_states
@@ -187,7 +187,7 @@ class Recurrent(Layer):
 
     def backward(self, top, propagate_down, bottom):
         T, N = bottom[0].shape[:2]
-        need = getattr(self, "param_propagate_down", None) or [True] * len(self.blobs)
+        need = [self.param_needs_diff(j) for j in range(len(self.blobs))]
         first = 2 + self.static_input
         d_final = ([t.diff.reshape(N, -1) for t in top[1:]] if self.expose_hidden else None)
         want = {

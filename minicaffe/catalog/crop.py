@@ -25,14 +25,14 @@ class Crop(Layer):
         ndim = bottom[0].ndim
         if not -ndim <= p.axis < ndim:
             raise self.error(f"axis={p.axis} is out of range for the {ndim}-D bottom "
-                             f"(expected {-ndim} <= axis < {ndim})", bottom)
+                             f"(expected {-ndim} <= axis < {ndim})", bottom, at=(p, "axis"))
         self.axis = p.axis % ndim
         self.offsets = [int(o) for o in p.offset]
         cropped = ndim - self.axis
         if len(self.offsets) > 1 and len(self.offsets) != cropped:
             raise self.error(f"offset has {len(self.offsets)} values; give one for all cropped "
                              f"axes or one per axis from axis={self.axis} to the last "
-                             f"({cropped} values)", bottom)
+                             f"({cropped} values)", bottom, at=(p, "offset"))
 
     def reshape(self, bottom, top):
         x, ref = bottom[0].shape, bottom[1].shape

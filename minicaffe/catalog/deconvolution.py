@@ -37,20 +37,22 @@ class Deconvolution(Layer):
             raise self.error("expects a 4-D bottom (N, C, H, W)", bottom)
         if p.axis not in (1, -3):
             raise self.error(f"axis={p.axis}: only channel axis 1 of (N, C, H, W) is supported",
-                             bottom)
+                             bottom, at=(p, "axis"))
         (self.kh, self.kw), (self.ph, self.pw), (self.sh, self.sw), (self.dh, self.dw) = \
             conv_fields(self, bottom, p)
         self.num_output, self.group = int(p.num_output), int(p.group)
         if self.num_output <= 0:
-            raise self.error("num_output must be given and positive", bottom)
+            raise self.error("num_output must be given and positive", bottom,
+                             at=(p, "num_output"))
         if self.group <= 0:
-            raise self.error(f"group must be positive, got {self.group}", bottom)
+            raise self.error(f"group must be positive, got {self.group}", bottom, at=(p, "group"))
         C = x.shape[1]
         if C % self.group:
-            raise self.error(f"group={self.group} does not divide {C} input channels", bottom)
+            raise self.error(f"group={self.group} does not divide {C} input channels", bottom,
+                             at=(p, "group"))
         if self.num_output % self.group:
             raise self.error(f"group={self.group} does not divide num_output={self.num_output}",
-                             bottom)
+                             bottom, at=(p, "group"))
         self.channels = C
         self.bias_term = bool(p.bias_term)
         weight = Blob((C, self.num_output // self.group, self.kh, self.kw), dtype=x.dtype,
@@ -113,11 +115,10 @@ class Deconvolution(Layer):
         x, g = bottom[0].data, self.geom
         N, C = x.shape[0], self.channels
         dy = top[0].diff                                  # the transposed convolution's input
-        need = getattr(self, "param_propagate_down", None) or [True] * len(self.blobs)
         w2d = self.blobs[0].data.reshape(C, -1)
-        if self.bias_term and need[1]:
+        if self.bias_term and self.param_needs_diff(1):
             self.blobs[1].diff[...] += dy.sum(axis=(0, 2, 3))
-        if need[0]:
+        if self.param_needs_diff(0):
             ops.conv_backward(dy, g, w2d, x.reshape(N, C, g.cols),
                               self.blobs[0].diff.reshape(C, -1), self.group,
                               block_bytes=_CHUNK_BYTES)

@@ -156,3 +156,16 @@ def test_fcn_style_upsample_and_crop_net():
     assert np.all(dup[:, :, 0] == 0) and np.all(dup[:, :, 12:] == 0)
     np.testing.assert_array_equal(dup[:, :, 1:12, 1:12], net.blobs["crop"].diff)
     assert np.any(net.params["up"][0].diff != 0) and np.any(net.params["score"][0].diff != 0)
+
+
+def test_parameter_errors_point_at_the_field(tmp_path):
+    from minicaffe import Net, prototxt
+    from minicaffe.errors import LayerSetupError
+
+    path = tmp_path / "crop.prototxt"
+    path.write_text('input: "a" input_shape { dim: 1 dim: 2 dim: 5 dim: 5 }\n'
+                    'input: "b" input_shape { dim: 1 dim: 2 dim: 3 dim: 3 }\n'
+                    'layer { name: "c" type: "Crop" bottom: "a" bottom: "b" top: "c"\n'
+                    '        crop_param { offset: 1 offset: 1 offset: 1 } }\n')
+    with pytest.raises(LayerSetupError, match=rf"^{path}:4:22: layer 'c' \(Crop\).*offset has 3 values"):
+        Net(prototxt.read_net(str(path)), phase="TEST")
