@@ -10,8 +10,9 @@ parameter blobs in Caffe's order.
   BlobProto      { num..width = 1..4 (legacy), data = 5 (packed float), shape = 7,
                    double_data = 8 }
 Written files use the current `layer` form with `shape` and packed `data` (float64 blobs as
-`double_data`), as Caffe 1.0 writes them, so BVLC Caffe reads them back. Reading also accepts
-V1 `layers` and legacy 4-D blob dimensions.
+`double_data`), as Caffe 1.0 writes them, so BVLC Caffe reads them back; a 0-axis blob (one
+value) has no `shape`, as in Caffe. Reading also accepts V1 `layers` and legacy 4-D blob
+dimensions (which win over `shape` when both are present, as in Caffe's Blob::FromProto).
 
 .npz holds `<layer>/<index>` arrays plus `__layers__` and `__types__` (string arrays giving the
 layer order); it is read with `allow_pickle=False`, so loading never runs code from the file.
@@ -50,15 +51,18 @@ def shapes_compatible(file_shape, net_shape):
 # -- .caffemodel ---------------------------------------------------------------------------
 def encode_blob(array):
     """BlobProto bytes in protobuf's field order (data = 5 or, for float64, shape = 7 then
-    double_data = 8), as Caffe 1.0 serialises a blob without its diff."""
+    double_data = 8), as Caffe 1.0 serialises a blob without its diff. A 0-axis array gets no
+    shape field (Caffe's Blob::ToProto adds one dim per axis, so none is ever created)."""
     array = np.asarray(array)
     w = wire.Writer()
     if array.dtype == np.float64:
-        w.message(7, wire.encode_blob_shape(array.shape))
+        if array.ndim:
+            w.message(7, wire.encode_blob_shape(array.shape))
         w.packed_doubles(8, array.reshape(-1))
     else:
         w.packed_floats(5, array.reshape(-1))
-        w.message(7, wire.encode_blob_shape(array.shape))
+        if array.ndim:
+            w.message(7, wire.encode_blob_shape(array.shape))
     return w.getvalue()
 
 

@@ -331,7 +331,8 @@ def encode_blob_proto(data, diff=None, legacy_4d=False):
     """BlobProto bytes of an array (float32 → `data`, float64 → `double_data`).
 
     `legacy_4d=True` writes num/channels/height/width instead of `shape` (what Caffe's
-    compute_image_mean writes; the array must have at most 4 axes).
+    compute_image_mean writes; the array must have at most 4 axes). A 0-axis array (one value)
+    gets no `shape` at all, as Caffe's Blob::ToProto writes it (it adds a dim per axis).
     """
     data = np.asarray(data)
     w = Writer()
@@ -341,7 +342,7 @@ def encode_blob_proto(data, diff=None, legacy_4d=False):
         dims = (1,) * (4 - data.ndim) + tuple(data.shape)
         for number, d in zip((1, 2, 3, 4), dims):
             w.varint(number, d)
-    else:
+    elif data.ndim:
         w.message(7, encode_blob_shape(data.shape))
     if data.dtype == np.float64:
         w.packed_doubles(8, data.reshape(-1))
@@ -355,13 +356,13 @@ def encode_blob_proto(data, diff=None, legacy_4d=False):
 
 
 def blob_proto_shape(fields):
-    """The shape a BlobProto (given as Fields) declares: `shape.dim`, else the legacy
-    (num, channels, height, width), as Caffe's Blob::FromProto reads it."""
-    if fields.has(7):
-        return tuple(fields.message(7).ints(1))
+    """The shape a BlobProto (given as Fields) declares, as Caffe's Blob::FromProto reads it:
+    the legacy (num, channels, height, width) when any of them is set, else `shape.dim`. A proto
+    with neither (how Caffe writes a 0-axis blob: Scale/Bias `num_axes: 0`, a shared PReLU
+    slope) is shape () with one value."""
     if any(fields.has(k) for k in (1, 2, 3, 4)):
         return tuple(fields.int(k, 0) for k in (1, 2, 3, 4))
-    return (0,)
+    return tuple(fields.message(7).ints(1))
 
 
 def decode_blob_proto(buf, what="BlobProto"):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import minicaffe as caffe
-from minicaffe import weights
+from minicaffe import weights, wire
 from minicaffe.errors import DataError, ShapeError
 from minicaffe.net import Net
 from minicaffe.prototxt import parse_net
@@ -193,3 +193,100 @@ def test_bytes_match_the_protobuf_library(rng):
     [(name, type_, [array])] = weights.decode_caffemodel(old.SerializeToString())
     assert (name, type_, array.shape) == ("ip", "InnerProduct", (1, 1, 2, 3))
     np.testing.assert_array_equal(array.reshape(-1), np.arange(6))
+
+
+# -- 0-axis blobs (Scale/Bias num_axes: 0, PReLU channel_shared: true) ------------------------
+# Caffe's Blob::ToProto adds one BlobShape dim per axis, so a 0-axis blob's BlobProto has no
+# `shape` and no legacy dims, only its one value; Blob::FromProto reads that back as shape ()
+# (count 1). The bytes below follow protobuf's encoding by hand: packed float `data` (field 5,
+# key 0x2a), packed double `double_data` (field 8, key 0x42).
+SCALAR_NET = """
+name: "scalar"
+layer { name: "in" type: "Input" top: "x" input_param { shape { dim: 2 dim: 3 dim: 4 } } }
+layer { name: "sc" type: "Scale" bottom: "x" top: "y" scale_param { num_axes: 0 bias_term: true } }
+"""
+
+
+def _scalar_caffemodel(scale, bias):
+    """A .caffemodel as Caffe writes it for SCALAR_NET's Scale layer (float blobs)."""
+    blobs = b"".join(_len(7, _len(5, struct.pack("<f", v))) for v in (scale, bias))
+    layer = _len(1, b"sc") + _len(2, b"Scale") + blobs
+    return _len(1, b"scalar") + b"\xa2\x06" + bytes([len(layer)]) + layer
+
+
+def test_zero_axis_blob_is_written_without_shape():
+    assert weights.encode_blob(np.array(2.5, np.float32)) == b"\x2a\x04" + struct.pack("<f", 2.5)
+    assert weights.encode_blob(np.array(0.5)) == b"\x42\x08" + struct.pack("<d", 0.5)
+    assert wire.encode_blob_proto(np.array(2.5, np.float32)) == \
+        b"\x2a\x04" + struct.pack("<f", 2.5)
+    assert weights.encode_caffemodel([("sc", "Scale", [np.array(2.5, np.float32),
+                                                       np.array(-1.0, np.float32)])],
+                                     "scalar") == _scalar_caffemodel(2.5, -1.0)
+
+
+@pytest.mark.parametrize("blob, value, dtype", [
+    (b"\x2a\x04" + struct.pack("<f", 0.25), 0.25, np.float32),      # data only
+    (b"\x42\x08" + struct.pack("<d", -0.75), -0.75, np.float64),    # double_data only
+    (b"\x3a\x00\x2a\x04" + struct.pack("<f", 3.0), 3.0, np.float32),  # an empty shape {}
+])
+def test_zero_axis_blob_reads_as_one_value_of_shape_empty(blob, value, dtype):
+    layer = _len(1, b"relu1") + _len(2, b"PReLU") + _len(7, blob)    # a shared PReLU slope
+    [(name, type_, [array])] = weights.decode_caffemodel(b"\xa2\x06" + bytes([len(layer)]) + layer)
+    assert (name, type_) == ("relu1", "PReLU")
+    assert array.shape == () and array.dtype == dtype and array.size == 1
+    assert float(array) == value
+
+
+def test_blob_proto_without_values_is_refused():
+    """Caffe checks count (1 for no shape) against the values: an empty BlobProto fails."""
+    with pytest.raises(DataError, match=r"m.caffemodel: layer 'sc' blob 0: shape \(\) but no "
+                                        r"data values"):
+        layer = _len(1, b"sc") + _len(2, b"Scale") + _len(7, b"")
+        weights.decode_caffemodel(b"\xa2\x06" + bytes([len(layer)]) + layer, "m.caffemodel")
+    two = b"\x2a\x08" + struct.pack("<2f", 1.0, 2.0)
+    with pytest.raises(DataError, match=r"shape \(\) needs 1 values, found 2"):
+        wire.decode_blob_proto(two)
+
+
+def test_legacy_dims_win_over_shape_as_in_caffe():
+    blob = bytes([0x08, 1, 0x10, 1, 0x18, 1, 0x20, 2]) + _len(7, _len(1, bytes([2, 1]))) + \
+        _len(5, struct.pack("<2f", 1.0, 2.0))
+    data, _ = wire.decode_blob_proto(blob)
+    assert data.shape == (1, 1, 1, 2)
+
+
+def test_zero_axis_blobs_round_trip_through_a_caffemodel(tmp_path):
+    """Caffe's bytes → Net.copy_from → forward → Net.save writes Caffe's blob bytes; a legacy
+    1x1x1x1 blob loads into the 0-axis blob too (Caffe's ShapeEquals)."""
+    path = tmp_path / "caffe.caffemodel"
+    path.write_bytes(_scalar_caffemodel(2.5, -1.0))
+    net = Net(parse_net(SCALAR_NET), caffe.TEST)
+    assert [b.data.shape for b in net.params["sc"]] == [(), ()]
+    net.copy_from(str(path))
+    assert float(net.params["sc"][0].data) == 2.5 and float(net.params["sc"][1].data) == -1.0
+    x = np.arange(24, dtype=np.float32).reshape(2, 3, 4)
+    net.blobs["x"].data[...] = x
+    np.testing.assert_array_equal(net.forward()["y"], 2.5 * x - 1.0)
+    out = tmp_path / "ours.caffemodel"
+    net.save(str(out))
+    [saved] = [layer for layer in wire.parse(out.read_bytes()).messages(100)
+               if layer.string(1) == "sc"]
+    assert [bytes(v) for _, v in saved.raw[7]] == [b"\x2a\x04" + struct.pack("<f", v)
+                                                  for v in (2.5, -1.0)]
+    legacy = bytes([0x08, 1, 0x10, 1, 0x18, 1, 0x20, 1])
+    blobs = b"".join(_len(7, legacy + _len(5, struct.pack("<f", v))) for v in (4.0, 0.5))
+    layer = _len(1, b"sc") + _len(2, b"Scale") + blobs
+    path.write_bytes(b"\xa2\x06" + bytes([len(layer)]) + layer)
+    net.copy_from(str(path))
+    assert float(net.params["sc"][0].data) == 4.0 and float(net.params["sc"][1].data) == 0.5
+    assert net.params["sc"][0].data.shape == ()
+
+
+def test_zero_axis_bytes_match_the_protobuf_library():
+    NetParameter = _protobuf_classes()
+    net = NetParameter(name="scalar")
+    layer = net.layer.add(name="sc", type="Scale")
+    for v in (2.5, -1.0):
+        layer.blobs.add().data.append(v)              # Caffe's ToProto: no dim for no axis
+    assert _scalar_caffemodel(2.5, -1.0) == net.SerializeToString()
+    assert not net.layer[0].blobs[0].HasField("shape")
