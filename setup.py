@@ -8,6 +8,10 @@ the build needs (pybind11, cmake, ninja, scipy-openblas32). Environment knobs:
   MINICAFFE_BUILD_TYPE=Release | RelWithDebInfo | Debug
   MINICAFFE_CMAKE_ARGS="..."   extra arguments passed to cmake
   MINICAFFE_SKIP_KERNELS=1     install without the compiled kernels (NumPy fallback, slow)
+
+Every build also generates minicaffe/proto/caffe_pb2.py (pycaffe's `caffe.proto.caffe_pb2`) from
+minicaffe/proto/caffe.proto with the protoc of grpcio-tools (a build requirement); the generated
+file is not kept in git. `python setup.py build_ext --inplace` writes it next to caffe.proto.
 """
 import os
 import shlex
@@ -18,8 +22,39 @@ from pathlib import Path
 
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
+from setuptools.command.build_py import build_py
 
 ROOT = Path(__file__).resolve().parent
+
+
+PROTO = ROOT / "minicaffe" / "proto" / "caffe.proto"
+
+
+def generate_caffe_pb2(out_dir):
+    """Run protoc (grpcio-tools) on minicaffe/proto/caffe.proto; writes out_dir/caffe_pb2.py."""
+    try:
+        from grpc_tools import protoc  # noqa: PLC0415  (a build requirement, see pyproject.toml)
+    except ImportError as exc:
+        raise RuntimeError("building minicaffe needs grpcio-tools to generate caffe_pb2.py from "
+                           f"{PROTO.relative_to(ROOT)} (pip install grpcio-tools)") from exc
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    include = str(Path(protoc.__file__).resolve().parent / "_proto")
+    rc = protoc.main(["protoc", f"-I{PROTO.parent}", f"-I{include}", f"--python_out={out_dir}",
+                      str(PROTO)])
+    if rc != 0:
+        raise RuntimeError(f"protoc failed on {PROTO} (exit status {rc})")
+
+
+class BuildPy(build_py):
+    """Also generate caffe_pb2.py: into the build tree, and next to caffe.proto for an
+    editable install (where the source tree is what gets imported)."""
+
+    def run(self):
+        super().run()
+        generate_caffe_pb2(Path(self.build_lib) / "minicaffe" / "proto")
+        if getattr(self, "editable_mode", False):
+            generate_caffe_pb2(PROTO.parent)
 
 
 class CMakeExtension(Extension):
@@ -46,6 +81,11 @@ def _ninja_args():
 
 
 class CMakeBuild(build_ext):
+    def run(self):
+        if self.inplace or getattr(self, "editable_mode", False):
+            generate_caffe_pb2(PROTO.parent)
+        super().run()
+
     def build_extension(self, ext):
         import pybind11  # noqa: PLC0415
 
@@ -84,4 +124,4 @@ class CMakeBuild(build_ext):
 
 _skip = os.environ.get("MINICAFFE_SKIP_KERNELS") == "1"
 setup(ext_modules=[] if _skip else [CMakeExtension("minicaffe._kernels")],
-      cmdclass={"build_ext": CMakeBuild})
+      cmdclass={"build_ext": CMakeBuild, "build_py": BuildPy})

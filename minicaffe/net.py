@@ -56,10 +56,13 @@ def _prototxt():
 
 
 def _load_net_param(model):
-    """A NetParameter from a path, prototxt text or a NetParameter (returned as is)."""
+    """A NetParameter from a path, prototxt text, a NetParameter (returned as is) or a
+    caffe_pb2.NetParameter (e.g. NetSpec's to_proto(); converted and upgraded)."""
     proto = _prototxt()
     if isinstance(model, proto.NetParameter):
         return model
+    if proto.is_protobuf(model, "NetParameter"):
+        return proto.upgrade_net(proto.from_protobuf(model))
     if isinstance(model, (str, os.PathLike)):
         text = os.fspath(model)
         if os.path.exists(text):
@@ -67,7 +70,8 @@ def _load_net_param(model):
         if "{" in text and ("layer" in text or "input" in text):
             return proto.parse_net(text)
         raise FileNotFoundError(f"net definition '{text}' not found")
-    raise TypeError(f"Net model must be a path or a NetParameter, got {type(model).__name__}")
+    raise TypeError(f"Net model must be a path, prototxt text or a NetParameter (minicaffe's or "
+                    f"caffe_pb2's), got {type(model).__name__}")
 
 
 def _split_blob_name(blob, layer, top_index, k):

@@ -25,6 +25,11 @@ Writing
     `text_format.Merge(text, msg)` / `MessageToString(msg)` for code written against pycaffe's
     `google.protobuf.text_format`.
 
+Protobuf
+    from_protobuf(pb) / to_protobuf(msg, pb_class): to and from caffe_pb2 messages (the real
+    protobuf classes of minicaffe.proto); upgrade_net(net) / upgrade_solver(solver) bring a
+    converted message to the current form, as the readers do.
+
 Command line
     python -m minicaffe.prototxt check FILE... | upgrade IN [OUT]  (Caffe's upgrade_*_proto_text)
 
@@ -45,6 +50,8 @@ from minicaffe.prototxt.reader import (parse_message, parse_net, parse_solver, r
 from minicaffe.prototxt.schema import MESSAGES
 from minicaffe.prototxt.solver_nets import SolverNets, resolve_net_path, solver_nets
 from minicaffe.prototxt.writer import to_text
+from minicaffe.prototxt.protobuf import from_protobuf, to_protobuf
+from minicaffe.prototxt.upgrade import upgrade_net, upgrade_solver
 from minicaffe.prototxt import text_format  # noqa: E402  (protobuf-style Merge/MessageToString)
 
 
@@ -59,9 +66,17 @@ def error_at(msg, field, text):
     return ParseError(text, pos[0], pos[1], pos[2], line)
 
 
+def is_protobuf(obj, type_name=None):
+    """Whether `obj` is a protobuf message of package caffe (optionally of `type_name`)."""
+    desc = getattr(obj, "DESCRIPTOR", None)
+    full = getattr(desc, "full_name", "")
+    return full.startswith("caffe.") and (type_name is None or full == f"caffe.{type_name}")
+
+
 globals().update({name: message_class(name) for name in MESSAGES})
 
 __all__ = ["ParseError", "UnmodeledFieldWarning", "Message", "message_class", "parse_message",
            "parse_net", "parse_solver", "read_net", "read_solver", "to_text", "filter_net",
            "layer_included", "state_meets_rule", "solver_nets", "SolverNets",
-           "resolve_net_path", "error_at", "text_format", *MESSAGES]
+           "resolve_net_path", "error_at", "text_format", "from_protobuf", "to_protobuf",
+           "upgrade_net", "upgrade_solver", "is_protobuf", *MESSAGES]

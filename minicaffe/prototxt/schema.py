@@ -10,7 +10,10 @@ Each message is a few lines of a small table language (parsed once at import by 
     known LayerParameter crop_param    Caffe fields minicaffe does not model (warn, keep raw text)
 
 Field names, kinds, defaults and enum numbers follow BVLC caffe.proto (1.0) and the SSL fork
-(wenwei202/caffe); the minicaffe extensions are listed in docs/ARCHITECTURE.md. The `known`
+(wenwei202/caffe); the minicaffe extensions are listed in docs/ARCHITECTURE.md. The protobuf
+schema of the same messages is minicaffe/proto/caffe.proto (field numbers live there; minicaffe's
+own enum values are numbered 5001 and up, as there); tests/pycaffe/test_caffe_pb2.py keeps the
+two in step. The `known`
 SolverParameter fields are the SSL fork's later force-regularization experiments. Enum names are
 global here; where two caffe.proto enums share a name but differ (Engine is the same
 everywhere) they get distinct names below.
@@ -26,7 +29,7 @@ enum Engine DEFAULT CAFFE CUDNN
 enum DimCheckMode STRICT PERMISSIVE
 enum VarianceNorm FAN_IN FAN_OUT AVERAGE
 enum NormalizationMode FULL VALID BATCH_SIZE NONE
-enum DB LEVELDB LMDB IDX CIFAR10
+enum DB LEVELDB LMDB IDX=5001 CIFAR10
 enum EltwiseOp PROD SUM MAX
 enum NormRegion ACROSS_CHANNELS WITHIN_CHANNEL
 enum PoolMethod MAX AVE STOCHASTIC
@@ -48,10 +51,10 @@ message BlobProto
   *diff float
   *double_data double
   *double_diff double
-  num int64 = 0
-  channels int64 = 0
-  height int64 = 0
-  width int64 = 0
+  num int32 = 0
+  channels int32 = 0
+  height int32 = 0
+  width int32 = 0
 message BlobProtoVector
   *blobs BlobProto
 message Datum

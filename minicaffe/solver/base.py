@@ -50,11 +50,16 @@ def solver_type(param):
 
 
 def read_param(param_or_path):
-    """(SolverParameter, path or None) from a path or an already parsed SolverParameter."""
+    """(SolverParameter, path or None) from a path, a parsed SolverParameter or a caffe_pb2
+    SolverParameter (converted and upgraded as the reader does)."""
     if isinstance(param_or_path, (str, os.PathLike)):
         from minicaffe.prototxt import read_solver
 
         return read_solver(os.fspath(param_or_path)), os.fspath(param_or_path)
+    from minicaffe import prototxt
+
+    if prototxt.is_protobuf(param_or_path, "SolverParameter"):
+        return prototxt.upgrade_solver(prototxt.from_protobuf(param_or_path)), None
     return param_or_path, None
 
 
