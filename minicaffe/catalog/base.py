@@ -34,15 +34,16 @@ def _position(layer_param, field=None):
 
 
 def create_layer(layer_param, phase="TRAIN"):
-    """Instantiate the registered layer for `layer_param.type`; unknown and refused types
-    raise LayerSetupError naming the layer (and the known types, or the refusal's reason)."""
+    """Instantiate the registered layer for `layer_param.type` through its class's `create`
+    (Caffe's layer creator); unknown and refused types raise LayerSetupError naming the layer
+    (and the known types, or the refusal's reason)."""
     if layer_param.type in _REFUSED:
         raise LayerSetupError(f"{_position(layer_param)}layer '{layer_param.name}' "
                               f"({layer_param.type}): {_REFUSED[layer_param.type]}")
     if layer_param.type not in LAYERS:
         raise LayerSetupError(f"{_position(layer_param)}layer '{layer_param.name}': "
                               f"{LAYERS.unknown_message(layer_param.type)}")
-    return LAYERS.get(layer_param.type)(layer_param, phase)
+    return LAYERS.get(layer_param.type).create(layer_param, phase)
 
 
 def layer_type_list():
@@ -69,6 +70,12 @@ class Layer:
         self.phase = phase
         self.blobs = []          # learnable (and state) blobs, in Caffe's order
         self.loss_weights = []   # one per top, filled by the Net
+
+    @classmethod
+    def create(cls, layer_param, phase="TRAIN"):
+        """The layer object for `layer_param` (Caffe's creator function). Default: an instance
+        of this class; the Python layer overrides it to build the user's class instead."""
+        return cls(layer_param, phase)
 
     # -- hooks for subclasses -----------------------------------------------------------------
     def setup(self, bottom, top):
