@@ -168,6 +168,8 @@ class Net:
         self.name = filtered.name
         self.force_backward = bool(filtered.force_backward)
         layer_params = [copy.deepcopy(lp) for lp in filtered.layer]
+        self._callbacks = {"before_forward": [], "after_forward": [], "before_backward": [],
+                           "after_backward": []}
         self._build(layer_params)
         if weights is not None:
             self.copy_from(weights)
@@ -414,63 +416,88 @@ class Net:
             raise ValueError(f"{what}='{name}' is not a layer of net '{self.name}' "
                              f"(layers: {', '.join(self._layer_names)})") from None
 
-    def _set_blob(self, name, value, what):
-        if name not in self._blobs:
-            raise ValueError(f"{what}: no blob named '{name}' (blobs: {', '.join(self._blobs)})")
+    def _feed(self, name, value, what):
+        """Copy `value` into the data (forward) or diff (backward) of blob `name`, with
+        pycaffe's checks: the batch (first) dimension must match the blob's; the rest must
+        broadcast to its shape. Raises ShapeError naming the blob and both shapes."""
         blob = self._blobs[name]
         value = backend.to_current(np.asarray(value))
-        if tuple(value.shape) != tuple(blob.shape):
-            if what == "forward" and name in self._input_names:
-                blob.reshape(value.shape)         # a new batch shape; layers reshape on forward
+        if value.ndim == 0 or not blob.shape or value.shape[0] != blob.shape[0]:
+            noun = "Input" if what == "forward" else "Diff"
+            raise ShapeError(
+                f"{what}: {noun} is not batch sized: '{name}' got an array of shape "
+                f"{tuple(value.shape)}, the blob has shape {tuple(blob.shape)} (to change the "
+                f"batch, reshape first: net.blobs['{name}'].reshape(...); net.reshape())")
+        try:
+            if what == "forward":
+                blob.data[...] = value
             else:
-                raise ShapeError(f"{what}: blob '{name}' has shape {tuple(blob.shape)}, "
-                                 f"got an array of shape {tuple(value.shape)}")
-        return blob, value
+                blob.diff[...] = value
+        except ValueError:
+            raise ShapeError(f"{what}: blob '{name}' has shape {tuple(blob.shape)}, got an array "
+                             f"of shape {tuple(value.shape)}") from None
 
     def forward(self, blobs=None, start=None, end=None, **inputs):
         """Run layers `start`..`end` (layer names, inclusive; default all) after copying the
-        keyword arrays into the named input blobs. Returns {name: data array} of the net
-        outputs (or of `end`'s tops) plus any blob names listed in `blobs`."""
-        for name, value in inputs.items():
-            blob, value = self._set_blob(name, value, "forward")
-            blob.data[...] = value
+        keyword arrays into the input blobs (pycaffe's rules: give every net input or none, each
+        with the blob's batch size; ShapeError / ValueError otherwise). Returns {name: data} of
+        the net outputs (or of `end`'s tops) plus the blob names listed in `blobs`; the arrays
+        are the blobs' own storage (views), as in pycaffe."""
+        if inputs:
+            if set(inputs) != set(self._input_names):
+                raise ValueError(f"forward: input blob arguments {sorted(inputs)} do not match "
+                                 f"the net inputs {self._input_names}")
+            for name, value in inputs.items():
+                self._feed(name, value, "forward")
         i0 = self._layer_index(start, "start")
         i1 = self._layer_index(end, "end")
         self._forward_range(0 if i0 is None else i0, len(self.layers) - 1 if i1 is None else i1)
         names = list(self._top_names[i1]) if i1 is not None else list(self._output_names)
         names += [b for b in (blobs or []) if b not in names]
-        return {name: self._blobs[name].data for name in names}
+        return {name: self._blob(name, "forward").data for name in names}
 
     def backward(self, diffs=None, start=None, end=None, **top_diffs):
-        """Run backward from `start` down to `end` (layer names; default all), after copying
-        the keyword arrays into the diffs of the named (output) blobs. Returns {name: diff}
-        of the net inputs (or of `end`'s bottoms) plus any blob names listed in `diffs`."""
-        for name, value in top_diffs.items():
-            blob, value = self._set_blob(name, value, "backward")
-            blob.diff[...] = value
+        """Run backward from `start` down to `end` (layer names; default all), after copying the
+        keyword arrays into the diffs of the output blobs (all outputs or none, batch sized).
+        Returns {name: diff} of the net inputs (or of `end`'s bottoms) plus the blob names
+        listed in `diffs`."""
+        if top_diffs:
+            if set(top_diffs) != set(self._output_names):
+                raise ValueError(f"backward: top diff arguments {sorted(top_diffs)} do not match "
+                                 f"the net outputs {self._output_names}")
+            for name, value in top_diffs.items():
+                self._feed(name, value, "backward")
         i0 = self._layer_index(start, "start")
         i1 = self._layer_index(end, "end")
         self._backward_range(len(self.layers) - 1 if i0 is None else i0, 0 if i1 is None else i1)
         names = list(self._bottom_names[i1]) if i1 is not None else list(self._input_names)
         names += [b for b in (diffs or []) if b not in names]
-        return {name: self._blobs[name].diff for name in names}
+        return {name: self._blob(name, "backward").diff for name in names}
 
-    def forward_all(self, blobs=None, **inputs):
-        """Forward many samples in batches of the input blobs' batch size (pycaffe's
-        forward_all): every keyword array shares its first dimension n; returns {name: array
-        with n rows} for the outputs and the names in `blobs`. The last batch is padded with
-        zeros and the padding dropped from the results."""
-        if not inputs:
-            return {k: np.array(backend.asnumpy(v)) for k, v in self.forward(blobs=blobs).items()}
-        arrays = {k: np.asarray(v) for k, v in inputs.items()}
-        counts = {len(a) for a in arrays.values()}
+    def _blob(self, name, what):
+        try:
+            return self._blobs[name]
+        except KeyError:
+            raise ValueError(f"{what}: no blob named '{name}' (blobs: "
+                             f"{', '.join(self._blobs)})") from None
+
+    def _batches(self, arrays):
+        """Split {blob name: array of n rows} into feeds of the net's batch size (that of the
+        first named blob); the last feed is padded with zeros. Returns (n, batch, [feeds])."""
+        if not arrays:
+            return 0, 0, []
+        arrays = {k: np.asarray(v) for k, v in arrays.items()}
+        counts = {len(a) if a.ndim else 0 for a in arrays.values()}
         if len(counts) != 1:
-            raise ShapeError(f"forward_all: input arrays have different first dimensions "
-                             f"{ {k: len(a) for k, a in arrays.items()} }")
+            raise ShapeError(f"input arrays have different first dimensions "
+                             f"{ {k: a.shape[:1] for k, a in arrays.items()} }")
         n = counts.pop()
-        batch = self._blobs[next(iter(arrays))].shape[0] if next(iter(arrays)) in self._blobs else n
-        batch = max(1, batch)
-        chunks = {}
+        first = next(iter(arrays))
+        shape = self._blob(first, "forward_all").shape
+        if not shape or shape[0] < 1:
+            raise ShapeError(f"blob '{first}' has shape {tuple(shape)}: no batch dimension to "
+                             "split the arrays by")
+        batch, feeds = shape[0], []
         for lo in range(0, n, batch):
             feed = {}
             for k, a in arrays.items():
@@ -479,15 +506,64 @@ class Net:
                     pad = np.zeros((batch - len(part),) + part.shape[1:], dtype=part.dtype)
                     part = np.concatenate([part, pad])
                 feed[k] = part
-            for k, v in self.forward(blobs=blobs, **feed).items():
-                chunks.setdefault(k, []).append(np.array(backend.asnumpy(v)))
+            feeds.append(feed)
+        return n, batch, feeds
+
+    @staticmethod
+    def _collect(chunks, n, batch):
+        """Join per-batch results: arrays whose first dimension is the batch are concatenated
+        and trimmed to `n` rows (the padding dropped); anything else (a loss, an accuracy) is
+        stacked, one entry per batch."""
         out = {}
         for k, parts in chunks.items():
             if parts[0].ndim and parts[0].shape[0] == batch:
                 out[k] = np.concatenate(parts)[:n]
             else:
-                out[k] = np.stack(parts)          # per-batch scalars (losses, accuracies)
+                out[k] = np.stack(parts)
         return out
+
+    def forward_all(self, blobs=None, **inputs):
+        """Forward many samples in batches of the input blobs' batch size (pycaffe's
+        forward_all): every keyword array shares its first dimension n; returns {name: array
+        with n rows} for the outputs and the names in `blobs`. The last batch is padded with
+        zeros and the padding dropped from the results."""
+        if not inputs:
+            return {k: np.array(backend.asnumpy(v)) for k, v in self.forward(blobs=blobs).items()}
+        n, batch, feeds = self._batches(inputs)
+        chunks = {}
+        for feed in feeds:
+            for k, v in self.forward(blobs=blobs, **feed).items():
+                chunks.setdefault(k, []).append(np.array(backend.asnumpy(v)))
+        return self._collect(chunks, n, batch)
+
+    def forward_backward_all(self, blobs=None, diffs=None, **kwargs):
+        """Forward and backward in batches (pycaffe's forward_backward_all). Keyword arrays
+        named after net inputs feed forward, those named after net outputs are the top diffs
+        of backward (all of n rows); a side without arrays runs on what its blobs hold.
+        Returns ({output or `blobs` name: data}, {input or `diffs` name: diff}), n rows each."""
+        unknown = set(kwargs) - set(self._input_names) - set(self._output_names)
+        if unknown:
+            raise ValueError(f"forward_backward_all: {sorted(unknown)} are neither net inputs "
+                             f"{self._input_names} nor outputs {self._output_names}")
+        ins = {k: kwargs[k] for k in self._input_names if k in kwargs}
+        outs = {k: kwargs[k] for k in self._output_names if k in kwargs}
+        n_in, batch_in, forward_feeds = self._batches(ins)
+        n_out, batch_out, backward_feeds = self._batches(outs)
+        if ins and outs and n_in != n_out:
+            raise ShapeError(f"forward_backward_all: inputs have {n_in} rows, output diffs {n_out}")
+        n, batch = (n_in, batch_in) if ins else (n_out, batch_out)
+        if not kwargs:
+            n = batch = self._blobs[self._output_names[0]].shape[0] \
+                if self._output_names and self._blobs[self._output_names[0]].shape else 1
+        all_outs, all_diffs = {}, {}
+        for i in range(max(len(forward_feeds), len(backward_feeds), 1)):
+            fb = forward_feeds[i] if i < len(forward_feeds) else {}
+            bb = backward_feeds[i] if i < len(backward_feeds) else {}
+            for k, v in self.forward(blobs=blobs, **fb).items():
+                all_outs.setdefault(k, []).append(np.array(backend.asnumpy(v)))
+            for k, v in self.backward(diffs=diffs, **bb).items():
+                all_diffs.setdefault(k, []).append(np.array(backend.asnumpy(v)))
+        return self._collect(all_outs, n, batch), self._collect(all_diffs, n, batch)
 
     def set_input_arrays(self, data, labels):
         """Hand arrays to the net's MemoryData layer (pycaffe's net.set_input_arrays):
@@ -545,6 +621,65 @@ class Net:
 
         weights_io.save(path, self)
 
+    def save_hdf5(self, path, write_diff=False):
+        """Write the parameters as HDF5 in Caffe's layout (Net::ToHDF5): a group `data/<layer>`
+        for every layer holding float32 datasets `0`, `1`, ... (only blobs a layer owns; a blob
+        shared by `param { name }` is saved by its owner), and with `write_diff` the same under
+        `diff/` for every blob."""
+        import h5py  # noqa: PLC0415
+
+        owners = {(info.layer_name, info.index): info.owner for info in self._param_infos}
+        with h5py.File(os.fspath(path), "w") as f:
+            data = f.create_group("data")
+            diff = f.create_group("diff") if write_diff else None
+            for name, layer in zip(self._layer_names, self.layers):
+                group = data.create_group(name)
+                dgroup = diff.create_group(name) if write_diff else None
+                for j, blob in enumerate(layer.blobs):
+                    if owners.get((name, j), True):
+                        group.create_dataset(str(j), data=np.asarray(
+                            backend.asnumpy(blob.data), dtype=np.float32))
+                    if write_diff:
+                        dgroup.create_dataset(str(j), data=np.asarray(
+                            backend.asnumpy(blob.diff), dtype=np.float32))
+
+    def load_hdf5(self, path):
+        """Read parameters written by `save_hdf5` or Caffe's ToHDF5 (Net::CopyTrainedLayers
+        FromHDF5): layers of the file missing here are skipped; a dataset missing for a blob
+        that owns itself, more datasets than blobs, or a shape mismatch raise ShapeError
+        naming the file, layer and blob."""
+        import h5py  # noqa: PLC0415
+
+        where = os.fspath(path)
+        owners = {(info.layer_name, info.index): info.owner for info in self._param_infos}
+        layers = self.layer_dict
+        with h5py.File(where, "r") as f:
+            if "data" not in f:
+                raise ShapeError(f"{where}: no 'data' group (not a Caffe HDF5 weights file)")
+            for name, group in f["data"].items():
+                layer = layers.get(name)
+                if layer is None:
+                    continue
+                if len(group) > len(layer.blobs):
+                    raise ShapeError(f"{where}: layer '{name}' ({layer.type}) has {len(group)} "
+                                     f"blob(s) in the file but {len(layer.blobs)} here")
+                for j, blob in enumerate(layer.blobs):
+                    if str(j) not in group:
+                        if owners.get((name, j), True):
+                            raise ShapeError(f"{where}: layer '{name}' ({layer.type}) has no "
+                                             f"dataset '{j}' for its param {j}")
+                        continue
+                    array = group[str(j)][()]
+                    from minicaffe import weights as weights_io  # noqa: PLC0415
+
+                    if not weights_io.shapes_compatible(array.shape, blob.shape):
+                        raise ShapeError(
+                            f"{where}: cannot copy param {j} of layer '{name}' ({layer.type}): "
+                            f"file has shape {tuple(array.shape)}, net expects {tuple(blob.shape)}")
+                    blob.data[...] = backend.to_current(np.asarray(array).reshape(blob.shape))
+                if hasattr(layer, "refresh_weights"):
+                    layer.refresh_weights()
+
     def share_with(self, other):
         """Share parameter data with the layers of the same name in `other` (Caffe's
         ShareTrainedLayersWith: a test net reads the training net's weights, no copies).
@@ -567,10 +702,29 @@ class Net:
 
     # ------------------------------------------------------------------------------------
     # running
+    def before_forward(self, fn):
+        """Call `fn(i)` before layer i runs forward (pycaffe's Net.before_forward)."""
+        self._callbacks["before_forward"].append(fn)
+
+    def after_forward(self, fn):
+        """Call `fn(i)` after layer i ran forward."""
+        self._callbacks["after_forward"].append(fn)
+
+    def before_backward(self, fn):
+        """Call `fn(i)` before layer i's backward step (every layer in the range, as Caffe)."""
+        self._callbacks["before_backward"].append(fn)
+
+    def after_backward(self, fn):
+        """Call `fn(i)` after layer i's backward step."""
+        self._callbacks["after_backward"].append(fn)
+
     def _forward_range(self, first, last):
         loss = 0.0
+        before, after = self._callbacks["before_forward"], self._callbacks["after_forward"]
         for i in range(first, last + 1):
             layer, bottom, top = self.layers[i], self._bottom_vecs[i], self._top_vecs[i]
+            for fn in before:
+                fn(i)
             try:
                 layer.reshape(bottom, top)
                 layer.forward(bottom, top)
@@ -582,14 +736,21 @@ class Net:
                 if w != 0:
                     loss += w * float(blob.data.sum())
                     blob.diff[...] = w            # the loss weight seeds backward
+            for fn in after:
+                fn(i)
         self._last_loss = loss
         return loss
 
     def _backward_range(self, first, last):
+        before, after = self._callbacks["before_backward"], self._callbacks["after_backward"]
         for i in range(first, last - 1, -1):
+            for fn in before:
+                fn(i)
             if self._layer_need_backward[i]:
                 self.layers[i].backward(self._top_vecs[i], self._bottom_need_backward[i],
                                         self._bottom_vecs[i])
+            for fn in after:
+                fn(i)
 
     def forward_all_loss(self):
         """Run every layer forward; returns the total loss Σ loss_weight · sum(top)."""

@@ -66,6 +66,7 @@ def test_splits_follow_a_growing_batch(rng):
                    'layer { name: "e" type: "Eltwise" bottom: "a" bottom: "b" top: "e" }\n',
                    header="force_backward: true\n")
     for n in (3, 7, 2):
+        net.blobs["x"].reshape(n, 4)              # pycaffe: forward(x=...) must be batch sized
         net.forward(x=rng.standard_normal((n, 4)))
         dx = net.backward(e=np.ones((n, 2)))["x"]
         w = net.params["a"][0].data + net.params["b"][0].data
@@ -302,6 +303,10 @@ def test_input_values_persist_and_new_batch_shapes_flow_through(rng):
     net.blobs["x"].data[...] = x
     first = np.array(net.forward()["a"])
     np.testing.assert_allclose(net.forward()["a"], first)
+    with pytest.raises(ShapeError, match=r"Input is not batch sized: 'x' got an array of shape "
+                       r"\(7, 4\), the blob has shape \(3, 4\)"):
+        net.forward(x=rng.standard_normal((7, 4)))          # pycaffe refuses it too
+    net.blobs["x"].reshape(7, 4)
     out = net.forward(x=rng.standard_normal((7, 4)))
     assert out["a"].shape == (7, 2)
 
@@ -337,8 +342,11 @@ def test_loss_weight_count_and_too_many_param_specs():
 def test_wrong_shaped_diff_and_unknown_layer_names():
     net = make_net(ip("a", "x", "a", 2))
     net.forward(x=np.ones((3, 4)))
-    with pytest.raises(ShapeError, match=r"blob 'a' has shape \(3, 2\), got an array of shape \(2, 2\)"):
+    with pytest.raises(ShapeError, match=r"Diff is not batch sized: 'a' got an array of shape "
+                       r"\(2, 2\), the blob has shape \(3, 2\)"):
         net.backward(a=np.ones((2, 2)))
+    with pytest.raises(ShapeError, match=r"blob 'a' has shape \(3, 2\), got an array of shape \(3, 5\)"):
+        net.backward(a=np.ones((3, 5)))
     with pytest.raises(ValueError, match="start='nope' is not a layer"):
         net.forward(start="nope")
 

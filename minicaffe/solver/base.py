@@ -123,6 +123,7 @@ class Solver:
         self.stopped_early = False
         self.last_snapshot = None
         self.progress = None          # callable(iter, loss) for a progress bar
+        self._callbacks = []          # (on_start, on_gradients_ready) pairs, pycaffe's add_callback
         self._curve_path = self._curve_file()
 
     # -- configuration ---------------------------------------------------------------------
@@ -299,6 +300,21 @@ class Solver:
         boundary (what SIGINT / SIGHUP do in the CLI)."""
         self._requested = action
 
+    def add_callback(self, on_start, on_gradients_ready):
+        """pycaffe's solver.add_callback: in each iteration of `step`, call `on_start()` after
+        the test pass (if any) and before forward/backward, and `on_gradients_ready()` after
+        backward, before the update is computed and applied (Caffe's Solver::Callback)."""
+        self._callbacks.append((on_start, on_gradients_ready))
+
+    @property
+    def lr(self):
+        """The learning rate of the current iteration (pycaffe's SGDSolver.lr)."""
+        return self.learning_rate()
+
+    def share_weights(self, net):
+        """Make `net` read this solver's training weights (pycaffe's solver.share_weights)."""
+        net.share_with(self.net)
+
     def forward_backward_all(self):
         loss = 0.0
         for _ in range(self.param.iter_size):
@@ -317,6 +333,8 @@ class Solver:
                 self.test_all()
                 if self._handle_request():
                     break
+            for on_start, _ in self._callbacks:
+                on_start()
             loss = self.forward_backward_all()
             if not math.isfinite(loss):
                 self._diverged(loss)
@@ -324,6 +342,8 @@ class Solver:
             self.smoothed_loss = sum(self._losses) / len(self._losses)
             if p.display and self.iter % p.display == 0:
                 self._display()
+            for _, on_gradients_ready in self._callbacks:
+                on_gradients_ready()
             self.apply_update()
             self.iter += 1
             if self.progress is not None:
