@@ -11,13 +11,17 @@ from minicaffe.catalog.softmax import softmax
 _FLT_MIN = float(np.finfo(np.float32).tiny)
 
 
-def loss_normalizer(loss_param, outer, inner, valid_count):
+def loss_normalizer(loss_param, outer, inner, valid_count, default="VALID"):
     """Caffe's LossLayer normalizer: VALID → non-ignored labels, BATCH_SIZE → outer count,
     FULL → outer*inner, NONE → 1; legacy `normalize` when `normalization` is unset
-    (true → VALID, false → BATCH_SIZE). Never below 1."""
-    mode = loss_param.normalization
-    if not loss_param.has("normalization") and loss_param.has("normalize"):
+    (true → VALID, false → BATCH_SIZE); `default` when neither is set (VALID, caffe.proto's
+    default; SigmoidCrossEntropyLoss uses BATCH_SIZE). Never below 1."""
+    if loss_param.has("normalization"):
+        mode = loss_param.normalization
+    elif loss_param.has("normalize"):
         mode = "VALID" if loss_param.normalize else "BATCH_SIZE"
+    else:
+        mode = default
     if mode == "FULL":
         n = outer * inner
     elif mode == "VALID":

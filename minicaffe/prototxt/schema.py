@@ -41,6 +41,7 @@ enum SolverMode CPU GPU
 enum SolverType SGD NESTEROV ADAGRAD RMSPROP ADADELTA ADAM
 enum GroupLassoUpdate SUBGRADIENT PROXIMAL
 enum ReductionOp SUM=1 ASUM SUMSQ MEAN
+enum HingeNorm L1=1 L2
 enum V1LayerType NONE=0 ABSVAL=35 ACCURACY=1 ARGMAX=30 BNLL=2 CONCAT=3 CONTRASTIVE_LOSS=37 CONVOLUTION=4 DATA=5 DECONVOLUTION=39 DROPOUT=6 DUMMY_DATA=32 EUCLIDEAN_LOSS=7 ELTWISE=25 EXP=38 FLATTEN=8 HDF5_DATA=9 HDF5_OUTPUT=10 HINGE_LOSS=28 IM2COL=11 IMAGE_DATA=12 INFOGAIN_LOSS=13 INNER_PRODUCT=14 LRN=15 MEMORY_DATA=29 MULTINOMIAL_LOGISTIC_LOSS=16 MVN=34 POOLING=17 POWER=26 RELU=18 SIGMOID=19 SIGMOID_CROSS_ENTROPY_LOSS=27 SILENCE=36 SOFTMAX=20 SOFTMAX_LOSS=21 SPLIT=22 SLICE=33 TANH=23 WINDOW_DATA=24 THRESHOLD=31
 
 message BlobShape
@@ -222,7 +223,10 @@ message LayerParameter
   parameter_param ParameterParameter
   reduction_param ReductionParameter
   tile_param TileParameter
-known LayerParameter contrastive_loss_param hdf5_output_param hinge_loss_param infogain_loss_param mvn_param spp_param window_data_param
+  contrastive_loss_param ContrastiveLossParameter
+  hinge_loss_param HingeLossParameter
+  infogain_loss_param InfogainLossParameter
+known LayerParameter hdf5_output_param mvn_param spp_param window_data_param
 
 message TransformationParameter
   scale float = 1
@@ -431,6 +435,14 @@ message ReductionParameter
 message TileParameter
   axis int32 = 1
   tiles int32
+message ContrastiveLossParameter
+  margin float = 1
+  legacy_version bool = false
+message HingeLossParameter
+  norm HingeNorm = L1
+message InfogainLossParameter
+  source string
+  axis int32 = 1
 
 message V1LayerParameter
   name string
@@ -470,7 +482,10 @@ message V1LayerParameter
   transform_param TransformationParameter
   loss_param LossParameter
   layer V0LayerParameter
-known V1LayerParameter contrastive_loss_param hdf5_output_param hinge_loss_param infogain_loss_param mvn_param window_data_param
+  contrastive_loss_param ContrastiveLossParameter
+  hinge_loss_param HingeLossParameter
+  infogain_loss_param InfogainLossParameter
+known V1LayerParameter hdf5_output_param mvn_param window_data_param
 
 message V0LayerParameter
   name string
