@@ -1,0 +1,113 @@
+"""Solver settings in combination, against updates computed by hand in Caffe's order
+(CAFFE_NOTES "Solver"): clip the accumulated gradient -> scale by 1/iter_size -> weight decay
+(decay_mult, L1 or L2) -> [SUBGRADIENT group terms] -> momentum update with lr * lr_mult ->
+[PROXIMAL group soft thresholds with lr * lr_mult * lambda * multiplier].
+
+Each multiplier differs from 1 and from the others, so a rule that drops one, applies one to
+the wrong blob or swaps two steps gives other numbers."""
+import numpy as np
+import pytest
+
+from minicaffe.solver import SGDSolver
+from tests.solver.fakes import LeastSquaresNet, ParamSpec, planted_problem, solver_param
+
+LR, MOMENTUM, DECAY = 0.05, 0.5, 0.02
+BREADTH, KERNEL_SHAPE = 0.3, 0.1
+W_SPEC = dict(lr_mult=3.0, decay_mult=0.5, breadth_decay_mult=2.0, kernel_shape_decay_mult=0.25)
+B_SPEC = dict(lr_mult=0.5, decay_mult=4.0)
+
+
+def _decay_grad(w, rtype):
+    return w if rtype == "L2" else np.sign(w)
+
+
+def _shrink(u, norms, step):
+    """Group soft threshold: u * max(0, 1 - step / ||u_g||) (0 where the norm is 0)."""
+    factor = np.where(norms > 0, np.maximum(0.0, 1 - step / np.where(norms > 0, norms, 1)), 0.0)
+    return u * factor
+
+
+def _solver(rtype, update, iter_size=1, **extra):
+    X, Y, _ = planted_problem()
+    net = LeastSquaresNet(X, Y, weight_spec=ParamSpec(**W_SPEC, regularization_type=rtype),
+                          bias_spec=ParamSpec(**B_SPEC, regularization_type=rtype))
+    param = solver_param(base_lr=LR, momentum=MOMENTUM, weight_decay=DECAY,
+                         breadth_decay=BREADTH, kernel_shape_decay=KERNEL_SHAPE,
+                         group_lasso_update=update, zero_threshold=0.0, iter_size=iter_size,
+                         **extra)
+    return SGDSolver(param, train_net=net, test_nets=[]), net
+
+
+@pytest.mark.parametrize("rtype", ["L2", "L1"])
+@pytest.mark.parametrize("update", ["SUBGRADIENT", "PROXIMAL"])
+def test_lr_mult_and_decay_mult_with_group_lasso(update, rtype):
+    solver, net = _solver(rtype, update)
+    p = solver.param                          # float fields hold float32 values, as caffe.proto
+    lr, mom, wd = p.base_lr, p.momentum, p.weight_decay
+    breadth, kshape = p.breadth_decay, p.kernel_shape_decay
+    w, b = net.w.data.copy(), net.b.data.copy()
+    vw, vb = np.zeros_like(w), np.zeros_like(b)
+    for _ in range(3):
+        gw, gb = net.gradient(w, b)
+        dw = gw + wd * W_SPEC["decay_mult"] * _decay_grad(w, rtype)
+        db = gb + wd * B_SPEC["decay_mult"] * _decay_grad(b, rtype)
+        row_l = breadth * W_SPEC["breadth_decay_mult"]
+        col_l = kshape * W_SPEC["kernel_shape_decay_mult"]
+        if update == "SUBGRADIENT":
+            dw = dw + row_l * w / np.linalg.norm(w, axis=1, keepdims=True) \
+                + col_l * w / np.linalg.norm(w, axis=0, keepdims=True)
+        wlr, blr = lr * W_SPEC["lr_mult"], lr * B_SPEC["lr_mult"]
+        vw, vb = mom * vw + wlr * dw, mom * vb + blr * db
+        w, b = w - vw, b - vb
+        if update == "PROXIMAL":
+            w = _shrink(w, np.linalg.norm(w, axis=1, keepdims=True), wlr * row_l)
+            w = _shrink(w, np.linalg.norm(w, axis=0, keepdims=True), wlr * col_l)
+    solver.step(3)
+    np.testing.assert_allclose(net.w.data, w, rtol=1e-11, atol=1e-14)
+    np.testing.assert_allclose(net.b.data, b, rtol=1e-11, atol=1e-14)
+
+
+@pytest.mark.parametrize("rtype", ["L2", "L1"])
+@pytest.mark.parametrize("update", ["SUBGRADIENT", "PROXIMAL"])
+def test_iter_size_normalises_before_weight_decay(update, rtype):
+    """iter_size 2 on a full-batch net: the accumulated diff is 2 g; Caffe divides it by 2
+    *before* adding the decay and group terms, which therefore keep their full strength."""
+    solver, net = _solver(rtype, update, iter_size=2)
+    p = solver.param
+    lr, mom, wd = p.base_lr, p.momentum, p.weight_decay
+    w, b = net.w.data.copy(), net.b.data.copy()
+    gw, gb = net.gradient(w, b)
+    dw = gw + wd * W_SPEC["decay_mult"] * _decay_grad(w, rtype)
+    db = gb + wd * B_SPEC["decay_mult"] * _decay_grad(b, rtype)
+    row_l = p.breadth_decay * W_SPEC["breadth_decay_mult"]
+    col_l = p.kernel_shape_decay * W_SPEC["kernel_shape_decay_mult"]
+    if update == "SUBGRADIENT":
+        dw = dw + row_l * w / np.linalg.norm(w, axis=1, keepdims=True) \
+            + col_l * w / np.linalg.norm(w, axis=0, keepdims=True)
+    wlr = lr * W_SPEC["lr_mult"]
+    w1, b1 = w - wlr * dw, b - lr * B_SPEC["lr_mult"] * db
+    if update == "PROXIMAL":
+        w1 = _shrink(w1, np.linalg.norm(w1, axis=1, keepdims=True), wlr * row_l)
+        w1 = _shrink(w1, np.linalg.norm(w1, axis=0, keepdims=True), wlr * col_l)
+    solver.step(1)
+    assert net.forward_calls == 2
+    np.testing.assert_allclose(net.w.data, w1, rtol=1e-11, atol=1e-14)
+    np.testing.assert_allclose(net.b.data, b1, rtol=1e-11, atol=1e-14)
+    assert mom and solver.history[1][0] == pytest.approx(lr * B_SPEC["lr_mult"] * db, rel=1e-11)
+
+
+@pytest.mark.parametrize("rtype", ["L2", "L1"])
+def test_clip_acts_on_the_accumulated_gradient_before_normalisation(rtype):
+    """Caffe clips the sum over iter_size passes (norm 2|g| here), then divides by iter_size,
+    then adds weight decay."""
+    solver, net = _solver(rtype, "SUBGRADIENT", iter_size=2, clip_gradients=5.0)
+    p = solver.param
+    w, b = net.w.data.copy(), net.b.data.copy()
+    gw, gb = net.gradient(w, b)
+    total = 2 * np.sqrt((gw ** 2).sum() + (gb ** 2).sum())
+    clip = p.clip_gradients
+    assert total > clip > total / 2          # normalising first would clip by another factor
+    scale = clip / total                     # (2 g) * scale / 2 = g * scale
+    db = gb * scale + p.weight_decay * B_SPEC["decay_mult"] * _decay_grad(b, rtype)
+    solver.step(1)
+    np.testing.assert_allclose(net.b.data, b - p.base_lr * B_SPEC["lr_mult"] * db, rtol=1e-11)
