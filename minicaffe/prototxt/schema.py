@@ -226,7 +226,10 @@ message LayerParameter
   contrastive_loss_param ContrastiveLossParameter
   hinge_loss_param HingeLossParameter
   infogain_loss_param InfogainLossParameter
-known LayerParameter hdf5_output_param mvn_param spp_param window_data_param
+  hdf5_output_param HDF5OutputParameter
+  mvn_param MVNParameter
+  spp_param SPPParameter
+known LayerParameter window_data_param
 
 message TransformationParameter
   scale float = 1
@@ -443,6 +446,16 @@ message HingeLossParameter
 message InfogainLossParameter
   source string
   axis int32 = 1
+message HDF5OutputParameter
+  file_name string
+message MVNParameter
+  normalize_variance bool = true
+  across_channels bool = false
+  eps float = 1e-9
+message SPPParameter
+  pyramid_height uint32
+  pool PoolMethod = MAX
+  engine Engine = DEFAULT
 
 message V1LayerParameter
   name string
@@ -485,7 +498,9 @@ message V1LayerParameter
   contrastive_loss_param ContrastiveLossParameter
   hinge_loss_param HingeLossParameter
   infogain_loss_param InfogainLossParameter
-known V1LayerParameter hdf5_output_param mvn_param window_data_param
+  hdf5_output_param HDF5OutputParameter
+  mvn_param MVNParameter
+known V1LayerParameter window_data_param
 
 message V0LayerParameter
   name string
@@ -525,7 +540,7 @@ message V0LayerParameter
   new_width int32 = 0
   shuffle_images bool = false
   concat_dim uint32 = 1
-known V0LayerParameter hdf5_output_param
+  hdf5_output_param HDF5OutputParameter
 """
 
 

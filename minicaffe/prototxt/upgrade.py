@@ -133,7 +133,8 @@ V0_TYPES = {
     "split": "SPLIT", "tanh": "TANH", "window_data": "WINDOW_DATA",
 }
 _T = "transform_param"
-# (V0 type, V0 field) -> (parameter message field, its field name); repeated targets take a list.
+# (V0 type, V0 field) -> (parameter message field, its field name); repeated targets take a
+# list; a field name of None copies the whole message.
 _V0_FIELDS = {
     ("conv", "num_output"): ("convolution_param", "num_output"),
     ("conv", "biasterm"): ("convolution_param", "bias_term"),
@@ -172,6 +173,7 @@ _V0_FIELDS = {
     ("hdf5_data", "source"): ("hdf5_data_param", "source"),
     ("hdf5_data", "batchsize"): ("hdf5_data_param", "batch_size"),
     ("concat", "concat_dim"): ("concat_param", "concat_dim"),
+    ("hdf5_output", "hdf5_output_param"): ("hdf5_output_param", None),
 }
 _V0_COMMON = ("name", "type", "blobs", "blobs_lr", "weight_decay")
 
@@ -202,8 +204,12 @@ def _v0_to_v1(wrapper):
                 f"'{v0.type}' layer has no minicaffe equivalent; it is dropped"), stacklevel=2)
             continue
         param_name, field_name = target
-        param = getattr(out, param_name)
         value = getattr(v0, name)
+        if field_name is None:                       # a whole parameter message
+            setattr(out, param_name, value.copy())
+            out._positions[param_name] = v0.position_of(name)
+            continue
+        param = getattr(out, param_name)
         f = type(param)._spec.fields[field_name]
         setattr(param, field_name, [value] if f.repeated else value)
         param._positions[field_name] = v0.position_of(name)

@@ -28,6 +28,10 @@ _CASES = [
      lambda l: True),
     ("SIGMOID_CROSS_ENTROPY_LOSS", "SigmoidCrossEntropyLoss", "loss_param { ignore_label: 3 }",
      ["x", "target"], lambda l: l.loss_param.ignore_label == 3),
+    ("MVN", "MVN", "mvn_param { across_channels: true eps: 0.001 }", ["x"],
+     lambda l: l.mvn_param.across_channels and abs(l.mvn_param.eps - 0.001) < 1e-12),
+    ("IM2COL", "Im2col", "convolution_param { kernel_size: 2 stride: 1 }", ["img"],
+     lambda l: l.convolution_param.kernel_size == [2]),
 ]
 
 _INPUTS = '''
@@ -38,6 +42,7 @@ input: "label" input_shape { dim: 4 }
 input: "H" input_shape { dim: 3 dim: 3 }
 input: "p" input_shape { dim: 4 dim: 3 }
 input: "target" input_shape { dim: 4 dim: 3 }
+input: "img" input_shape { dim: 2 dim: 1 dim: 3 dim: 3 }
 '''
 
 
@@ -60,5 +65,31 @@ def test_v1_type_upgrades_and_runs(v1, current, fields, bottoms, check):
     net.blobs["H"].data[...] = np.eye(3)
     net.blobs["p"].data[...] = 1 / 3
     net.blobs["target"].data[...] = rng.uniform(0, 1, (4, 3))
+    net.blobs["img"].data[...] = rng.standard_normal((2, 1, 3, 3))
     net.forward()
     assert np.all(np.isfinite(net.blobs["out"].data))
+
+
+@pytest.mark.parametrize("form", ["v1", "v0"])
+def test_hdf5_output_upgrades_and_writes(tmp_path, form):
+    import h5py
+
+    path = tmp_path / f"{form}.h5"
+    if form == "v1":
+        layer = (f'layers {{ name: "out" type: HDF5_OUTPUT bottom: "x" bottom: "label" '
+                 f'hdf5_output_param {{ file_name: "{path}" }} }}')
+    else:
+        layer = (f'layers {{ bottom: "x" bottom: "label" layer {{ name: "out" type: '
+                 f'"hdf5_output" hdf5_output_param {{ file_name: "{path}" }} }} }}')
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UnmodeledFieldWarning)
+        net_param = parse_net(_INPUTS + layer)
+    assert net_param.layer[-1].type == "HDF5Output"
+    assert net_param.layer[-1].hdf5_output_param.file_name == str(path)
+    net = Net(net_param, "TEST")
+    net.blobs["x"].data[...] = 2.0
+    net.forward()
+    net.layers[-1].close()
+    with h5py.File(path, "r") as f:
+        assert f["data"].shape == (4, 3, 1, 1) and f["label"].shape == (4, 1, 1, 1)
+        assert np.all(np.array(f["data"]) == 2.0)
