@@ -8,7 +8,9 @@ lie wholly past the image (ceil rule, stride > kernel, no pad).
 MAX: the largest value of the window clipped to the image; `mask` (int32, one per output) holds
 the index h*W + w of the FIRST maximum in row-major window order, which alone receives the
 gradient. A window past the image gives -FLT_MAX (the lowest float32: Caffe's starting value,
-finite) and mask -1, which backward skips.
+finite) and mask -1, which backward skips. NaN: the scan starts from the window's first pixel
+and a pixel wins only when strictly larger, so a NaN first pixel gives NaN (mask: that pixel)
+and any other NaN is passed over; the mask always points inside the window.
 
 AVE: the sum over the window clipped to the image divided by the window size clipped to
 (H + ph, W + pw) (padding counts, overhang past the padding does not); backward spreads
@@ -114,6 +116,11 @@ def _np_max_pool_forward(x, g, out, mask):
     plan = _PhasePlan(x.shape, (kh, kw), (ph, pw), (sh, sw), (oh, ow), x.dtype, -np.inf)
     plan.load(x)
     y = _reduce_taps(plan, np.maximum, x.dtype)
+    has_nan = bool(np.isnan(y).any())
+    if has_nan:
+        # The kernel's rule: a pixel replaces the running maximum only when strictly larger,
+        # so a NaN never wins, except as the window's first pixel (fixed below).
+        y = _reduce_taps(plan, np.fmax, x.dtype)
     out.reshape(N * C, oh, ow)[...] = plan.grid(y)
     # The first tap (row-major in the window) equal to the maximum, as h*W + w of the image.
     arg = np.full(y.shape, -1, dtype=np.int32)
@@ -126,19 +133,41 @@ def _np_max_pool_forward(x, g, out, mask):
     h = np.arange(oh)[:, None] * sh - ph + i
     w = np.arange(ow)[None, :] * sw - pw + j
     mask[...] = h * W + w
+    if has_nan:
+        _fix_nan_windows(x, out, mask, g)
     if np.isneginf(out).any():
         _fix_neginf_windows(out, mask, g)
     return out, mask
+
+
+def _first_pixels(g):
+    """(oh, ow) index h*W + w of each window's first pixel (clipped to the image), -1 for a
+    window wholly past the image."""
+    N, C, H, W, kh, kw, ph, pw, sh, sw, oh, ow = g
+    hs, ws = np.arange(oh) * sh - ph, np.arange(ow) * sw - pw
+    first = np.maximum(hs, 0)[:, None] * W + np.maximum(ws, 0)[None, :]
+    first[(hs >= H)[:, None] | (ws >= W)[None, :]] = -1
+    return first
+
+
+def _fix_nan_windows(x, out, mask, g):
+    """A window whose first pixel is NaN gives NaN with that pixel as its argmax (the kernel
+    starts from the first pixel and nothing compares larger than NaN); other NaNs never win
+    (out already holds the NaN-ignoring maximum)."""
+    N, C, H, W = x.shape
+    first = _first_pixels(g)
+    inside = first >= 0
+    values = x.reshape(N, C, H * W)[:, :, np.where(inside, first, 0)]
+    nan = np.isnan(values) & inside
+    out[nan] = np.nan
+    mask[nan] = np.broadcast_to(first, mask.shape)[nan]
 
 
 def _fix_neginf_windows(out, mask, g):
     """-inf outputs: the maximum may have matched a padding tap (also -inf); the first pixel
     of the window clipped to the image is the right one, or -1 and -FLT_MAX (Caffe's starting
     value) for a window past the image."""
-    N, C, H, W, kh, kw, ph, pw, sh, sw, oh, ow = g
-    hs, ws = np.arange(oh) * sh - ph, np.arange(ow) * sw - pw
-    first = np.maximum(hs, 0)[:, None] * W + np.maximum(ws, 0)[None, :]
-    first[(hs >= H)[:, None] | (ws >= W)[None, :]] = -1
+    first = _first_pixels(g)
     neg = np.isneginf(out)
     mask[neg] = np.broadcast_to(first, mask.shape)[neg]
     out[neg & (mask < 0)] = -np.finfo(np.float32).max

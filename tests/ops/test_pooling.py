@@ -194,6 +194,64 @@ def test_kernel_matches_numpy_twin(monkeypatch, shape, k, p, s, rng):
     np.testing.assert_allclose(dx, dx2, rtol=1e-12, atol=1e-12)
 
 
+def nan_reference(x, k, p, s, out_size):
+    """The compiled kernel's rule spelled out: start from the first pixel of the clipped window,
+    then a pixel replaces the running maximum only when strictly larger. A NaN first pixel is
+    the result (nothing compares larger); a later NaN never wins."""
+    N, C, H, W = x.shape
+    y = np.full((N, C) + out_size, -np.finfo(np.float32).max, dtype=x.dtype)
+    mask = np.full((N, C) + out_size, -1, dtype=np.int32)
+    for n in range(N):
+        for c in range(C):
+            for a in range(out_size[0]):
+                for b in range(out_size[1]):
+                    h0, w0 = max(a * s[0] - p[0], 0), max(b * s[1] - p[1], 0)
+                    h1, w1 = min(a * s[0] - p[0] + k[0], H), min(b * s[1] - p[1] + k[1], W)
+                    if h0 >= h1 or w0 >= w1:
+                        continue
+                    best, arg = x[n, c, h0, w0], h0 * W + w0
+                    for h in range(h0, h1):
+                        for w in range(w0, w1):
+                            if x[n, c, h, w] > best:
+                                best, arg = x[n, c, h, w], h * W + w
+                    y[n, c, a, b], mask[n, c, a, b] = best, arg
+    return y, mask
+
+
+def _window_of(index, out_size, k, p, s, H, W):
+    a, b = divmod(index, out_size[1])
+    h0, w0 = max(a * s[0] - p[0], 0), max(b * s[1] - p[1], 0)
+    return h0, min(a * s[0] - p[0] + k[0], H), w0, min(b * s[1] - p[1] + k[1], W)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("shape, k, p, s", CASES)
+@pytest.mark.parametrize("where", ["some", "first", "all"])
+def test_nan_windows_keep_the_argmax_inside_the_window(engine, shape, k, p, s, dtype, where, rng):
+    """The NumPy twin used to return mask indices outside the window (h*W + w of tap -1) when
+    the window held a NaN; both paths now follow the kernel's rule (nan_reference)."""
+    x = rng.standard_normal(shape).astype(dtype)
+    if where == "some":
+        x[rng.random(shape) < 0.2] = np.nan
+    elif where == "first":
+        x[:, :, ::2, ::2] = np.nan
+    else:
+        x[...] = np.nan
+    out_size = geometry(shape, k, p, s)
+    y, mask = ops.max_pool_forward(x, k, p, s, out_size)
+    y_ref, mask_ref = nan_reference(x, k, p, s, out_size)
+    np.testing.assert_array_equal(mask, mask_ref)
+    np.testing.assert_array_equal(y, y_ref)         # NaN == NaN here
+    H, W = shape[2:]
+    for (n, c, a, b), m in np.ndenumerate(mask):
+        if m < 0:
+            continue
+        h0, h1, w0, w1 = _window_of(a * out_size[1] + b, out_size, k, p, s, H, W)
+        assert h0 <= m // W < h1 and w0 <= m % W < w1, (n, c, a, b, m)
+    dx = ops.max_pool_backward(np.ones_like(y), mask, shape[2:], k, p, s)
+    assert dx.sum() == (mask >= 0).sum()
+
+
 def test_outputs_are_written_in_place(engine, rng):
     x = rng.standard_normal((2, 3, 8, 8)).astype(np.float32)
     out = np.empty((2, 3, 4, 4), np.float32)
