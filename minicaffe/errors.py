@@ -8,15 +8,19 @@ class MinicaffeError(Exception):
 class ParseError(MinicaffeError, ValueError):
     """A prototxt file or string is malformed; carries `path`, `line`, `column` (1-based)."""
 
-    def __init__(self, message, path=None, line=None, column=None, source_line=None):
+    def __init__(self, message, path=None, line=None, column=None, source_line=None,
+                 caret_column=None):
+        """`source_line` is shown under the message with a caret at `caret_column` (default
+        `column`; differs when only an excerpt of a long line is shown)."""
         self.path, self.line, self.column = path, line, column
         self.message = message
         where = ""
         if line is not None:
             where = f"{path or '<string>'}:{line}:{column}: "
         text = where + message
-        if source_line is not None and column is not None:
-            text += "\n    " + source_line.rstrip("\n") + "\n    " + " " * (column - 1) + "^"
+        caret = caret_column if caret_column is not None else column
+        if source_line is not None and caret is not None:
+            text += "\n    " + source_line.rstrip("\n") + "\n    " + " " * (caret - 1) + "^"
         super().__init__(text)
 
 

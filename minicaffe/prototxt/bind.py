@@ -6,7 +6,7 @@ import warnings
 
 from minicaffe.prototxt.message import _INT_RANGES, message_class
 from minicaffe.prototxt.schema import MESSAGES
-from minicaffe.prototxt.text import Block, ListValue, Token
+from minicaffe.prototxt.text import Block, ListValue, Token, excerpt
 from minicaffe.prototxt.writer import render_raw_entry
 
 
@@ -38,7 +38,7 @@ def bind(cls, entries, source, where):
         if f is None:
             if entry.name in spec.known:
                 warnings.warn(UnmodeledFieldWarning(
-                    f"{source.path or '<string>'}:{pos[1]}:{pos[2]}: field '{entry.name}' in "
+                    f"{source.path or '<string>'}:{pos[1]}:{pos[2]}: field '{excerpt(entry.name)}' in "
                     f"{where} is a Caffe field minicaffe does not implement; "
                     "it is kept as written but ignored"), stacklevel=2)
                 msg.unmodeled.append((entry.name, render_raw_entry(entry)))
@@ -72,7 +72,7 @@ def bind(cls, entries, source, where):
 
 def _unknown_field(source, entry, spec, where):
     names = list(spec.fields) + list(spec.known)
-    msg = f"unknown field '{entry.name}' in {where}"
+    msg = f"unknown field '{excerpt(entry.name)}' in {where}"
     close = difflib.get_close_matches(entry.name, names, n=1)
     if where == "layer" and entry.name in _V1_FIELDS:
         msg += f" (a V1 'layers' field; in 'layer' write {_V1_FIELDS[entry.name]})"
@@ -115,7 +115,7 @@ def _expected(f):
 
 
 def _wrong(f, tok, source, hint=""):
-    return source.error(f"field '{f.name}' expects {_expected(f)}, got {tok.text}{hint}",
+    return source.error(f"field '{f.name}' expects {_expected(f)}, got {excerpt(tok.text)}{hint}",
                         tok.line, tok.column)
 
 
@@ -145,7 +145,7 @@ def _scalar(f, tok: Token, source):
         if text in f.enum.values:
             return text
         known = list(f.enum.values)
-        msg = (f"unknown value '{text}' for field '{f.name}' ({f.enum.name}); expected one of "
+        msg = (f"unknown value '{excerpt(text)}' for field '{f.name}' ({f.enum.name}); expected one of "
                f"{', '.join(known)}")
         close = difflib.get_close_matches(text, known, n=1) or \
             [k for k in known if k.lower() == text.lower()]
@@ -178,9 +178,14 @@ def _scalar(f, tok: Token, source):
         raise _wrong(f, tok, source)
     lo, hi = _INT_RANGES[f.kind]
     if not lo <= value <= hi:
-        raise source.error(f"field '{f.name}': {text} is out of range for {f.kind} "
+        raise source.error(f"field '{f.name}': {excerpt(text)} is out of range for {f.kind} "
                            f"[{lo}, {hi}]", tok.line, tok.column)
     return value
+
+
+# More decimal digits than any int64/uint64 has: out of range without converting (int() refuses
+# more than 4300 digits with a bare ValueError, and takes quadratic time below that).
+_MAX_DECIMAL_DIGITS = 20
 
 
 def _int(text):
@@ -190,6 +195,8 @@ def _int(text):
         value = int(body, 16)
     elif len(body) > 1 and body.startswith("0"):
         value = int(body, 8)  # protobuf text format reads a leading 0 as octal
+    elif len(body) > _MAX_DECIMAL_DIGITS:
+        value = 10 ** _MAX_DECIMAL_DIGITS
     else:
         value = int(body)
     return -value if neg else value

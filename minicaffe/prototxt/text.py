@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from minicaffe.errors import ParseError
 
 MAX_DEPTH = 100  # protobuf's own default recursion limit
+_SHOWN_LINE = 120  # characters of a source line an error message shows at most
 
 
 class Source:
@@ -30,8 +31,16 @@ class Source:
         return self.lines[number - 1].rstrip("\r").replace("\t", " ")
 
     def error(self, message, line, column):
-        """A ParseError at (line, column) showing that line with a caret."""
-        return ParseError(message, self.path, line, column, self.line(line))
+        """A ParseError at (line, column) showing that line with a caret (a long line shown
+        as the part around the column, so the caret still points at it)."""
+        text = self.line(line)
+        if len(text) <= _SHOWN_LINE:
+            return ParseError(message, self.path, line, column, text)
+        start = max(0, min(column - 1 - _SHOWN_LINE // 2, len(text) - _SHOWN_LINE))
+        shown = ("..." if start else "") + text[start:start + _SHOWN_LINE] + \
+            ("..." if start + _SHOWN_LINE < len(text) else "")
+        return ParseError(message, self.path, line, column, shown,
+                          caret_column=column - start + (3 if start else 0))
 
 
 @dataclass
@@ -64,11 +73,15 @@ class ListValue:
     open: Token = None
 
 
+# Linear time on any text: no two quantifiers of one alternative can take the same character,
+# so when the lookahead after a number fails, each digit given back costs one step (the old
+# `[0-9]+\.?[0-9]*` split a run of digits every possible way: quadratic, hours on a 1 MB line).
+# tests/prototxt/test_linear_time.py runs megabyte-sized hostile inputs against it.
 _TOKEN_RE = re.compile(r"""
     (?P<space>[ \t\r\f\v]+)
   | (?P<newline>\n)
   | (?P<comment>\#[^\n]*)
-  | (?P<number>-?(?:0[xX][0-9a-fA-F]+|(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?[fF]?)
+  | (?P<number>-?(?:0[xX][0-9a-fA-F]+|(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?[fF]?)
         (?![A-Za-z0-9_.]))
   | (?P<badnumber>-?[0-9.][A-Za-z0-9_.+\-]*)
   | (?P<ident>[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)
@@ -78,6 +91,14 @@ _TOKEN_RE = re.compile(r"""
 
 _SIMPLE_ESCAPES = {"n": 10, "t": 9, "r": 13, "a": 7, "b": 8, "f": 12, "v": 11,
                    "\\": 92, "'": 39, '"': 34, "?": 63}
+
+
+def excerpt(text, limit=60):
+    """`text` for an error message: cut to its first characters when longer than `limit`, so a
+    megabyte-long token gives a readable message."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit - 20]}... ({len(text)} characters)"
 
 
 def tokenize(source):
@@ -92,7 +113,7 @@ def tokenize(source):
             raise source.error(f"unexpected character {ch!r}", line, column)
         kind = m.lastgroup
         if kind == "badnumber":
-            raise source.error(f"malformed number '{m.group()}'", line, column)
+            raise source.error(f"malformed number '{excerpt(m.group())}'", line, column)
         if kind == "newline":
             line, line_start = line + 1, m.end()
         elif kind == "string":
@@ -211,7 +232,7 @@ class _Parser:
             return Entry(name.text, name, self.scalar(name))
         if tok.kind == "punct" and tok.text in "{<":
             return Entry(name.text, name, self.block(depth))
-        raise self.error(f"expected ':' or '{{' after field name '{name.text}', "
+        raise self.error(f"expected ':' or '{{' after field name '{excerpt(name.text)}', "
                          f"found {_describe(tok)}", tok)
 
     def block(self, depth):
@@ -267,8 +288,8 @@ def _describe(tok):
     if tok.kind == "eof":
         return "end of file"
     if tok.kind == "string":
-        return f"string {tok.text}"
-    return f"'{tok.text}'"
+        return f"string {excerpt(tok.text)}"
+    return f"'{excerpt(tok.text)}'"
 
 
 def parse_entries(source):
