@@ -1,7 +1,34 @@
 """Blob: an N-D array with its gradient, as in Caffe (data + diff share one shape)."""
+import functools
+import os
+
 import numpy as np
 
 from minicaffe import backend
+from minicaffe.errors import AllocationError
+
+
+@functools.lru_cache(maxsize=1)
+def memory_limit():
+    """Bytes of RAM plus swap on this machine (None when the OS does not say). A host array
+    larger than this cannot be used even where the kernel would promise it (overcommit), so a
+    blob asking for more is refused up front, naming its size, instead of being killed later."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("SwapTotal:"):
+                    total += int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return total
+
+
+def _size_text(nbytes):
+    return f"{nbytes / 1e9:.1f} GB" if nbytes < 1e18 else f"{nbytes:.3g} bytes"
 
 
 class Blob:
@@ -57,18 +84,37 @@ class Blob:
         shape = tuple(int(d) for d in shape)
         if any(d < 0 for d in shape):
             raise ValueError(f"blob '{self.name}': negative dimension in shape {shape}")
-        self._shape = shape
-        count = self.count
+        count = 1
+        for d in shape:
+            count *= d
         if self._data_store is None or self._data_store.size < count:
             xp = backend.xp()
             old = self._data_store
-            self._data_store = xp.zeros(max(count, 1), dtype=self.dtype)
+            store = self._allocate(xp, shape, count)
             if old is not None:
                 n = min(old.size, count)
-                self._data_store[:n] = old[:n]
+                store[:n] = old[:n]
+            self._data_store = store
             self._diff_store = None
+        self._shape = shape
         self._data = self._data_store[:count].reshape(shape)
         self._diff = None if self._diff_store is None else self._diff_store[:count].reshape(shape)
+
+    def _allocate(self, xp, shape, count):
+        """Zeroed storage of `count` elements; AllocationError naming the blob, its shape and
+        size when it cannot exist (more than RAM + swap, past NumPy's limit, or refused)."""
+        nbytes = count * self.dtype.itemsize
+        what = f"blob '{self.name}': shape {shape} of {self.dtype} needs {_size_text(nbytes)}"
+        limit = memory_limit() if xp is np else None
+        if limit is not None and nbytes > limit:
+            raise AllocationError(f"{what}; this machine has {limit / 1e9:.1f} GB of memory "
+                                  "(RAM + swap)")
+        if count > np.iinfo(np.intp).max // self.dtype.itemsize:
+            raise AllocationError(f"{what}, more than one array can hold")
+        try:
+            return xp.zeros(max(count, 1), dtype=self.dtype)
+        except (MemoryError, ValueError) as exc:
+            raise AllocationError(f"{what} ({exc})") from None
 
     def reshape_like(self, other):
         self.reshape(other.shape)
@@ -86,7 +132,7 @@ class Blob:
     def diff(self):
         if self._diff is None:
             xp = backend.xp_of(self._data_store)
-            self._diff_store = xp.zeros(self._data_store.size, dtype=self.dtype)
+            self._diff_store = self._allocate(xp, self._shape, self._data_store.size)
             self._diff = self._diff_store[: self.count].reshape(self._shape)
         return self._diff
 

@@ -32,6 +32,22 @@ class ShapeError(LayerSetupError):
     """A blob shape does not match what a layer expects."""
 
 
+class FillerError(LayerSetupError):
+    """A filler cannot fill a blob (unknown type, non-finite or out-of-range parameter).
+
+    `filler_param` is the FillerParameter at fault, so the Net can name the layer and the field
+    (`convolution_param.weight_filler`) that holds it."""
+
+    def __init__(self, message, filler_param=None):
+        super().__init__(message)
+        self.filler_param = filler_param
+
+
+class AllocationError(MinicaffeError, MemoryError):
+    """An array cannot be allocated; the message names the blob, its shape and the bytes asked
+    for (a Net adds the layer). A MemoryError, so `except MemoryError` still catches it."""
+
+
 class KernelError(MinicaffeError, ValueError):
     """Bad arguments to a compiled or reference kernel."""
 

@@ -13,7 +13,7 @@ import math
 import numpy as np
 
 from minicaffe import backend
-from minicaffe.errors import LayerSetupError
+from minicaffe.errors import FillerError, LayerSetupError
 from minicaffe.registry import Registry
 
 FILLERS = Registry("filler type")
@@ -24,15 +24,34 @@ def register_filler(type_name):
     return FILLERS.register(type_name)
 
 
+# FillerParameter's real-valued fields: every one must be finite, whichever filler reads it
+# (`std: nan` would otherwise fill the weights with NaN without a word).
+_REAL_FIELDS = ("value", "min", "max", "mean", "std")
+
+
 def fill(blob, filler_param):
     """Overwrite `blob.data` with values drawn by `filler_param.type`.
 
-    Raises LayerSetupError for an unknown type or a blob shape the filler cannot fill.
+    Raises FillerError (a LayerSetupError; a Net adds the layer and field) for an unknown type,
+    a non-finite parameter, a negative gaussian std or a blob shape the filler cannot fill.
     """
     ftype = getattr(filler_param, "type", "constant") or "constant"
     if ftype not in FILLERS:
-        raise LayerSetupError(f"weight filler: {FILLERS.unknown_message(ftype)}")
-    values = FILLERS.get(ftype)(filler_param, tuple(blob.shape))
+        raise FillerError(FILLERS.unknown_message(ftype), filler_param)
+    for field in _REAL_FIELDS:
+        value = float(getattr(filler_param, field, 0.0))
+        if not math.isfinite(value):
+            raise FillerError(f"{ftype} filler: {field} = {value}; expected a finite number",
+                              filler_param)
+    if ftype == "gaussian" and filler_param.std < 0:
+        raise FillerError(f"gaussian filler: std = {filler_param.std}; expected >= 0",
+                          filler_param)
+    if blob.count == 0:
+        return
+    try:
+        values = FILLERS.get(ftype)(filler_param, tuple(blob.shape))
+    except LayerSetupError as exc:
+        raise FillerError(str(exc), filler_param) from None
     blob.data[...] = backend.xp_of(blob.data).asarray(values.astype(blob.dtype))
 
 

@@ -24,7 +24,8 @@ import numpy as np
 
 from minicaffe import backend
 from minicaffe.blob import Blob
-from minicaffe.errors import LayerSetupError, MinicaffeError, ShapeError
+from minicaffe.errors import (AllocationError, FillerError, LayerSetupError, MinicaffeError,
+                              ShapeError)
 from minicaffe.catalog import create_layer
 from minicaffe.phase import phase_id, phase_name
 
@@ -72,6 +73,44 @@ def _load_net_param(model):
         raise FileNotFoundError(f"net definition '{text}' not found")
     raise TypeError(f"Net model must be a path, prototxt text or a NetParameter (minicaffe's or "
                     f"caffe_pb2's), got {type(model).__name__}")
+
+
+def _out_of_memory(exc):
+    """The message of a MemoryError for a layer's error: ours names the blob and size already."""
+    if isinstance(exc, AllocationError):
+        return str(exc)
+    return f"out of memory: {exc or 'an allocation failed'}"
+
+
+def _filler_field(layer_param, filler_param, depth=3):
+    """'inner_product_param.bias_filler (line 11, column 5): ', where `filler_param` sits in
+    `layer_param` (found by identity), or '' when it is not one of its fields."""
+    def find(msg, prefix, depth):
+        spec = getattr(type(msg), "_spec", None)
+        if spec is None or depth == 0:
+            return None
+        for name, f in spec.fields.items():
+            if not f.is_message:
+                continue
+            value = getattr(msg, name)
+            items = list(value) if f.repeated else [value]
+            for k, item in enumerate(items):
+                label = f"{prefix}{name}" + (f"[{k}]" if f.repeated else "")
+                if item is filler_param:
+                    return label
+                found = find(item, label + ".", depth - 1)
+                if found:
+                    return found
+        return None
+
+    if filler_param is None:
+        return ""
+    label = find(layer_param, "", depth)
+    if label is None:
+        return ""
+    pos = getattr(filler_param, "position", None)
+    where = f" (line {pos[1]}, column {pos[2]})" if pos and pos[1] is not None else ""
+    return f"{label}{where}: "
 
 
 def _split_blob_name(blob, layer, top_index, k):
@@ -228,6 +267,10 @@ class Net:
             for b in layer.blobs:
                 b.astype(self.dtype)
             layer.reshape(bottom, top)
+        except FillerError as exc:
+            raise layer.error(f"{_filler_field(lp, exc.filler_param)}{exc}") from None
+        except MemoryError as exc:
+            raise layer.error(_out_of_memory(exc), bottom) from None
         except MinicaffeError:
             raise
         except (ValueError, IndexError) as exc:
@@ -728,6 +771,8 @@ class Net:
             try:
                 layer.reshape(bottom, top)
                 layer.forward(bottom, top)
+            except MemoryError as exc:
+                raise layer.error(_out_of_memory(exc), bottom) from None
             except MinicaffeError:
                 raise
             except (ValueError, IndexError) as exc:

@@ -1,8 +1,11 @@
 """Blob: storage reuse, diff allocation, sharing."""
+import re
+
 import numpy as np
 import pytest
 
 from minicaffe.blob import Blob
+from minicaffe.errors import AllocationError
 
 
 def test_reshape_keeps_storage_when_it_fits():
@@ -60,3 +63,24 @@ def test_legacy_accessors_and_astype():
     b.data[...] = 0.25
     b.astype(np.float64)
     assert b.data.dtype == np.float64 and b.data[0, 0, 0, 0] == 0.25
+
+
+@pytest.mark.parametrize("shape, size", [
+    ((100000, 1000, 1000), r"400\.0 GB"),                 # more than this machine's memory
+    ((10**6,) * 4, r"4e\+24 bytes"),                       # past NumPy's maximum array size
+    ((2**40, 2**40), r"4\.84e\+24 bytes"),
+])
+def test_a_blob_too_large_for_memory_names_itself_and_the_size(shape, size):
+    """A huge input_dim used to end in a bare MemoryError (or NumPy's 'array is too big')."""
+    with pytest.raises(AllocationError, match=rf"^blob 'data': shape {re.escape(str(shape))} "
+                                              rf"of float32 needs {size}") as err:
+        Blob(shape, name="data")
+    assert isinstance(err.value, MemoryError)
+
+
+def test_a_failed_grow_leaves_the_blob_as_it_was():
+    b = Blob((2, 3), name="x")
+    b.data[...] = 7
+    with pytest.raises(AllocationError):
+        b.reshape((10**6,) * 4)
+    assert b.shape == (2, 3) and (b.data == 7).all()

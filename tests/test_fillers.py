@@ -108,3 +108,63 @@ def test_seeded_fill_repeats():
     np.random.seed(5)
     b = filled((4, 4), type="gaussian")
     np.testing.assert_array_equal(a, b)
+
+
+# --- bad parameters: rejected with the field, and by a Net with the layer -------------------
+@pytest.mark.parametrize("ftype, field, value", [
+    ("gaussian", "std", math.nan), ("gaussian", "mean", math.inf), ("constant", "value", math.nan),
+    ("uniform", "min", -math.inf), ("uniform", "max", math.nan), ("xavier", "std", math.nan),
+    ("msra", "mean", -math.inf), ("positive_unitball", "value", math.inf),
+])
+def test_non_finite_parameters_are_refused(ftype, field, value):
+    """`std: nan` used to fill the weights with NaN without a word."""
+    with pytest.raises(LayerSetupError, match=rf"^{ftype} filler: {field} = {value}; expected a "
+                                              r"finite number$"):
+        filled((3, 4), type=ftype, **{field: value})
+
+
+def test_negative_gaussian_std_is_refused():
+    with pytest.raises(LayerSetupError, match=r"^gaussian filler: std = -0.5; expected >= 0$"):
+        filled((3, 4), type="gaussian", std=-0.5)
+
+
+def test_empty_blob_is_left_alone():
+    for ftype in ("constant", "uniform", "gaussian", "xavier", "msra", "positive_unitball"):
+        assert filled((0, 4), type=ftype).shape == (0, 4)
+
+
+_NET = """name: "n"
+layer {{ name: "data" type: "Input" top: "data" input_param {{ shape {{ dim: 2 dim: 3 }} }} }}
+layer {{
+  name: "ip1"
+  type: "InnerProduct"
+  bottom: "data"
+  top: "ip1"
+  inner_product_param {{
+    num_output: 4
+    weight_filler {{ type: "gaussian" std: 0.1 }}
+    bias_filler {{ {bias} }}
+  }}
+}}
+"""
+
+
+@pytest.mark.parametrize("bias, message", [
+    ("type: \"gaussian\" std: nan",
+     r"^.*net\.prototxt:3:1: layer 'ip1' \(InnerProduct\): inner_product_param\.bias_filler "
+     r"\(line 11, column 5\): gaussian filler: std = nan; expected a finite number$"),
+    ("type: \"constant\" value: -inf",
+     r"^.*net\.prototxt:3:1: layer 'ip1' \(InnerProduct\): inner_product_param\.bias_filler "
+     r"\(line 11, column 5\): constant filler: value = -inf; expected a finite number$"),
+    ("type: \"gausian\"",
+     r"^.*net\.prototxt:3:1: layer 'ip1' \(InnerProduct\): inner_product_param\.bias_filler "
+     r"\(line 11, column 5\): unknown filler type 'gausian'.*did you mean 'gaussian'"),
+])
+def test_a_net_names_the_layer_and_the_filler_field(tmp_path, bias, message):
+    from minicaffe import TRAIN, Net
+
+    path = tmp_path / "net.prototxt"
+    path.write_text(_NET.format(bias=bias))
+    with pytest.raises(LayerSetupError, match=message) as err:
+        Net(str(path), TRAIN)
+    assert str(tmp_path) in str(err.value)

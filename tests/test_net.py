@@ -368,3 +368,25 @@ def test_layer_errors_start_with_the_layer_position_in_its_file(tmp_path):
                            '        convolution_param { num_output: 4 kernel_size: 3 group: 2 } }\n')
     with pytest.raises(ValueError, match=rf"^{re.escape(str(path))}:3:1: layer 'c' \(Convolution\)"):
         Net(str(path), caffe.TEST)
+
+
+@pytest.mark.parametrize("dims, size", [
+    ((100000, 1000, 1000, 1), r"400\.0 GB"),
+    ((1000000,) * 4, r"4e\+24 bytes"),
+])
+def test_huge_input_dim_names_the_layer_top_and_size(dims, size):
+    """A huge input_dim used to give a bare MemoryError."""
+    text = 'name: "n" input: "data" ' + " ".join(f"input_dim: {d}" for d in dims)
+    with pytest.raises(LayerSetupError, match=rf"layer 'input' \(Input\): blob "
+                                              rf"'data': shape {re.escape(str(dims))} of "
+                                              rf"float32 needs {size}"):
+        Net(parse_net(text), caffe.TEST)
+
+
+def test_a_forward_that_grows_a_blob_past_memory_names_the_layer():
+    net = make_net(ip("ip", "x", "y", 10**6))
+    net.blobs["x"].reshape(10**6, 4)
+    with pytest.raises(LayerSetupError, match=r"layer 'ip' \(InnerProduct\) with bottoms 'x' "
+                                              r"\(1000000, 4\): blob 'y': shape "
+                                              r"\(1000000, 1000000\) of float64 needs 8000\.0 GB"):
+        net.forward()
