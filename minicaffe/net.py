@@ -16,6 +16,7 @@ The pycaffe surface (`blobs`, `params`, `forward(**inputs)`, `backward(**diffs)`
 `clear_param_diffs` and `first_nonfinite_output`.
 """
 import copy
+import logging
 import os
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -24,10 +25,28 @@ import numpy as np
 
 from minicaffe import backend
 from minicaffe.blob import Blob
-from minicaffe.errors import (AllocationError, FillerError, LayerSetupError, MinicaffeError,
-                              ShapeError)
+from minicaffe.errors import (AllocationError, DataError, FillerError, LayerSetupError,
+                              MinicaffeError, ShapeError)
 from minicaffe.catalog import create_layer
 from minicaffe.phase import phase_id, phase_name
+
+log = logging.getLogger("minicaffe.net")
+
+
+@dataclass
+class CopyReport:
+    """What `Net.copy_from` did: `loaded` (layers whose weights came from the file),
+    `missing` (layers with weights the file did not hold: they keep their values), `unused`
+    (layers of the file with weights that this net does not have)."""
+
+    loaded: list
+    missing: list
+    unused: list
+
+
+def _name_list(names, limit=8):
+    shown = ", ".join(names[:limit])
+    return shown + (f", ... ({len(names)} in all)" if len(names) > limit else "")
 
 
 @dataclass
@@ -637,26 +656,62 @@ class Net:
 
     def copy_from(self, path):
         """Load trained weights (.caffemodel or .npz) into layers of the same name (Caffe's
-        CopyTrainedLayersFrom). Layers of the file missing here are skipped; a blob count or
-        shape mismatch raises ShapeError naming the layer and both shapes."""
+        CopyTrainedLayersFrom) and return a CopyReport (loaded, missing, unused layer names).
+
+        As in Caffe, layers of the file missing here are skipped and layers with weights
+        missing from the file keep their values; unlike Caffe, the second case is logged as a
+        warning naming them (a file cut short between two layers looks like a smaller model).
+        Raises DataError for a malformed file, one holding no layers, or one none of whose
+        layers is a layer with weights here; ShapeError naming the layer and both shapes for a
+        blob count or shape mismatch.
+        """
         from minicaffe import weights as weights_io   # noqa: PLC0415
 
+        where = os.fspath(path)
         layers = self.layer_dict
-        for name, type_, arrays in weights_io.load(path):
+        file_layers = weights_io.load(path)
+        if not file_layers:
+            raise DataError(f"{where}: holds no layers")
+        with_weights = [layer.name for layer in self.layers if layer.blobs]
+        wanted = set(with_weights)
+        file_names = [name for name, _, _ in file_layers]
+        if wanted and not wanted.intersection(file_names):
+            raise DataError(f"{where}: none of its {len(file_names)} layer(s) "
+                            f"({_name_list(file_names)}) is a layer with weights in net "
+                            f"'{self.name}' ({_name_list(with_weights)}); the weights of another "
+                            "net?")
+        report = CopyReport([], [], [])
+        for name, type_, arrays in file_layers:
             layer = layers.get(name)
             if layer is None:
+                if arrays:
+                    report.unused.append(name)
                 continue
             if len(arrays) != len(layer.blobs):
-                raise ShapeError(f"{os.fspath(path)}: layer '{name}' ({layer.type}) has "
+                raise ShapeError(f"{where}: layer '{name}' ({layer.type}) has "
                                  f"{len(layer.blobs)} parameter blob(s) here but {len(arrays)} in the file")
             for j, (blob, array) in enumerate(zip(layer.blobs, arrays)):
                 if not weights_io.shapes_compatible(array.shape, blob.shape):
                     raise ShapeError(
-                        f"{os.fspath(path)}: cannot copy param {j} of layer '{name}' ({layer.type}): "
+                        f"{where}: cannot copy param {j} of layer '{name}' ({layer.type}): "
                         f"file has shape {tuple(array.shape)}, net expects {tuple(blob.shape)}")
                 blob.data[...] = backend.to_current(np.asarray(array).reshape(blob.shape))
+            if arrays:
+                report.loaded.append(name)
             if hasattr(layer, "refresh_weights"):
                 layer.refresh_weights()
+        loaded = set(report.loaded)
+        report.missing.extend(n for n in with_weights if n not in loaded)
+        if report.missing:
+            extra = f"; layers of the file not in the net: {', '.join(report.unused)}" \
+                if report.unused else ""
+            log.warning("%s: %d of %d layers with weights in net '%s' are not in the file and "
+                        "keep their initial values: %s%s", where, len(report.missing),
+                        len(with_weights), self.name, ", ".join(report.missing), extra)
+        elif report.unused:
+            log.info("%s: layers of the file not in net '%s' (ignored): %s", where, self.name,
+                     ", ".join(report.unused))
+        return report
 
     def save(self, path):
         """Write every layer's blobs: `.npz` by extension, otherwise a binary .caffemodel."""

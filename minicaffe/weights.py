@@ -83,30 +83,76 @@ def encode_caffemodel(layers, net_name=""):
 
 
 def decode_caffemodel(buf, path="<bytes>"):
-    """[(name, type, [arrays])] from NetParameter bytes (current `layer` and V1 `layers`)."""
+    """[(name, type, [arrays])] from NetParameter bytes (current `layer` and V1 `layers`).
+
+    Raises DataError naming `path` and the byte offset when the bytes are not a well-formed
+    NetParameter: cut short inside a record (saying how many layers were complete), a layer
+    name that is not UTF-8, a blob with negative or impossibly large dimensions or with a value
+    count that disagrees with its shape. A file cut exactly between two layers cannot be told
+    from a smaller model; Net.copy_from reports which of its layers the file did not hold.
+    """
+    head = f"{path}: not a readable .caffemodel (binary NetParameter)"
     try:
         net = wire.parse(buf)
-        out = []
-        for k, layer in enumerate(net.messages(100)):
-            name = layer.string(1)
-            blobs = [wire.decode_blob_proto(b, what=f"{path}: layer '{name}' blob {j}")[0]
-                     for j, b in enumerate(layer.messages(7))]
-            out.append((name, layer.string(2), blobs))
-        for layer in net.messages(2):
-            name = layer.string(4)
-            type_id = layer.int(5)
-            blobs = [wire.decode_blob_proto(b, what=f"{path}: V1 layer '{name}' blob {j}")[0]
-                     for j, b in enumerate(layer.messages(6))]
-            out.append((name, V1_TYPES.get(type_id, f"V1:{type_id}"), blobs))
     except wire.WireError as exc:
-        raise DataError(f"{path}: not a readable .caffemodel (binary NetParameter): {exc}") from None
+        raise DataError(f"{head}: {exc}; {_cut_note(buf)}") from None
+    out = []
+    # (field of the layer list, name, type, blobs field, type decoder)
+    for number, name_f, type_f, blobs_f, v1 in ((100, 1, 2, 7, False), (2, 4, 5, 6, True)):
+        offsets = net.message_offsets(number)
+        k, where = 0, ""
+        try:
+            for k, layer in enumerate(net.messages(number)):
+                where = f"{'V1 ' if v1 else ''}layer {k} at byte {offsets[k]}"
+                name = layer.string(name_f)
+                where = f"{'V1 ' if v1 else ''}layer '{name}'"
+                type_ = V1_TYPES.get(layer.int(type_f), f"V1:{layer.int(type_f)}") if v1 \
+                    else layer.string(type_f)
+                blobs = [wire.decode_blob_proto(b, what=f"{where} blob {j}")[0]
+                         for j, b in enumerate(layer.messages(blobs_f))]
+                out.append((name, type_, blobs))
+        except wire.WireError as exc:
+            text = str(exc)
+            text = text if text.startswith(where) else f"{where}: {text}"
+            raise DataError(f"{path}: {text}") from None
     return out
 
 
+def _cut_note(buf):
+    """Where a malformed NetParameter stops being readable: 'the file is cut short or corrupt
+    after N complete layers (the last: 'name')', from a scan of its top-level records."""
+    pos, n, names = 0, len(buf), []
+    try:
+        while pos < n:
+            key, pos = wire.decode_varint(buf, pos)
+            if key & 7 != wire.LEN:
+                if key & 7 == wire.VARINT:
+                    _, pos = wire.decode_varint(buf, pos)
+                    continue
+                break
+            length, pos = wire.decode_varint(buf, pos)
+            if pos + length > n:
+                break
+            if key >> 3 in (100, 2):
+                fields = wire.parse(buf[pos:pos + length])
+                names.append(fields.string(1 if key >> 3 == 100 else 4))
+            pos += length
+    except wire.WireError:
+        pass
+    count = f"{len(names)} complete layer{'' if len(names) == 1 else 's'}"
+    last = f" (the last: '{names[-1]}')" if names else ""
+    return f"the file is cut short or corrupt after {count}{last}"
+
+
 def read_caffemodel(path):
-    """[(name, type, [arrays])] from a binary .caffemodel file."""
+    """[(name, type, [arrays])] from a binary .caffemodel file (DataError when it is
+    malformed, see decode_caffemodel; an empty file holds no layers)."""
+    path = os.fspath(path)
     with open(path, "rb") as f:
-        return decode_caffemodel(f.read(), os.fspath(path))
+        buf = f.read()
+    if not buf:
+        raise DataError(f"{path}: holds no layers (the file is empty)")
+    return decode_caffemodel(buf, path)
 
 
 def write_caffemodel(path, layers, net_name=""):
@@ -130,30 +176,61 @@ def write_npz(path, layers):
 
 def read_npz(path):
     """[(name, type, [arrays])] from an .npz written by `write_npz` (or any npz whose keys are
-    `<layer>/<index>`; then the types are empty and the order is the file's)."""
+    `<layer>/<index>`; then the types are empty and the order is the file's).
+
+    Raises DataError naming the file for anything else: not a zip archive, truncated, a
+    member that is not a plain numeric array (object arrays would need pickle, refused),
+    `__layers__`/`__types__` that are not 1-D string arrays of one length, no `<layer>/<index>`
+    array at all.
+    """
+    path = os.fspath(path)
     try:
         with np.load(path, allow_pickle=False) as z:
-            keys = list(z.keys())
-            if "__layers__" in keys:
-                names = [str(n) for n in z["__layers__"]]
-                types = [str(t) for t in z["__types__"]] if "__types__" in keys else [""] * len(names)
-            else:
-                names, types = [], []
-                for k in keys:
-                    layer = k.rsplit("/", 1)[0]
-                    if layer not in names:
-                        names.append(layer)
-                        types.append("")
-            out = []
-            for name, type_ in zip(names, types):
-                blobs, j = [], 0
-                while f"{name}/{j}" in keys:
-                    blobs.append(np.array(z[f"{name}/{j}"]))
-                    j += 1
-                out.append((name, type_, blobs))
-    except ValueError as exc:     # object arrays (pickles) are refused by allow_pickle=False
-        raise DataError(f"{os.fspath(path)}: cannot read weights .npz: {exc}") from None
+            return _npz_layers(path, z)
+    except DataError:
+        raise
+    except Exception as exc:  # noqa: BLE001  (zipfile/NumPy raise many kinds on hostile bytes)
+        raise DataError(f"{path}: cannot read weights .npz ({type(exc).__name__}: {exc})") from None
+
+
+def _npz_layers(path, z):
+    keys = list(z.keys())
+    if "__layers__" in keys:
+        names = _string_list(path, z, "__layers__")
+        types = _string_list(path, z, "__types__") if "__types__" in keys else [""] * len(names)
+        if len(types) != len(names):
+            raise DataError(f"{path}: __types__ has {len(types)} entries for {len(names)} layers")
+    else:
+        names, types = [], []
+        for k in keys:
+            layer, sep, index = k.rpartition("/")
+            if sep and index.isdigit() and layer not in names:
+                names.append(layer)
+                types.append("")
+        if not names:
+            shown = ", ".join(sorted(keys)[:10]) + (", ..." if len(keys) > 10 else "")
+            raise DataError(f"{path}: no '<layer>/<index>' arrays (keys: {shown or 'none'}); not "
+                            "a minicaffe weights .npz")
+    out = []
+    for name, type_ in zip(names, types):
+        blobs, j = [], 0
+        while f"{name}/{j}" in keys:
+            array = np.array(z[f"{name}/{j}"])
+            if array.dtype.kind not in "fiu":
+                raise DataError(f"{path}: array '{name}/{j}' has dtype {array.dtype}; expected "
+                                "numbers")
+            blobs.append(array)
+            j += 1
+        out.append((name, type_, blobs))
     return out
+
+
+def _string_list(path, z, key):
+    array = z[key]
+    if array.ndim != 1 or array.dtype.kind != "U":
+        raise DataError(f"{path}: {key} is a {array.dtype} array of shape {array.shape}; expected "
+                        "a 1-D array of strings")
+    return [str(v) for v in array]
 
 
 # -- dispatch ------------------------------------------------------------------------------
@@ -163,11 +240,16 @@ def _is_npz(path):
 
 
 def load(path):
-    """[(name, type, [arrays])] from a .caffemodel or .npz (recognised by content)."""
+    """[(name, type, [arrays])] from a .caffemodel or .npz (recognised by content; a file named
+    .npz that is not a zip archive is refused as such). DataError for a malformed file."""
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"weights file '{path}' not found")
-    return read_npz(path) if _is_npz(path) else read_caffemodel(path)
+    if _is_npz(path):
+        return read_npz(path)
+    if path.endswith(".npz"):
+        raise DataError(f"{path}: not a zip archive (a truncated or foreign .npz?)")
+    return read_caffemodel(path)
 
 
 def net_layers(net):

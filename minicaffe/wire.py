@@ -45,13 +45,14 @@ def encode_varint(value):
     return bytes(out)
 
 
-def decode_varint(buf, pos=0):
-    """(value, next_pos) of the varint at `buf[pos]` (unsigned, up to 64 bits)."""
+def decode_varint(buf, pos=0, base=0):
+    """(value, next_pos) of the varint at `buf[pos]` (unsigned, up to 64 bits); error messages
+    count bytes from `base` (the offset of `buf` in the file)."""
     result = shift = 0
     n = len(buf)
     while True:
         if pos >= n:
-            raise WireError(f"truncated varint at byte {pos} of {n}")
+            raise WireError(f"truncated varint at byte {base + pos} of {base + n}")
         b = buf[pos]
         pos += 1
         result |= (b & 0x7F) << shift
@@ -59,7 +60,7 @@ def decode_varint(buf, pos=0):
             return result & _MASK64, pos
         shift += 7
         if shift >= 70:
-            raise WireError(f"varint longer than 10 bytes ending at byte {pos}")
+            raise WireError(f"varint longer than 10 bytes ending at byte {base + pos}")
 
 
 def to_signed(value, bits=64):
@@ -149,16 +150,19 @@ class Writer:
 class Fields:
     """A decoded message: `raw[number]` is a list of `(wire_type, value)` in file order, where
     value is an int (varint), bytes (length-delimited) or the raw little-endian payload bytes of
-    one or more consecutive fixed32/fixed64 values.
+    one or more consecutive fixed32/fixed64 values. `offsets[number]` holds, for each of them,
+    `(tag offset, payload offset)` in the outermost buffer, so errors inside nested messages
+    give positions in the file.
 
     Accessors follow protobuf semantics: a singular field takes its last occurrence, a
     repeated numeric field collects packed and unpacked occurrences in order.
     """
 
-    __slots__ = ("raw",)
+    __slots__ = ("raw", "offsets")
 
-    def __init__(self, raw):
+    def __init__(self, raw, offsets=None):
         self.raw = raw
+        self.offsets = offsets if offsets is not None else {}
 
     def has(self, number):
         return number in self.raw
@@ -166,14 +170,20 @@ class Fields:
     def numbers(self):
         return sorted(self.raw)
 
+    def _at(self, number, k=-1):
+        """(tag offset, payload offset) of occurrence k of a field ((0, 0) if unknown)."""
+        spots = self.offsets.get(number)
+        return spots[k] if spots else (0, 0)
+
     def _last(self, number, wire_types, what):
         values = self.raw.get(number)
         if not values:
             return None
         wire_type, value = values[-1]
         if wire_type not in wire_types:
-            raise WireError(f"field {number}: expected {what} (wire type {'/'.join(map(str, wire_types))}), "
-                            f"found wire type {wire_type}")
+            raise WireError(f"field {number}: expected {what} (wire type "
+                            f"{'/'.join(map(str, wire_types))}), found wire type {wire_type} at "
+                            f"byte {self._at(number)[0]}")
         return wire_type, value
 
     def int(self, number, default=0, bits=32, signed=True):
@@ -202,21 +212,34 @@ class Fields:
 
     def string(self, number, default=""):
         got = self._last(number, (LEN,), "a string")
-        return default if got is None else bytes(got[1]).decode("utf-8")
+        if got is None:
+            return default
+        try:
+            return bytes(got[1]).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            tag, payload = self._at(number)
+            raise WireError(f"field {number} at byte {tag}: string is not UTF-8 (byte "
+                            f"0x{got[1][exc.start]:02x} at byte {payload + exc.start})") from None
 
     def message(self, number):
         """The nested message (empty Fields when absent)."""
         got = self._last(number, (LEN,), "a message")
-        return Fields({}) if got is None else parse(got[1])
+        return Fields({}) if got is None else parse(got[1], base=self._at(number)[1])
 
     def messages(self, number):
         """Every occurrence of a repeated message field, decoded, in order."""
         out = []
-        for wire_type, value in self.raw.get(number, ()):
+        for k, (wire_type, value) in enumerate(self.raw.get(number, ())):
+            tag, payload = self._at(number, k)
             if wire_type != LEN:
-                raise WireError(f"field {number}: expected a message, found wire type {wire_type}")
-            out.append(parse(value))
+                raise WireError(f"field {number}: expected a message, found wire type "
+                                f"{wire_type} at byte {tag}")
+            out.append(parse(value, base=payload))
         return out
+
+    def message_offsets(self, number):
+        """Tag offsets of every occurrence of field `number` (to name a record by position)."""
+        return [tag for tag, _ in self.offsets.get(number, ())]
 
     def _fixed_array(self, number, wire_type, dtype):
         parts = []
@@ -226,7 +249,8 @@ class Fields:
                                 f"found wire type {wt}")
             if wt == LEN and len(value) % np.dtype(dtype).itemsize:
                 raise WireError(f"field {number}: packed {np.dtype(dtype).name} payload of "
-                                f"{len(value)} bytes is not a multiple of {np.dtype(dtype).itemsize}")
+                                f"{len(value)} bytes is not a multiple of {np.dtype(dtype).itemsize}"
+                                f" (byte {self._at(number)[0]})")
             parts.append(value)
         if not parts:
             return np.zeros(0, dtype=np.dtype(dtype).newbyteorder("="))
@@ -244,51 +268,66 @@ class Fields:
     def ints(self, number, bits=64, signed=True):
         """repeated int32/int64 (packed or not) as a list of Python ints."""
         out = []
-        for wt, value in self.raw.get(number, ()):
+        for k, (wt, value) in enumerate(self.raw.get(number, ())):
             if wt == VARINT:
                 vals = [value]
             elif wt == LEN:
                 vals, pos, buf = [], 0, value
                 while pos < len(buf):
-                    v, pos = decode_varint(buf, pos)
+                    try:
+                        v, pos = decode_varint(buf, pos, self._at(number, k)[1])
+                    except WireError as exc:
+                        raise WireError(f"field {number}: packed varints: {exc}") from None
                     vals.append(v)
             else:
-                raise WireError(f"field {number}: expected repeated varints, found wire type {wt}")
+                raise WireError(f"field {number}: expected repeated varints, found wire type {wt} "
+                                f"at byte {self._at(number, k)[0]}")
             out.extend(to_signed(v, bits) if signed else v for v in vals)
         return out
 
 
-def parse(buf):
+def parse(buf, base=0):
     """Decode one message's fields (not recursing into nested messages) → Fields.
 
-    Runs of an unpacked repeated fixed-width field with a one-byte tag (Caffe's
-    `Datum.float_data`) are gathered with NumPy instead of one Python step per value.
+    `base` is the offset of `buf` in the outermost buffer (nested messages), so that errors
+    name file positions. Runs of an unpacked repeated fixed-width field with a one-byte tag
+    (Caffe's `Datum.float_data`) are gathered with NumPy instead of one Python step per value.
     """
     if isinstance(buf, memoryview):
         buf = buf.tobytes()
-    raw = {}
+    raw, offsets = {}, {}
     pos, n = 0, len(buf)
     arr = None
+    whole = f"the {n}-byte message" + (f" that starts at byte {base}" if base else "")
     while pos < n:
         tag_pos = pos
-        key, pos = decode_varint(buf, pos)
+        key, pos = decode_varint(buf, pos, base)
         number, wire_type = key >> 3, key & 7
         if number == 0:
-            raise WireError(f"field number 0 at byte {tag_pos}")
+            raise WireError(f"field number 0 at byte {base + tag_pos}")
         if wire_type == VARINT:
-            value, pos = decode_varint(buf, pos)
+            try:
+                value, pos = decode_varint(buf, pos, base)
+            except WireError as exc:
+                raise WireError(f"field {number}: {exc}") from None
         elif wire_type == LEN:
-            length, pos = decode_varint(buf, pos)
+            try:
+                length, pos = decode_varint(buf, pos, base)
+            except WireError as exc:
+                raise WireError(f"field {number}: length: {exc}") from None
             if pos + length > n:
-                raise WireError(f"field {number}: length {length} at byte {tag_pos} runs past the "
-                                f"end of the {n}-byte message")
+                raise WireError(f"field {number}: length {length} at byte {base + tag_pos} runs "
+                                f"past the end of {whole}")
             value = buf[pos:pos + length]
+            offsets.setdefault(number, []).append((base + tag_pos, base + pos))
+            raw.setdefault(number, []).append((wire_type, value))
             pos += length
+            continue
         elif wire_type in (I32, I64):
             width = 4 if wire_type == I32 else 8
             if pos + width > n:
-                raise WireError(f"field {number}: fixed{width * 8} at byte {tag_pos} runs past the "
-                                f"end of the {n}-byte message")
+                raise WireError(f"field {number}: fixed{width * 8} at byte {base + tag_pos} runs "
+                                f"past the end of {whole}")
             count = 1
             if pos - tag_pos == 1 and pos + width < n and buf[pos + width] == buf[tag_pos]:
                 if arr is None:
@@ -300,11 +339,16 @@ def parse(buf):
                 stride = width + 1
                 idx = pos + np.arange(count)[:, None] * stride + np.arange(width)
                 value = arr[idx].tobytes()
+            offsets.setdefault(number, []).append((base + tag_pos, base + pos))
             pos += count * (width + 1) - 1
+            raw.setdefault(number, []).append((wire_type, value))
+            continue
         else:
-            raise WireError(f"field {number}: unsupported wire type {wire_type} at byte {tag_pos}")
+            raise WireError(f"field {number}: unsupported wire type {wire_type} at byte "
+                            f"{base + tag_pos}")
+        offsets.setdefault(number, []).append((base + tag_pos, base + tag_pos))
         raw.setdefault(number, []).append((wire_type, value))
-    return Fields(raw)
+    return Fields(raw, offsets)
 
 
 def _run_length(arr, start, width, tag):
@@ -365,13 +409,39 @@ def blob_proto_shape(fields):
     return tuple(fields.message(7).ints(1))
 
 
+def check_shape(shape, what="BlobProto"):
+    """Raise WireError unless `shape` is one an array can have: no negative dimension, and
+    no more elements (counting zero-sized axes as 1) than an 8-byte array can address."""
+    for k, d in enumerate(shape):
+        if d < 0:
+            raise WireError(f"{what}: dimension {k} of shape {tuple(shape)} is negative")
+    nonzero = 1
+    for d in shape:
+        nonzero *= d or 1
+    if nonzero > np.iinfo(np.intp).max // 8:
+        raise WireError(f"{what}: shape {tuple(shape)} holds {nonzero} values, more than an "
+                        "array can hold")
+
+
 def decode_blob_proto(buf, what="BlobProto"):
     """BlobProto bytes → (data, diff or None) arrays shaped by the proto (float32, or float64
-    when it holds `double_data`). Raises WireError when the value count disagrees with the
-    shape; `what` names the source in that message."""
+    when it holds `double_data`). Raises WireError, its message starting with `what`, when the
+    bytes are malformed, a dimension is negative or too large, or the value count disagrees
+    with the shape."""
+    try:
+        return _decode_blob_proto(buf, what)
+    except WireError as exc:
+        text = str(exc)
+        raise WireError(text if text.startswith(f"{what}: ") else f"{what}: {text}") from None
+
+
+def _decode_blob_proto(buf, what):
     fields = parse(buf) if not isinstance(buf, Fields) else buf
     shape = blob_proto_shape(fields)
-    count = int(np.prod(shape)) if shape else 1
+    check_shape(shape, what)
+    count = 1
+    for d in shape:
+        count *= d
     arrays = []
     for f_num, d_num in ((5, 8), (6, 9)):
         if fields.has(d_num):

@@ -1,5 +1,6 @@
 """Weights files: .caffemodel bytes as protobuf writes them, V1 and legacy blobs, .npz, and
 Net.copy_from / Net.save."""
+import re
 import struct
 
 import numpy as np
@@ -290,3 +291,163 @@ def test_zero_axis_bytes_match_the_protobuf_library():
         layer.blobs.add().data.append(v)              # Caffe's ToProto: no dim for no axis
     assert _scalar_caffemodel(2.5, -1.0) == net.SerializeToString()
     assert not net.layer[0].blobs[0].HasField("shape")
+
+
+# --- corrupt and partial files: our errors, naming the file and the offset --------------------
+NET3 = """
+name: "three"
+layer { name: "in" type: "Input" top: "x" input_param { shape { dim: 2 dim: 3 } } }
+layer { name: "ip1" type: "InnerProduct" bottom: "x" top: "a"
+        inner_product_param { num_output: 4 weight_filler { type: "gaussian" } } }
+layer { name: "relu" type: "ReLU" bottom: "a" top: "a" }
+layer { name: "ip2" type: "InnerProduct" bottom: "a" top: "b"
+        inner_product_param { num_output: 2 weight_filler { type: "gaussian" } } }
+"""
+
+
+def _layer_bytes(name, type_, arrays):
+    return weights.encode_caffemodel([(name, type_, arrays)])
+
+
+def test_non_utf8_layer_name_is_a_data_error_with_the_offset(tmp_path):
+    path = tmp_path / "bad.caffemodel"
+    layer = _len(1, b"ip\xff") + _len(2, b"InnerProduct")
+    path.write_bytes(_len(1, b"n") + b"\xa2\x06" + bytes([len(layer)]) + layer)
+    with pytest.raises(DataError, match=r"bad\.caffemodel: layer 0 "
+                                        r"at byte 3: field 1 at byte 6: string is not UTF-8 "
+                                        r"\(byte 0xff at byte 10\)"):
+        weights.load(str(path))
+
+
+@pytest.mark.parametrize("dims, words", [
+    ([-2, 3], r"dimension 0 of shape \(-2, 3\) is negative"),
+    ([2**40, 2**40, 2**40], r"shape \(1099511627776, 1099511627776, 1099511627776\) holds \d+ values, more than an array can hold"),
+    ([2**63 - 1, 2], r"shape \(9223372036854775807, 2\) holds \d+ values, more than an array"),
+])
+def test_impossible_blob_dims_name_the_file_layer_and_blob(tmp_path, dims, words):
+    from minicaffe import wire
+
+    blob = wire.Writer().packed_floats(5, [1.0, 2.0]).message(7, wire.encode_blob_shape(dims))
+    layer = wire.Writer().string(1, "ip").string(2, "InnerProduct").message(7, blob)
+    path = tmp_path / "dims.caffemodel"
+    path.write_bytes(wire.Writer().message(100, layer).getvalue())
+    with pytest.raises(DataError, match=rf"dims\.caffemodel: .*layer 'ip' blob 0: {words}"):
+        weights.load(str(path))
+
+
+def test_a_caffemodel_cut_at_any_byte_is_an_error_or_a_clean_prefix(tmp_path, rng):
+    """Cut inside a record: DataError naming the file and the byte; cut between layers: the
+    layers before the cut (the Net then reports which of its layers were not loaded)."""
+    layers = [("ip1", "InnerProduct", [rng.standard_normal((4, 3)).astype(np.float32),
+                                       rng.standard_normal(4).astype(np.float32)]),
+              ("relu", "ReLU", []),
+              ("ip2", "InnerProduct", [rng.standard_normal((2, 4)).astype(np.float32),
+                                       rng.standard_normal(2).astype(np.float32)])]
+    full = weights.encode_caffemodel(layers, "three")
+    boundaries = {len(weights.encode_caffemodel(layers[:k], "three")): k for k in range(4)}
+    path = tmp_path / "cut.caffemodel"
+    for cut in range(len(full)):
+        path.write_bytes(full[:cut])
+        if cut in boundaries:
+            got = weights.load(str(path))
+            assert [n for n, _, _ in got] == [n for n, _, _ in layers[:boundaries[cut]]]
+            continue
+        with pytest.raises(DataError) as err:
+            weights.load(str(path))
+        assert "cut.caffemodel" in str(err.value), cut
+        assert "at byte" in str(err.value) or cut == 0, (cut, str(err.value))
+
+
+def test_truncated_caffemodel_says_how_many_layers_were_complete(tmp_path, rng):
+    layers = [("ip1", "InnerProduct", [np.ones((4, 3), np.float32)]),
+              ("ip2", "InnerProduct", [np.ones((2, 4), np.float32)])]
+    full = weights.encode_caffemodel(layers)
+    path = tmp_path / "cut.caffemodel"
+    path.write_bytes(full[:-5])
+    with pytest.raises(DataError, match=r"cut\.caffemodel: .*cut short or corrupt after 1 "
+                                        r"complete layer \(the last: 'ip1'\)"):
+        weights.load(str(path))
+
+
+def test_copy_from_reports_the_layers_it_did_not_load(tmp_path, caplog):
+    """A .caffemodel cut after its first layers loaded "successfully" without a word; Caffe's
+    rule (layers missing from the file keep their values) stays, with a report."""
+    import logging
+
+    net = Net(parse_net(NET3), caffe.TEST)
+    path = tmp_path / "part.caffemodel"
+    weights.write_caffemodel(str(path), [("ip1", "InnerProduct", [np.ones((4, 3), np.float32),
+                                                                  np.ones(4, np.float32)]),
+                                         ("gone", "Convolution", [np.ones(3, np.float32)])])
+    before = net.params["ip2"][0].data.copy()
+    with caplog.at_level(logging.WARNING, logger="minicaffe.net"):
+        report = net.copy_from(str(path))
+    assert report.loaded == ["ip1"] and report.missing == ["ip2"] and report.unused == ["gone"]
+    assert (net.params["ip1"][0].data == 1).all()
+    np.testing.assert_array_equal(net.params["ip2"][0].data, before)
+    assert re.search(r"part\.caffemodel: 1 of 2 layers with weights in net 'three' are not in "
+                     r"the file and keep their initial values: ip2", caplog.text)
+    assert "gone" in caplog.text
+
+
+def test_copy_from_a_complete_file_logs_no_warning(tmp_path, caplog):
+    import logging
+
+    net = Net(parse_net(NET3), caffe.TEST)
+    path = tmp_path / "all.caffemodel"
+    net.save(str(path))
+    with caplog.at_level(logging.WARNING, logger="minicaffe.net"):
+        report = net.copy_from(str(path))
+    assert report.missing == [] and report.unused == [] and not caplog.records
+
+
+@pytest.mark.parametrize("suffix", [".caffemodel", ".npz"])
+def test_a_file_matching_no_layer_is_an_error(tmp_path, suffix):
+    net = Net(parse_net(NET3), caffe.TEST)
+    path = tmp_path / f"other{suffix}"
+    writer = weights.write_npz if suffix == ".npz" else weights.write_caffemodel
+    writer(str(path), [("conv1", "Convolution", [np.ones((2, 2), np.float32)])])
+    with pytest.raises(DataError, match=rf"other\{suffix}: none of its 1 layer\(s\) \(conv1\) is "
+                                        r"a layer with weights in net 'three' \(ip1, ip2\)"):
+        net.copy_from(str(path))
+
+
+@pytest.mark.parametrize("content", [b"", _len(1, b"only a name")])
+def test_an_empty_weights_file_is_an_error(tmp_path, content):
+    net = Net(parse_net(NET3), caffe.TEST)
+    path = tmp_path / "empty.caffemodel"
+    path.write_bytes(content)
+    with pytest.raises(DataError, match=r"empty\.caffemodel: holds no layers"):
+        net.copy_from(str(path))
+
+
+def test_foreign_npz_is_an_error_naming_its_keys(tmp_path):
+    path = tmp_path / "foreign.npz"
+    np.savez(path, weights=np.ones(3), bias=np.zeros(2))
+    with pytest.raises(DataError, match=r"foreign\.npz: no '<layer>/<index>' arrays \(keys: "
+                                        r"bias, weights\); not a minicaffe weights \.npz"):
+        weights.load(str(path))
+
+
+def test_truncated_npz_at_any_byte_is_a_data_error(tmp_path, rng):
+    src = tmp_path / "full.npz"
+    weights.write_npz(str(src), [("ip1", "InnerProduct", [rng.standard_normal((4, 3))])])
+    full = src.read_bytes()
+    path = tmp_path / "cut.npz"
+    for cut in list(range(0, len(full), max(1, len(full) // 200))) + [len(full) - 1]:
+        path.write_bytes(full[:cut])
+        with pytest.raises(DataError, match=r"cut\.npz"):
+            weights.load(str(path))
+
+
+@pytest.mark.parametrize("arrays", [
+    {"__layers__": np.array([1, 2]), "1/0": np.ones(2)},                    # numeric layer names
+    {"__layers__": np.array(["ip"]), "__types__": np.array(["a", "b"]), "ip/0": np.ones(2)},
+    {"__layers__": np.array([["ip"]]), "ip/0": np.ones(2)},                 # 2-D names
+    {"__layers__": np.array(["ip"]), "ip/0": np.array(["text"])},           # strings as weights
+])
+def test_malformed_minicaffe_npz_is_a_data_error(tmp_path, arrays):
+    path = tmp_path / "odd.npz"
+    np.savez(path, **arrays)
+    with pytest.raises(DataError, match=r"odd\.npz"):
+        weights.load(str(path))

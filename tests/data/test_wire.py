@@ -149,3 +149,46 @@ def test_unpacked_double_run_and_interleaved_fields():
     f = wire.parse(buf)
     np.testing.assert_array_equal(f.doubles(1), values)
     assert f.double(1) == 1e300 and f.int(2) == 5
+
+
+# --- hostile bytes: WireError (a DataError) with the absolute byte offset --------------------
+def test_non_utf8_string_is_a_wire_error_with_its_offset():
+    buf = wire.Writer().varint(3, 7).bytes(1, b"ok\xff\xfe").getvalue()
+    with pytest.raises(DataError, match=r"^field 1 at byte 2: string is not UTF-8 \(byte 0xff "
+                                        r"at byte 6\)"):
+        wire.parse(buf).string(1)
+
+
+def test_errors_inside_nested_messages_give_file_offsets():
+    inner_bad = b"\x12\x09abc"                             # length 9, only 3 bytes follow
+    buf = wire.Writer().varint(1, 5).bytes(2, wire.Writer().varint(1, 1).bytes(7, inner_bad)).getvalue()
+    # outer: 08 05 | 12 len | inner: 08 01 | 3a 05 | 12 09 abc  -> the bad tag sits at byte 8
+    with pytest.raises(DataError, match=r"field 2: length 9 at byte 8 runs past the end of the "
+                                        r"5-byte message that starts at byte 8"):
+        wire.parse(buf).message(2).message(7)
+    with pytest.raises(DataError, match=r"at byte 8 "):
+        wire.parse(buf).messages(2)[0].messages(7)
+
+
+@pytest.mark.parametrize("dims, words", [
+    ([2, -3], r"dimension 1 of shape \(2, -3\) is negative"),
+    ([2**62, 2**62], r"shape \(4611686018427387904, 4611686018427387904\) holds "
+                     r"21267647932558653966460912964485513216 values, more than an array can"),
+    ([0, 2**62], r"shape \(0, 4611686018427387904\) holds 4611686018427387904 values"),
+    ([-1, -1], r"dimension 0 of shape \(-1, -1\) is negative"),
+])
+def test_blob_proto_with_impossible_dims_names_source(dims, words):
+    buf = wire.Writer().message(7, wire.encode_blob_shape(dims)).packed_floats(5, [1.0]).getvalue()
+    with pytest.raises(DataError, match=rf"^w.caffemodel: layer 'ip' blob 0: {words}"):
+        wire.decode_blob_proto(buf, what="w.caffemodel: layer 'ip' blob 0")
+
+
+def test_legacy_dims_negative_are_refused():
+    buf = bytes([0x08, 1, 0x10]) + wire.encode_varint(-2) + bytes([0x18, 1, 0x20, 1])
+    with pytest.raises(DataError, match=r"dimension 1 of shape \(1, -2, 1, 1\) is negative"):
+        wire.decode_blob_proto(buf, what="mean")
+
+
+def test_decode_blob_proto_names_the_source_for_malformed_bytes():
+    with pytest.raises(DataError, match=r"^mean.binaryproto: field 1: truncated varint at byte 1 of 1"):
+        wire.decode_blob_proto(b"\x08", what="mean.binaryproto")
