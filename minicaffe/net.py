@@ -663,7 +663,8 @@ class Net:
         warning naming them (a file cut short between two layers looks like a smaller model).
         Raises DataError for a malformed file, one holding no layers, or one none of whose
         layers is a layer with weights here; ShapeError naming the layer and both shapes for a
-        blob count or shape mismatch.
+        blob count or shape mismatch. Everything is checked before any blob changes, so a
+        failed copy leaves the net as it was.
         """
         from minicaffe import weights as weights_io   # noqa: PLC0415
 
@@ -681,7 +682,8 @@ class Net:
                             f"'{self.name}' ({_name_list(with_weights)}); the weights of another "
                             "net?")
         report = CopyReport([], [], [])
-        for name, type_, arrays in file_layers:
+        matched = []
+        for name, type_, arrays in file_layers:       # check everything before changing any
             layer = layers.get(name)
             if layer is None:
                 if arrays:
@@ -695,9 +697,12 @@ class Net:
                     raise ShapeError(
                         f"{where}: cannot copy param {j} of layer '{name}' ({layer.type}): "
                         f"file has shape {tuple(array.shape)}, net expects {tuple(blob.shape)}")
+            matched.append((layer, arrays))
+        for layer, arrays in matched:
+            for blob, array in zip(layer.blobs, arrays):
                 blob.data[...] = backend.to_current(np.asarray(array).reshape(blob.shape))
             if arrays:
-                report.loaded.append(name)
+                report.loaded.append(layer.name)
             if hasattr(layer, "refresh_weights"):
                 layer.refresh_weights()
         loaded = set(report.loaded)

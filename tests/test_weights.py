@@ -451,3 +451,18 @@ def test_malformed_minicaffe_npz_is_a_data_error(tmp_path, arrays):
     np.savez(path, **arrays)
     with pytest.raises(DataError, match=r"odd\.npz"):
         weights.load(str(path))
+
+
+def test_a_failed_copy_from_changes_no_layer(tmp_path):
+    net = Net(parse_net(NET3), caffe.TEST)
+    before = {n: [b.data.copy() for b in net.params[n]] for n in ("ip1", "ip2")}
+    path = tmp_path / "half.caffemodel"
+    weights.write_caffemodel(str(path), [("ip1", "InnerProduct", [np.ones((4, 3), np.float32),
+                                                                  np.ones(4, np.float32)]),
+                                         ("ip2", "InnerProduct", [np.ones((3, 3), np.float32),
+                                                                  np.ones(2, np.float32)])])
+    with pytest.raises(ShapeError, match=r"param 0 of layer 'ip2'"):
+        net.copy_from(str(path))
+    for n, arrays in before.items():
+        for b, a in zip(net.params[n], arrays):
+            np.testing.assert_array_equal(b.data, a)

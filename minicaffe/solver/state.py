@@ -11,7 +11,7 @@ import tempfile
 import numpy as np
 
 from minicaffe import backend
-from minicaffe.errors import SolverError
+from minicaffe.errors import DataError, LayerSetupError, SolverError
 
 
 def _atomic(path, write):
@@ -66,43 +66,120 @@ def save_state(solver, path, model_path):
 def load_state(solver, path):
     """Restore `solver` from a `.solverstate` written by `save_state`.
 
-    Raises SolverError when the file is missing or does not match the net.
+    Everything is read and checked before anything changes: a missing, truncated, foreign or
+    malformed file (an entry missing or of the wrong type or shape), a state that does not
+    match the net, or an unreadable weights file raises SolverError naming the file and the
+    entry, and leaves the solver as it was.
     """
+    path = os.fspath(path)
+    where = f"solver state '{path}'"
     if not os.path.exists(path):
-        raise SolverError(f"solver state '{path}' does not exist")
+        raise SolverError(f"{where} does not exist")
+    z = _read_arrays(path, where)
+    n = _int(z, "num_params", where)
+    hc = _int(z, "history_count", where)
+    if n != len(solver.history) or hc != solver.history_count:
+        raise SolverError(
+            f"{where} has {n} params x {hc} history blobs; this "
+            f"{type(solver).__name__} on net has {len(solver.history)} x {solver.history_count}")
+    model = _string(z, "learned_net", where)
+    beside = os.path.join(os.path.dirname(path), model)
+    model = beside if os.path.exists(beside) else model
+    if not model or not os.path.exists(model):
+        raise SolverError(f"{where}: weights file '{model}' not found")
+    history = []
+    for i, hist in enumerate(solver.history):
+        for k, h in enumerate(hist):
+            saved = _array(z, f"history_{i}_{k}", where, "f")
+            if saved.shape != h.shape:
+                raise SolverError(f"{where}: history of {solver._blob_name(i)} has shape "
+                                  f"{saved.shape}")
+            history.append((h, saved))
+    it = _int(z, "iter", where)
+    current_step = _int(z, "current_step", where)
+    losses = _array(z, "smoothed_losses", where, "f", ndim=1)
+    masks = None
+    if _scalar(z, "masks_built", where, "b"):
+        masks = {}
+        for i in (int(v) for v in _array(z, "mask_ids", where, "iu", ndim=1)):
+            if not 0 <= i < len(solver._params):
+                raise SolverError(f"{where}: mask for param {i}; the net has "
+                                  f"{len(solver._params)}")
+            mask = _array(z, f"mask_{i}", where, "bfiu")
+            if mask.shape != tuple(solver._params[i].shape):
+                raise SolverError(f"{where}: mask of {solver._blob_name(i)} has shape {mask.shape}")
+            masks[i] = mask.astype(bool)
+    keys = _array(z, "rng_keys", where, "iu", ndim=1)
+    if keys.shape != (624,):
+        raise SolverError(f"{where}: 'rng_keys' has shape {keys.shape}; expected (624,)")
+    rng = ("MT19937", keys.astype(np.uint32), _int(z, "rng_pos", where),
+           _int(z, "rng_has_gauss", where), float(_scalar(z, "rng_cached", where, "fiu")))
+    if rng[2] > 624:
+        raise SolverError(f"{where}: 'rng_pos' = {rng[2]}; expected 0 to 624")
+    try:
+        solver.net.copy_from(model)
+    except (DataError, LayerSetupError) as exc:
+        raise SolverError(f"{where}: weights file '{model}': {exc}") from None
+    for h, saved in history:
+        h[...] = backend.to_current(saved)
+    solver.iter = it
+    solver.current_step = current_step
+    solver._losses.clear()
+    solver._losses.extend(float(v) for v in losses)
+    if solver._losses:
+        solver.smoothed_loss = sum(solver._losses) / len(solver._losses)
+    solver._masks = None if masks is None else \
+        {i: backend.to_current(m) for i, m in masks.items()}
+    np.random.set_state(rng)
+
+
+def _read_arrays(path, where):
+    """{name: array} of every member of the .npz at `path` (each read, so CRCs are checked)."""
     try:
         z = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise SolverError(f"solver state '{path}' is not a minicaffe .solverstate: {exc}") from None
-    with z:
-        n = int(z["num_params"])
-        hc = int(z["history_count"])
-        if n != len(solver.history) or hc != solver.history_count:
-            raise SolverError(
-                f"solver state '{path}' has {n} params x {hc} history blobs; this "
-                f"{type(solver).__name__} on net has {len(solver.history)} x {solver.history_count}")
-        model = str(z["learned_net"])
-        beside = os.path.join(os.path.dirname(path), model)
-        model = beside if os.path.exists(beside) else model
-        if not os.path.exists(model):
-            raise SolverError(f"solver state '{path}': weights file '{model}' not found")
-        solver.net.copy_from(model)
-        for i, hist in enumerate(solver.history):
-            for k, h in enumerate(hist):
-                saved = z[f"history_{i}_{k}"]
-                if saved.shape != h.shape:
-                    raise SolverError(f"solver state '{path}': history of {solver._blob_name(i)} "
-                                      f"has shape {saved.shape}")
-                h[...] = backend.to_current(saved)
-        solver.iter = int(z["iter"])
-        solver.current_step = int(z["current_step"])
-        solver._losses.clear()
-        solver._losses.extend(float(v) for v in z["smoothed_losses"])
-        if solver._losses:
-            solver.smoothed_loss = sum(solver._losses) / len(solver._losses)
-        solver._masks = None
-        if bool(z["masks_built"]):
-            solver._masks = {int(i): backend.to_current(z[f"mask_{int(i)}"].astype(bool))
-                             for i in z["mask_ids"]}
-        np.random.set_state(("MT19937", z["rng_keys"], int(z["rng_pos"]),
-                             int(z["rng_has_gauss"]), float(z["rng_cached"])))
+        if not isinstance(z, np.lib.npyio.NpzFile):
+            raise SolverError(f"{where}: not a minicaffe .solverstate (a single .npy array, "
+                              "not an .npz archive)")
+        with z:
+            return {k: z[k] for k in z.keys()}
+    except SolverError:
+        raise
+    except Exception as exc:  # noqa: BLE001  (zipfile/NumPy raise many kinds on hostile bytes)
+        raise SolverError(f"{where}: not a minicaffe .solverstate ({type(exc).__name__}: "
+                          f"{exc})") from None
+
+
+def _array(z, key, where, kinds, ndim=None):
+    if key not in z:
+        raise SolverError(f"{where}: missing '{key}'; not a minicaffe .solverstate or a "
+                          "damaged one")
+    a = z[key]
+    if a.dtype.kind not in kinds or (ndim is not None and a.ndim != ndim):
+        want = {"f": "numbers", "iu": "integers", "b": "a boolean", "U": "a string"}.get(
+            kinds, "numbers")
+        raise SolverError(f"{where}: '{key}' is a {a.dtype} array of shape {a.shape}; expected "
+                          f"{want}" + (f" in {ndim} axis" if ndim else ""))
+    return a
+
+
+def _scalar(z, key, where, kinds):
+    a = z.get(key) if key in z else None
+    if a is None or a.shape != () or a.dtype.kind not in kinds:
+        if a is None:
+            _array(z, key, where, kinds)
+        want = {"iu": "an integer", "b": "a boolean", "U": "a string",
+                "fiu": "a number"}.get(kinds, "a value")
+        raise SolverError(f"{where}: '{key}' is a {a.dtype} array of shape {a.shape}; expected "
+                          f"{want}")
+    return a[()]
+
+
+def _int(z, key, where, minimum=0):
+    value = int(_scalar(z, key, where, "iu"))
+    if value < minimum:
+        raise SolverError(f"{where}: '{key}' = {value}; expected >= {minimum}")
+    return value
+
+
+def _string(z, key, where):
+    return str(_scalar(z, key, where, "U"))
