@@ -60,13 +60,14 @@ def decode_datum(buf, where="Datum"):
 
 def decode_image(data, where, force_color=False, force_gray=False):
     """A compressed image file → `(C, H, W)` uint8, BGR for colour (C=3), C=1 for greyscale."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
     try:
         img = Image.open(io.BytesIO(data) if isinstance(data, (bytes, bytearray)) else data)
         img.load()
-    except (UnidentifiedImageError, OSError) as e:
-        raise DataError(f"{where}: cannot decode image ({e})") from None
-    return image_to_chw(img, force_color=force_color, force_gray=force_gray)
+        return image_to_chw(img, force_color=force_color, force_gray=force_gray)
+    except Exception as e:  # noqa: BLE001  (Pillow raises many kinds on hostile bytes: OSError,
+        # DecompressionBombError, ValueError, SyntaxError...)
+        raise DataError(f"{where}: cannot decode image ({type(e).__name__}: {e})") from None
 
 
 def image_to_chw(img, force_color=False, force_gray=False):

@@ -9,6 +9,7 @@ import os
 
 import numpy as np
 
+from minicaffe.data.source import read_text_lines
 from minicaffe.errors import DataError
 
 
@@ -19,14 +20,13 @@ def read_list_file(path, what="file"):
         raise DataError(f"{path}: no such list file")
     folder = os.path.dirname(path)
     entries = []
-    with open(path) as f:
-        for line in f:
-            line = line.strip()
-            if not line or line.startswith("#"):
-                continue
-            if not os.path.exists(line) and os.path.exists(os.path.join(folder, line)):
-                line = os.path.join(folder, line)
-            entries.append(line)
+    for line in read_text_lines(path):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if not os.path.exists(line) and os.path.exists(os.path.join(folder, line)):
+            line = os.path.join(folder, line)
+        entries.append(line)
     if not entries:
         raise DataError(f"{path}: list file names no {what}")
     return entries

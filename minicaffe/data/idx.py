@@ -6,12 +6,14 @@ MNIST images are `2051 = 0x00000803` (uint8, 3 axes N,H,W), labels `2049 = 0x000
 (uint8, 1 axis N). Files may be gzip-compressed (detected by content, not by name).
 """
 import gzip
+import math
 import os
 import struct
 import zlib
 
 import numpy as np
 
+from minicaffe.blob import memory_limit
 from minicaffe.data.source import ArraySource
 from minicaffe.errors import DataError
 
@@ -19,55 +21,68 @@ _TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E:
 IMAGES_MAGIC, LABELS_MAGIC = 0x803, 0x801
 
 
-def _read_bytes(path):
+def _open(path):
+    """A binary file object for `path`, inflating gzip (recognised by its magic bytes)."""
     if not os.path.exists(path):
         raise DataError(f"{path}: no such file")
     with open(path, "rb") as f:
-        raw = f.read()
-    if raw[:2] == b"\x1f\x8b":
-        try:
-            raw = gzip.decompress(raw)
-        except (EOFError, OSError, zlib.error) as e:
-            raise DataError(f"{path}: corrupt or truncated gzip stream ({e}); "
-                            "delete it and download it again") from None
-    return raw
+        gz = f.read(2) == b"\x1f\x8b"
+    return gzip.open(path, "rb") if gz else open(path, "rb")
+
+
+def _read(f, n, path):
+    """Up to `n` bytes of `f`; a broken gzip stream is a DataError naming the file."""
+    try:
+        return f.read(n)
+    except (EOFError, OSError, zlib.error) as e:
+        raise DataError(f"{path}: corrupt or truncated gzip stream ({e}); "
+                        "delete it and download it again") from None
 
 
 def read_idx(path, expect_magic=None):
     """The array stored in an IDX file, shaped by its header (dtype native-endian).
 
     Raises DataError naming the file when the magic is unknown or not `expect_magic`, or when
-    the file is truncated (naming the first incomplete record) or has trailing bytes.
+    the file is truncated (naming the first incomplete record) or has trailing bytes. A gzip
+    file is inflated only as far as its header's size promises (plus one byte), so a
+    decompression bomb costs no memory.
     """
-    raw = _read_bytes(path)
-    if len(raw) < 4:
-        raise DataError(f"{path}: {len(raw)} bytes is too short for an IDX header")
-    zero, type_code, ndim = struct.unpack(">HBB", raw[:4])
-    magic = struct.unpack(">I", raw[:4])[0]
-    if zero != 0 or type_code not in _TYPES or ndim == 0:
-        raise DataError(f"{path}: bad IDX magic number 0x{magic:08x} (expected 0x0000TTDD with a "
-                        f"known type TT; MNIST images are 0x{IMAGES_MAGIC:08x}, labels "
-                        f"0x{LABELS_MAGIC:08x}); is this an IDX file?")
-    if expect_magic is not None and magic != expect_magic:
-        raise DataError(f"{path}: IDX magic number 0x{magic:08x}, expected 0x{expect_magic:08x} "
-                        f"({'images' if expect_magic == IMAGES_MAGIC else 'labels'})")
-    header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise DataError(f"{path}: truncated IDX header ({len(raw)} bytes, need {header})")
-    dims = struct.unpack(f">{ndim}I", raw[4:header])
-    dtype = np.dtype(_TYPES[type_code])
-    record = int(np.prod(dims[1:], dtype=np.int64)) * dtype.itemsize
-    need = dims[0] * record
-    have = len(raw) - header
-    if have < need:
-        complete = have // record if record else 0
-        raise DataError(f"{path}: truncated: header says {dims[0]} records of shape {dims[1:]} "
-                        f"({need} bytes) but only {have} bytes follow; record {complete} is "
-                        f"incomplete")
-    if have > need:
-        raise DataError(f"{path}: {have - need} unexpected bytes after the {dims[0]} records "
-                        f"of shape {dims[1:]}")
-    return np.frombuffer(raw, dtype=dtype, count=int(np.prod(dims)), offset=header) \
+    with _open(path) as f:
+        head = _read(f, 4, path)
+        if len(head) < 4:
+            raise DataError(f"{path}: {len(head)} bytes is too short for an IDX header")
+        zero, type_code, ndim = struct.unpack(">HBB", head)
+        magic = struct.unpack(">I", head)[0]
+        if zero != 0 or type_code not in _TYPES or ndim == 0:
+            raise DataError(f"{path}: bad IDX magic number 0x{magic:08x} (expected 0x0000TTDD with "
+                            f"a known type TT; MNIST images are 0x{IMAGES_MAGIC:08x}, labels "
+                            f"0x{LABELS_MAGIC:08x}); is this an IDX file?")
+        if expect_magic is not None and magic != expect_magic:
+            raise DataError(f"{path}: IDX magic number 0x{magic:08x}, expected 0x{expect_magic:08x} "
+                            f"({'images' if expect_magic == IMAGES_MAGIC else 'labels'})")
+        sizes = _read(f, 4 * ndim, path)
+        if len(sizes) < 4 * ndim:
+            raise DataError(f"{path}: truncated IDX header ({4 + len(sizes)} bytes, need "
+                            f"{4 + 4 * ndim})")
+        dims = struct.unpack(f">{ndim}I", sizes)
+        dtype = np.dtype(_TYPES[type_code])
+        record = math.prod(dims[1:]) * dtype.itemsize
+        need = dims[0] * record
+        # never ask for more than the file can hold (plain) or than memory could (gzip)
+        room = os.path.getsize(path) if not isinstance(f, gzip.GzipFile) else memory_limit()
+        raw = _read(f, need, path) if room is None or need <= room else _read(f, room or 0, path)
+        if len(raw) < need:
+            have = len(raw) if room is None or need <= room else f"only {len(raw)}"
+            complete = len(raw) // record if record else 0
+            raise DataError(f"{path}: truncated: header says {dims[0]} records of shape "
+                            f"{dims[1:]} ({need} bytes) but {have} bytes follow; record "
+                            f"{complete} is incomplete")
+        if _read(f, 1, path):
+            rest = "" if isinstance(f, gzip.GzipFile) else \
+                f"{os.path.getsize(path) - 4 - 4 * ndim - need} "
+            raise DataError(f"{path}: {rest}unexpected bytes after the {dims[0]} records of "
+                            f"shape {dims[1:]}")
+    return np.frombuffer(raw, dtype=dtype, count=math.prod(dims)) \
         .reshape(dims).astype(dtype.newbyteorder("="), copy=False)
 
 

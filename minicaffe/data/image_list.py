@@ -11,7 +11,7 @@ import os
 import numpy as np
 
 from minicaffe.data.datum import image_to_chw
-from minicaffe.data.source import Source
+from minicaffe.data.source import Source, read_text_lines
 from minicaffe.errors import DataError
 
 
@@ -20,18 +20,20 @@ def read_image_list(path):
     if not os.path.isfile(path):
         raise DataError(f"{path}: no such image list file")
     entries = []
-    with open(path) as f:
-        for lineno, line in enumerate(f, 1):
-            line = line.strip()
-            if not line:
-                continue
-            name, sep, label = line.rpartition(" ")
-            if not sep:
-                raise DataError(f"{path}:{lineno}: expected '<image path> <label>', got {line!r}")
-            try:
-                entries.append((name.strip(), int(label), lineno))
-            except ValueError:
-                raise DataError(f"{path}:{lineno}: label {label!r} is not an integer") from None
+    for lineno, line in enumerate(read_text_lines(path), 1):
+        line = line.strip()
+        if not line:
+            continue
+        name, sep, label = line.rpartition(" ")
+        if not sep:
+            raise DataError(f"{path}:{lineno}: expected '<image path> <label>', got {line[:200]!r}")
+        try:
+            value = int(label[:40])
+        except ValueError:
+            raise DataError(f"{path}:{lineno}: label {label[:40]!r} is not an integer") from None
+        if len(label) > 40 or not -2**31 <= value < 2**31:
+            raise DataError(f"{path}:{lineno}: label {label[:40]!r} is outside the int32 range")
+        entries.append((name.strip(), value, lineno))
     if not entries:
         raise DataError(f"{path}: image list is empty")
     return entries
@@ -40,7 +42,7 @@ def read_image_list(path):
 def load_image(path, is_color=True, new_height=0, new_width=0, where=None):
     """One image file → `(C, H, W)` uint8 (BGR when colour). Raises DataError naming `where`
     (default: the path) when it is missing or undecodable."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
     where = where or path
     if (new_height > 0) != (new_width > 0):
         raise DataError(f"{where}: new_height and new_width must both be set or both be 0, got "
@@ -54,8 +56,8 @@ def load_image(path, is_color=True, new_height=0, new_width=0, where=None):
             return image_to_chw(img, force_color=is_color, force_gray=not is_color)
     except FileNotFoundError:
         raise DataError(f"{where}: image file {path} not found") from None
-    except (UnidentifiedImageError, OSError) as e:
-        raise DataError(f"{where}: cannot decode image {path} ({e})") from None
+    except Exception as e:  # noqa: BLE001  (Pillow raises many kinds on hostile bytes)
+        raise DataError(f"{where}: cannot decode image {path} ({type(e).__name__}: {e})") from None
 
 
 class ImageListSource(Source):

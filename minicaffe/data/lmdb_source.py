@@ -4,6 +4,7 @@ Records are read in key order (Caffe's converters write zero-padded index keys, 
 insertion order) and the cursor wraps around at the end.
 """
 import os
+import struct
 import threading
 import weakref
 
@@ -27,15 +28,72 @@ _ENVS = {}                     # realpath -> [Environment, users]
 _ENVS_LOCK = threading.Lock()
 
 
+# LMDB's on-disk layout (lmdb's mdb.c, 64-bit builds): pages 0 and 1 each hold a meta record
+# after the 16-byte page header: magic (u32), version (u32), address (u64), map size (u64), two
+# MDB_db records of 48 bytes (the free-list db's first u32 is the page size), last used page
+# (u64), transaction id (u64). The live meta is the one with the larger transaction id.
+_META_MAGIC = 0xBEEFC0DE
+_PAGE_HEADER = 16
+_META = struct.Struct("<IIQQ48s48sQQ")
+
+
+def _meta_pages(head):
+    """(page size, last page) from the live meta page of the data file's first bytes, or None
+    when neither meta page is readable."""
+    metas = []
+    offset = _PAGE_HEADER
+    for _ in range(2):
+        if len(head) < offset + _META.size:
+            break
+        magic, _version, _addr, _mapsize, free_db, _main_db, last_pg, txnid = \
+            _META.unpack_from(head, offset)
+        if magic != _META_MAGIC:
+            break
+        psize = struct.unpack_from("<I", free_db)[0]
+        metas.append((txnid, psize, last_pg))
+        if not 512 <= psize <= 1 << 20:
+            break
+        offset = psize + _PAGE_HEADER                 # the second meta page
+    if not metas:
+        return None
+    _, psize, last_pg = max(metas)
+    return psize, last_pg
+
+
+def check_data_file(path):
+    """Raise DataError unless the LMDB data file of `path` (a folder or the file itself) is as
+    long as its meta page says. LMDB maps the file and reads pages straight from memory: a page
+    past the end of a truncated file is a SIGBUS that kills the process, not an error."""
+    data = os.path.join(path, "data.mdb") if os.path.isdir(path) else path
+    try:
+        size = os.path.getsize(data)
+        with open(data, "rb") as f:
+            head = f.read(1 << 21)
+    except OSError as e:
+        raise DataError(f"{path}: cannot read the LMDB data file ({e.strerror})") from None
+    meta = _meta_pages(head)
+    if meta is None:
+        raise DataError(f"{path}: {os.path.basename(data)} ({size} bytes) has no readable LMDB "
+                        "meta page; not an LMDB, or cut short")
+    psize, last_pg = meta
+    need = (last_pg + 1) * psize
+    if size < need:
+        raise DataError(f"{path}: truncated LMDB: {os.path.basename(data)} has {size} bytes but "
+                        f"its meta page needs {need} ({last_pg + 1} pages of {psize}); the "
+                        "database was cut short (copy or convert it again)")
+
+
 def open_env(path):
     """A read-only Environment for `path`, shared within the process: the lmdb package refuses
     to open one database twice in a process (e.g. TRAIN and TEST nets reading the same LMDB).
-    Pair every call with `release_env(path)`."""
+    The data file's size is checked first (check_data_file). Pair every call with
+    `release_env(path)`."""
     lmdb = _import_lmdb()
     key = os.path.realpath(path)
     with _ENVS_LOCK:
         entry = _ENVS.get(key)
         if entry is None:
+            check_data_file(path)
             try:
                 env = lmdb.open(str(path), readonly=True, lock=False, readahead=False,
                                 subdir=os.path.isdir(path), max_readers=126)

@@ -10,6 +10,23 @@ import numpy as np
 from minicaffe.errors import DataError
 
 
+def read_text_lines(path):
+    """The lines of a UTF-8 text file (list files). Raises DataError naming `path:line` at
+    the first byte that is not UTF-8, or the file when it cannot be read."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e.strerror})") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise DataError(f"{path}:{line}: not UTF-8 text (byte 0x{data[e.start]:02x}); is this a "
+                        "list file?") from None
+    return text.splitlines()
+
+
 class Source:
     """Base class: `name` (file for messages), `shape` (C, H, W), `len()`, `next_batch(n)`,
     `skip(k)`, `close()`."""

@@ -17,7 +17,11 @@ from minicaffe.errors import DataError
 
 
 def read_mean_file(path):
-    """Mean image `(C, H, W)` float32 of a Caffe .binaryproto (BlobProto)."""
+    """Mean image `(C, H, W)` float32 of a Caffe .binaryproto (BlobProto).
+
+    Raises DataError naming the file when it cannot be read, is not a BlobProto (the byte
+    offset), or holds no (1, C, H, W) image of finite values.
+    """
     try:
         with open(path, "rb") as f:
             buf = f.read()
@@ -26,9 +30,14 @@ def read_mean_file(path):
     data, _ = wire.decode_blob_proto(buf, what=str(path))
     if data.ndim == 4 and data.shape[0] == 1:
         data = data[0]
-    if data.ndim != 3:
+    if data.ndim != 3 or data.size == 0:
         raise DataError(f"{path}: mean file holds a blob of shape {data.shape}, expected "
-                        f"(1, C, H, W)")
+                        f"(1, C, H, W) with C, H, W >= 1")
+    bad = ~np.isfinite(data)
+    if bad.any():
+        first = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise DataError(f"{path}: mean image holds {int(bad.sum())} non-finite values (the first "
+                        f"at {first})")
     return data.astype(np.float32)
 
 

@@ -5,6 +5,7 @@ import gzip
 import numpy as np
 import pytest
 
+from minicaffe.data.idx import read_idx
 from minicaffe.data import (CIFARSource, HDF5Source, IDXSource, ImageListSource, LMDBSource,
                             LMDBWriter, encode_datum, labels_path_for, open_source, read_idx)
 from minicaffe.errors import DataError
@@ -74,6 +75,39 @@ def test_idx_truncated_gzip(tmp_path, helpers):
     path.write_bytes(raw[: len(raw) // 2])
     with pytest.raises(DataError, match="corrupt or truncated gzip"):
         IDXSource(str(path))
+
+
+def test_idx_gzip_bomb_is_refused_without_inflating_it(tmp_path, helpers):
+    """A .gz whose header promises one small record and then inflates to 1.6 GB: only what the
+    header promises (plus one byte) is ever inflated."""
+    import gzip
+    import tracemalloc
+
+    zeros = gzip.compress(b"\x00" * (16 << 20), compresslevel=9)
+    path = tmp_path / "bomb-images-idx3-ubyte.gz"
+    path.write_bytes(gzip.compress(helpers.idx_bytes(np.zeros((1, 28, 28), np.uint8)))
+                     + zeros * 100)
+    tracemalloc.start()
+    try:
+        with pytest.raises(DataError, match=r"bomb-images-idx3-ubyte\.gz: unexpected bytes after "
+                                            r"the 1 records of shape \(28, 28\)"):
+            read_idx(str(path))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 << 20, peak
+
+
+def test_idx_header_promising_more_than_memory_is_refused(tmp_path):
+    import gzip
+    import struct
+
+    header = struct.pack(">HBBIII", 0, 0x0D, 3, 2**32 - 1, 2**32 - 1, 2**32 - 1)
+    for name, data in (("huge-images-idx3-ubyte.gz", gzip.compress(header + b"\x00" * 64)),
+                       ("huge-images-idx3-ubyte", header + b"\x00" * 64)):
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(DataError, match=rf"{name}: truncated: header says 4294967295 records"):
+            read_idx(str(tmp_path / name))
 
 
 def test_idx_missing_files(tmp_path, helpers):
@@ -433,3 +467,99 @@ def test_lmdb_rewritten_in_process_is_read_afresh(tmp_path):
         assert src.next_batch(1)[1][0] == value
         del src
         shutil.rmtree(tmp_path / "db")
+
+
+def test_lmdb_truncated_data_file_is_a_data_error_not_sigbus(tmp_path, rng):
+    """LMDB maps data.mdb into memory: touching a page past the end of a truncated file killed
+    the process with SIGBUS. The file size is now checked against its meta page first. Runs in a
+    child process, so a regression shows as a signal instead of killing the test run."""
+    import shutil
+    import subprocess
+    import sys
+
+    images = rng.integers(0, 256, size=(300, 3, 32, 32), dtype=np.uint8)
+    _write_lmdb(tmp_path / "full", images, np.arange(300) % 10)
+    size = (tmp_path / "full" / "data.mdb").stat().st_size
+    cuts = [0, 100, 4095, 4096, 8191, 8192, 3 * 4096, size // 2, size - 4096, size - 1]
+    paths = []
+    for cut in cuts:
+        folder = tmp_path / f"cut{cut}"
+        shutil.copytree(tmp_path / "full", folder)
+        with open(folder / "data.mdb", "r+b") as f:
+            f.truncate(cut)
+        paths.append(str(folder))
+    child = (
+        "import sys\n"
+        "from minicaffe.data.lmdb_source import LMDBSource\n"
+        "from minicaffe.errors import DataError\n"
+        "for path in sys.argv[1:]:\n"
+        "    try:\n"
+        "        src = LMDBSource(path)\n"
+        "        src.next_batch(len(src))\n"
+        "        print('read', path, flush=True)\n"
+        "    except DataError as e:\n"
+        "        print('DataError', e, flush=True)\n")
+    out = subprocess.run([sys.executable, "-c", child, *paths], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, (out.returncode, out.stdout[-2000:], out.stderr[-2000:])
+    lines = out.stdout.splitlines()
+    assert len(lines) == len(cuts), lines
+    for cut, line in zip(cuts, lines):
+        assert line.startswith("DataError ") and f"cut{cut}" in line, line
+    assert f"data.mdb has {size // 2} bytes but its meta page needs {size}" in lines[7]
+
+
+def test_lmdb_full_size_file_still_reads(tmp_path, rng):
+    images = rng.integers(0, 256, size=(20, 1, 4, 4), dtype=np.uint8)
+    _write_lmdb(tmp_path / "db", images, np.zeros(20))
+    data, _ = LMDBSource(str(tmp_path / "db")).next_batch(20)
+    np.testing.assert_array_equal(data, images)
+
+
+def _png_claiming(width, height):
+    """A PNG whose header claims a huge image, with a few bytes of image data."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data)))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\x00" * 10)) + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("payload", ["bomb", "truncated", "garbage"])
+def test_undecodable_images_are_data_errors(tmp_path, payload):
+    """PIL raises DecompressionBombError (not an OSError) for a header claiming 10^10 pixels;
+    every decoder failure is a DataError naming the record or list line."""
+    import io
+
+    from PIL import Image
+
+    from minicaffe.data.datum import decode_image
+    from minicaffe.data.image_list import load_image
+    if payload == "bomb":
+        data = _png_claiming(100000, 100000)
+    elif payload == "truncated":
+        buf = io.BytesIO()
+        noise = np.random.default_rng(0).integers(0, 256, (20, 20, 3), dtype=np.uint8)
+        Image.fromarray(noise).save(buf, format="PNG")
+        data = buf.getvalue()[:600]
+    else:
+        data = b"\x89PNG\r\n\x1a\n" + b"\x00" * 40
+    with pytest.raises(DataError, match=r"db: record 3: cannot decode image"):
+        decode_image(data, "db: record 3")
+    (tmp_path / "x.png").write_bytes(data)
+    with pytest.raises(DataError, match=r"list\.txt:2: cannot decode image"):
+        load_image(str(tmp_path / "x.png"), where="list.txt:2")
+
+
+def test_list_files_that_are_not_utf8_name_the_line(tmp_path):
+    from minicaffe.data.hdf5 import read_list_file
+    from minicaffe.data.image_list import read_image_list
+    path = tmp_path / "list.txt"
+    path.write_bytes(b"a.png 1\nb\xff.png 2\n")
+    with pytest.raises(DataError, match=r"list\.txt:2: not UTF-8 text \(byte 0xff\)"):
+        read_image_list(str(path))
+    with pytest.raises(DataError, match=r"list\.txt:2: not UTF-8 text \(byte 0xff\)"):
+        read_list_file(str(path))

@@ -157,3 +157,32 @@ def test_prefetcher_close_while_producer_blocked_on_full_queue():
         p.get()
     names = [t.name for t in threading.enumerate()]
     assert names.count("prefetch") == 0
+
+
+def test_a_mean_file_cut_at_any_byte_names_the_file(tmp_path, rng):
+    """A corrupt mean file raised bare ValueErrors (negative dims, a reshape) or wire errors
+    without the file's name."""
+    write_mean_file(tmp_path / "m.binaryproto", rng.standard_normal((3, 4, 5)))
+    full = (tmp_path / "m.binaryproto").read_bytes()
+    path = tmp_path / "cut.binaryproto"
+    for cut in range(len(full)):
+        path.write_bytes(full[:cut])
+        with pytest.raises(DataError, match=r"cut\.binaryproto"):
+            read_mean_file(path)
+
+
+@pytest.mark.parametrize("blob, words", [
+    (wire.Writer().varint(1, 1).varint(2, 2**31 - 1).varint(3, -5).varint(4, 2)
+     .packed_floats(5, [1.0]).getvalue(), r"dimension 2 of shape \(1, 2147483647, -5, 2\) is negative"),
+    (wire.Writer().message(7, wire.encode_blob_shape([3, 2, 2])).packed_floats(5, [1.0] * 11)
+     .getvalue(), r"shape \(3, 2, 2\) needs 12 values, found 11"),
+    (wire.Writer().message(7, wire.encode_blob_shape([1, 1, 2, 2]))
+     .packed_floats(5, [1.0, np.nan, 2.0, np.inf]).getvalue(),
+     r"mean image holds 2 non-finite values \(the first at \(0, 0, 1\)\)"),
+    (b"\x0a\x02\xff\xfe", r"expected a varint"),
+])
+def test_a_corrupt_mean_file_names_the_file_and_the_problem(tmp_path, blob, words):
+    path = tmp_path / "mean.binaryproto"
+    path.write_bytes(blob)
+    with pytest.raises(DataError, match=rf"mean\.binaryproto: .*{words}"):
+        read_mean_file(path)
