@@ -104,3 +104,22 @@ def test_shared_slope_round_trips_through_a_caffemodel(tmp_path):
     again = Net(parse_net(text), "TEST", weights=str(path))
     assert again.params["p"][0].data.shape == ()
     assert float(again.params["p"][0].data) == -0.375
+
+
+def test_in_place_slope_gradient_reads_dy_before_it_is_overwritten():
+    from minicaffe.blob import Blob
+    case = TestPReLU()
+    layer, bottom, top = case.build()
+    case.run_forward(layer, bottom, top)
+    dy = np.random.default_rng(5).standard_normal(top[0].shape)
+    top[0].diff[...] = dy
+    layer.blobs[0].diff[...] = 0
+    layer.backward(top, [True], bottom)
+    want = np.array(layer.blobs[0].diff)
+    x = Blob(bottom[0].shape, dtype=np.float64)
+    x.data[...] = bottom[0].data
+    case.run_forward(layer, [x], [x])
+    x.diff[...] = dy
+    layer.blobs[0].diff[...] = 0
+    layer.backward([x], [True], [x])
+    np.testing.assert_allclose(layer.blobs[0].diff, want, rtol=1e-13)
