@@ -6,12 +6,8 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 bash scripts/setup.sh
 
-# Fashion-MNIST: Debian's dataset-fashion-mnist package when it can be installed, else the download.
-if [ ! -d /usr/share/datasets/fashion-mnist ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
-    (apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1 \
-        || (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1)) \
-        || echo "main: dataset-fashion-mnist not installable; downloading instead"
-fi
+# Fashion-MNIST into data/fashion-mnist/, where the prototxt files read it (setup.sh installed
+# Debian's dataset-fashion-mnist when it could; `get` copies it, or downloads, verified).
 "$PY" -m minicaffe.data get fashion-mnist --dir data/fashion-mnist
 
 "$PY" -m minicaffe.train --solver prototxt/lenet/lenet_ssl_solver.prototxt "$@"

@@ -27,8 +27,14 @@ Class attributes (all optional except `type`, `bottom_shapes`, `reference`):
   gradient_bottoms  indices of bottoms to check (default: all); e.g. [0] when bottom 1 is a label.
   gradient_params   indices of param blobs to check (default: all); [] for state blobs.
   in_place          True when the layer must also work with top is bottom (ReLU, Dropout, ...).
+  repeatable        False when each forward legitimately gives new values (MemoryData moves to
+                    its next batch); then the repeated-forward test is not generated.
   forward_rtol/atol tolerances of the float64 forward comparison.
   grad_rtol/atol    tolerances of the gradient check.
+Generated tests that cannot apply to a case are not generated rather than skipped (see
+`LayerCase.applies`; tests/conftest.py leaves them out at collection): the in-place test
+without `in_place`, the gradient tests without `check_gradient`, the param-gradient test for a
+layer with no learnable blob to check, the bottom-gradient test with no bottom to check.
 Hooks (override when random normal data is wrong for the layer):
   make_bottoms(rng) -> list of float64 arrays, init_params(blobs, rng) (default: N(0, 1) into
   every param blob), reference(*bottoms) -> array or tuple of arrays; inside `reference`,
@@ -129,6 +135,7 @@ class LayerCase:
     gradient_bottoms = None
     gradient_params = None
     in_place = False
+    repeatable = True
     forward_rtol, forward_atol = 1e-9, 1e-10
     grad_rtol, grad_atol = 1e-5, 1e-7
     grad_step = 1e-5
@@ -139,6 +146,42 @@ class LayerCase:
         super().__init_subclass__(**kwargs)
         if cls.type is not None:
             CASES.setdefault(cls.type, []).append(cls)
+
+    @classmethod
+    def applies(cls, test_name):
+        """Whether the harness's `test_name` applies to this case (False: it is not a test
+        here, so it is not collected; a subclass's own override always applies)."""
+        own = any(test_name in k.__dict__ for k in cls.__mro__
+                  if k is not LayerCase and issubclass(k, LayerCase))
+        if own or not hasattr(LayerCase, test_name):
+            return True
+        if test_name == "test_in_place_matches":
+            return bool(cls.in_place)
+        if test_name == "test_forward_is_repeatable":
+            return bool(cls.repeatable)
+        if test_name in ("test_gradient_bottoms", "test_gradient_params"):
+            if not cls.check_gradient:
+                return False
+            declared = cls.gradient_bottoms if test_name == "test_gradient_bottoms" \
+                else cls.gradient_params
+            if declared is not None:
+                return len(declared) > 0
+            counts = cls._built_counts()
+            if counts is None:              # the build fails: let the test report why
+                return True
+            return counts[test_name == "test_gradient_params"] > 0
+        return True
+
+    @classmethod
+    def _built_counts(cls):
+        """(bottoms, param blobs) of one build of this case, cached; None if it fails."""
+        if "_counts" not in cls.__dict__:
+            try:
+                layer, bottom, _ = cls().build()
+                cls._counts = (len(bottom), len(layer.blobs))
+            except Exception:  # noqa: BLE001  (reported by the test that runs the build)
+                cls._counts = None
+        return cls._counts
 
     # -- hooks ------------------------------------------------------------------------------
     def make_bottoms(self, rng):
@@ -241,8 +284,6 @@ class LayerCase:
             np.testing.assert_array_equal(t.data, f, err_msg=f"{self.type} top {i} on 2nd forward")
 
     def test_in_place_matches(self):
-        if not self.in_place:
-            pytest.skip(f"{self.type} is not run in place")
         layer, bottom, top = self.build()
         weights = self._top_weights(top)
         self.run_forward(layer, bottom, top)
@@ -297,11 +338,10 @@ class LayerCase:
                 f"numeric {numeric:.10g} (shape {base.shape})")
 
     def test_gradient_bottoms(self):
-        if not self.check_gradient:
-            pytest.skip(f"{self.type} has no gradient")
         layer, bottom, top = self.build()
         weights = self._top_weights(top)
         checked = list(range(len(bottom))) if self.gradient_bottoms is None else self.gradient_bottoms
+        assert checked, f"{self.type}: no bottom to check (LayerCase.applies says so)"
         self.run_forward(layer, bottom, top)
         for i in checked:
             bottom[i].diff[...] = np.nan                  # bottom diffs must be overwritten
@@ -319,12 +359,9 @@ class LayerCase:
             bottom[i].data[...] = original
 
     def test_gradient_params(self):
-        if not self.check_gradient:
-            pytest.skip(f"{self.type} has no gradient")
         layer, bottom, top = self.build()
         checked = list(range(len(layer.blobs))) if self.gradient_params is None else self.gradient_params
-        if not checked:
-            pytest.skip(f"{self.type} has no learnable blobs")
+        assert checked, f"{self.type}: no param blob to check (LayerCase.applies says so)"
         weights = self._top_weights(top)
         self.run_forward(layer, bottom, top)
         for j in checked:

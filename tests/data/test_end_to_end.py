@@ -1,6 +1,5 @@
 """End to end: a LeNet-like Net reads an LMDB written by the data tool, and the shipped LeNet
 prototxt reads the raw Fashion-MNIST IDX files fetched with `get` (offline, Debian copy)."""
-import os
 import pathlib
 
 import numpy as np
@@ -26,7 +25,7 @@ LENET = pathlib.Path(__file__).resolve().parents[2] / "prototxt" / "lenet" / "le
 
 
 def test_tiny_net_reads_lmdb_written_by_the_tool(tmp_path, helpers):
-    net_mod = pytest.importorskip("minicaffe.net")
+    from minicaffe import net as net_mod
     path, images, labels = helpers.write_idx_pair(tmp_path, n=6, h=8, w=8)
     assert main(["convert", str(path), str(tmp_path / "db")]) == 0
     (tmp_path / "net.prototxt").write_text(NET.format(source=tmp_path / "db"))
@@ -42,15 +41,14 @@ def test_tiny_net_reads_lmdb_written_by_the_tool(tmp_path, helpers):
 
 
 @pytest.mark.slow
-def test_shipped_lenet_reads_fashion_mnist_idx(tmp_path, monkeypatch):
-    if not os.path.isdir("/usr/share/datasets/fashion-mnist"):
-        pytest.skip("dataset-fashion-mnist not installed")
-    net_mod = pytest.importorskip("minicaffe.net")
-    if not LENET.exists():
-        pytest.skip("prototxt/lenet/lenet_train_test.prototxt not shipped")
+def test_shipped_lenet_reads_fashion_mnist_idx(tmp_path, monkeypatch, fashion_mnist):
+    from minicaffe.data import download
+    from minicaffe.net import Net
+
+    monkeypatch.setattr(download.DATASETS["fashion-mnist"], "local_dirs", [str(fashion_mnist)])
     monkeypatch.chdir(tmp_path)
-    assert main(["get", "fashion-mnist"]) == 0            # copies the Debian files, verified
-    net = net_mod.Net(str(LENET), 1)                      # TEST: t10k, batch 100
+    assert main(["get", "fashion-mnist"]) == 0            # copies the local files, verified
+    net = Net(str(LENET), 1)                              # TEST: t10k, batch 100
     out = net.forward()
     assert net.blobs["data"].data.shape == (100, 1, 28, 28)
     assert 0 <= net.blobs["data"].data.min() and net.blobs["data"].data.max() < 1
@@ -83,7 +81,7 @@ layer {{ name: "loss" type: "SoftmaxWithLoss" bottom: "ip" bottom: "label" top: 
 def test_sgd_learns_from_a_tool_written_lmdb(tmp_path, helpers):
     """Class 1 images are bright on the left half, class 0 on the right: a linear classifier
     trained from the LMDB must drive the loss well below log(2)."""
-    solver_mod = pytest.importorskip("minicaffe.solver")
+    from minicaffe import solver as solver_mod
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 2, size=64).astype(np.uint8)
     images = rng.integers(0, 60, size=(64, 6, 6)).astype(np.uint8)

@@ -373,11 +373,8 @@ def test_image_list_errors(tmp_path, rng):
         ImageListSource(str(tmp_path / "garbage.txt"), root_folder=str(tmp_path) + "/")
 
 
-def test_real_fashion_mnist_if_installed():
-    path = "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz"
-    import os
-    if not os.path.exists(path):
-        pytest.skip("dataset-fashion-mnist not installed")
+def test_real_fashion_mnist(fashion_mnist):
+    path = str(fashion_mnist / "t10k-images-idx3-ubyte.gz")
     src = IDXSource(path)
     assert len(src) == 10000 and src.shape == (1, 28, 28)
     data, lab = src.next_batch(10000)

@@ -24,12 +24,12 @@ def test_deploy_net_forward_gives_probabilities(name, rng):
 
 @pytest.mark.parametrize("name", ["lenet/lenet_train_test", "lenet/lenet_finetune",
                                   "mlp/mlp_train_test"])
-def test_fashion_mnist_train_nets_build(name, monkeypatch):
-    if not (ROOT / "data" / "fashion-mnist" / "train-images-idx3-ubyte.gz").exists():
-        pytest.skip("Fashion-MNIST not in data/ (python -m minicaffe.data get fashion-mnist)")
+def test_fashion_mnist_train_nets_build(name, tmp_path, monkeypatch, fashion_mnist):
     import minicaffe as caffe
 
-    monkeypatch.chdir(ROOT)
-    net = caffe.Net(f"prototxt/{name}.prototxt", caffe.TRAIN)
+    (tmp_path / "data").mkdir()                  # the nets read data/fashion-mnist/ (relative)
+    (tmp_path / "data" / "fashion-mnist").symlink_to(fashion_mnist)
+    monkeypatch.chdir(tmp_path)
+    net = caffe.Net(str(ROOT / "prototxt" / f"{name}.prototxt"), caffe.TRAIN)
     assert net.blobs["data"].data.shape == (64, 1, 28, 28)
     assert np.isfinite(net.forward()["loss"])
