@@ -43,7 +43,8 @@ def test_conv_gemm_speed(benchmark, layer_name, batch, engine):
     torch = bench._torch() if engine.endswith("torch") or engine.startswith("torch") else None
     engines, ideal = bench.layer_engines(layer, batch, np.random.default_rng(2016), torch)
     if engine not in engines:
-        pytest.skip(f"{engine} not available here (MKL build / torch missing)")
+        pytest.skip("built without MKL (MINICAFFE_BLAS=mkl adds csrmm_mkl)" if engine == "csr-mkl"
+                    else "PyTorch not installed (pip install torch==2.13.0)")
     if torch is not None:
         torch.set_num_threads(1)
     fn, check = engines[engine]

@@ -101,30 +101,43 @@ def layer_engines(layer, batch, rng, torch=None):
     csr = ops.CSRWeights(w_l1)
     cols = ops.im2col_batch(x, g)
     kept_cols = np.ascontiguousarray(cols[compact.cols])
-    out = np.empty((layer.M, batch * g.cols), np.float32)
     ref_dense, ref_ssl, ref_l1 = w_dense @ cols, w_ssl @ cols, w_l1 @ cols
+    # Each engine writes its own output, NaN until it runs: a check can only pass on a result
+    # its engine computed (a shared buffer would let an engine that does nothing pass on the
+    # previous engine's product).
+    outs = {}
 
-    def close(want):
+    def out_of(name):
+        outs[name] = np.full((layer.M, batch * g.cols), np.nan, np.float32)
+        return outs[name]
+
+    def close(name, want):
         def check():
-            np.testing.assert_allclose(out, want, rtol=1e-3, atol=1e-3 * np.abs(want).max())
+            np.testing.assert_allclose(outs[name], want, rtol=1e-3,
+                                       atol=1e-3 * np.abs(want).max(), err_msg=name)
         return check
 
+    def engine(name, run, want):
+        out = out_of(name)
+        return (lambda: run(out)), close(name, want)
+
     engines = {
-        "dense": (lambda: ops.conv_forward(x, g, dense, out=out), close(ref_dense)),
-        "compact": (lambda: ops.conv_forward(x, g, compact, out=out), close(ref_ssl)),
-        "dense-gemm": (lambda: ops.matmul(dense, cols, out=out), close(ref_dense)),
-        "compact-gemm": (lambda: ops.matmul(compact, kept_cols, out=out), close(ref_ssl)),
-        "csr-ours": (lambda: ops.matmul(csr, cols, out=out), close(ref_l1)),
+        "dense": engine("dense", lambda o: ops.conv_forward(x, g, dense, out=o), ref_dense),
+        "compact": engine("compact", lambda o: ops.conv_forward(x, g, compact, out=o), ref_ssl),
+        "dense-gemm": engine("dense-gemm", lambda o: ops.matmul(dense, cols, out=o), ref_dense),
+        "compact-gemm": engine("compact-gemm", lambda o: ops.matmul(compact, kept_cols, out=o),
+                               ref_ssl),
+        "csr-ours": engine("csr-ours", lambda o: ops.matmul(csr, cols, out=o), ref_l1),
     }
     sp = csr.scipy()
 
-    def scipy_csr():
-        out[...] = sp @ cols
-    engines["csr-scipy"] = (scipy_csr, close(ref_l1))
+    def scipy_csr(o):
+        o[...] = sp @ cols
+    engines["csr-scipy"] = engine("csr-scipy", scipy_csr, ref_l1)
     k = ops.native.kernels()
     if k is not None and hasattr(k, "csrmm_mkl"):
-        engines["csr-mkl"] = (lambda: k.csrmm_mkl(csr.indptr, csr.indices, csr.data, g.rows, cols,
-                                                  out), close(ref_l1))
+        engines["csr-mkl"] = engine("csr-mkl", lambda o: k.csrmm_mkl(
+            csr.indptr, csr.indices, csr.data, g.rows, cols, o), ref_l1)
     if torch is not None:
         tx, tw = torch.from_numpy(x), torch.from_numpy(w_dense.reshape(layer.M, g.C, g.kh, g.kw))
         tcsr = torch.sparse_csr_tensor(torch.from_numpy(csr.indptr), torch.from_numpy(csr.indices),
@@ -138,6 +151,7 @@ def layer_engines(layer, batch, rng, torch=None):
                                                          padding=layer.pad)
 
         def check_torch_conv():
+            assert "y" in result, "torch-conv2d has not run"
             y = result["y"].numpy().reshape(batch, layer.M, -1).transpose(1, 0, 2)
             np.testing.assert_allclose(y.reshape(layer.M, -1), ref_dense, rtol=1e-3,
                                        atol=1e-3 * np.abs(ref_dense).max())
@@ -146,6 +160,7 @@ def layer_engines(layer, batch, rng, torch=None):
             result["c"] = torch.mm(tcsr, tcols)
 
         def check_torch_csr():
+            assert "c" in result, "csr-torch has not run"
             np.testing.assert_allclose(result["c"].numpy(), ref_l1, rtol=1e-3,
                                        atol=1e-3 * np.abs(ref_l1).max())
         engines["torch-conv2d"] = (torch_conv, check_torch_conv)

@@ -24,13 +24,33 @@ def test_l1_weights_zero_the_requested_fraction(rng):
 
 @pytest.mark.parametrize("batch", [1, 3])
 def test_every_engine_computes_its_product(batch, rng):
-    engines, ideal = bench.layer_engines(TINY, batch, rng, bench._torch())
+    """Each engine's check reads that engine's own output: it fails before the engine runs
+    (even after every other engine ran) and passes after, whatever ran in between."""
+    torch = bench._torch()
+    engines, ideal = bench.layer_engines(TINY, batch, rng, torch)
     assert {"dense", "compact", "dense-gemm", "compact-gemm", "csr-ours", "csr-scipy"} <= set(
         engines)
-    for name, (fn, check) in engines.items():
+    assert torch is None or {"torch-conv2d", "csr-torch"} <= set(engines)
+    for fn, check in engines.values():
+        with pytest.raises(AssertionError):
+            check()                        # this engine has not run: nothing to pass on
         fn()
         check()  # raises when this engine's result differs from the NumPy reference
+    for _fn, check in engines.values():
+        check()                            # no engine overwrote another's result
     assert ideal["compact"] == pytest.approx(8 * 36 / (6 * 18))
+
+
+@pytest.mark.parametrize("idle", ["dense", "compact", "dense-gemm", "compact-gemm", "csr-ours",
+                                  "csr-scipy"])
+def test_an_engine_that_does_nothing_fails_its_check(idle):
+    """Every other engine computed its (partly identical) product; the idle one still fails."""
+    engines, _ = bench.layer_engines(TINY, 1, np.random.default_rng(7), bench._torch())
+    for name, (fn, _check) in engines.items():
+        if name != idle:
+            fn()
+    with pytest.raises(AssertionError):
+        engines[idle][1]()
 
 
 def test_check_fails_on_a_wrong_result(rng):
