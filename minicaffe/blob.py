@@ -153,7 +153,7 @@ class Blob:
             self._diff_store[: other.count].reshape(other.shape)
 
     def share_diff(self, other):
-        other.diff  # materialise
+        other.diff  # noqa: B018  (the property allocates the diff store)
         self._diff_store = other._diff_store
         self._diff = other._diff
 

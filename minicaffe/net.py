@@ -683,7 +683,7 @@ class Net:
                             "net?")
         report = CopyReport([], [], [])
         matched = []
-        for name, type_, arrays in file_layers:       # check everything before changing any
+        for name, _type, arrays in file_layers:       # check everything before changing any
             layer = layers.get(name)
             if layer is None:
                 if arrays:

@@ -58,7 +58,7 @@ class Prefetcher:
                 if timeout is not None:
                     raise TimeoutError(f"no batch within {timeout} s") from None
                 if not self._thread.is_alive() and self._queue.empty():
-                    raise RuntimeError("prefetch thread stopped without a result")
+                    raise RuntimeError("prefetch thread stopped without a result") from None
         if isinstance(item, _Failure):
             self._failed = item.exc
             raise item.exc

@@ -66,7 +66,7 @@ _ESCAPES = {10: "\\n", 13: "\\r", 9: "\\t", 34: '\\"', 39: "\\'", 92: "\\\\"}
 
 def quote(data: bytes):
     """A double-quoted literal for `data`; UTF-8 text stays readable, other bytes are octal."""
-    out, i = ['"'], 0
+    out = ['"']
     text = data.decode("utf-8", "replace")
     if text.encode("utf-8") == data:
         for ch in text:

@@ -416,7 +416,7 @@ class Solver:
     def test_all(self):
         """Run every test net for its test_iter batches; log and return the mean outputs."""
         results = []
-        for i, tn in enumerate(self.test_nets):
+        for i in range(len(self.test_nets)):
             results.append(self.test(i))
         return results
 

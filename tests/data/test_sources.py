@@ -5,7 +5,6 @@ import gzip
 import numpy as np
 import pytest
 
-from minicaffe.data.idx import read_idx
 from minicaffe.data import (CIFARSource, HDF5Source, IDXSource, ImageListSource, LMDBSource,
                             LMDBWriter, encode_datum, labels_path_for, open_source, read_idx)
 from minicaffe.errors import DataError
@@ -340,7 +339,7 @@ def test_image_list_exact_bgr_pixels(tmp_path, rng):
 
 def test_image_list_gray_resize_shuffle(tmp_path, rng):
     from PIL import Image
-    arrays = _write_images(tmp_path, rng, n=6)
+    _write_images(tmp_path, rng, n=6)
     src = ImageListSource(str(tmp_path / "list.txt"), root_folder=str(tmp_path) + "/",
                           new_height=3, new_width=2, is_color=False, shuffle=True, seed=1)
     assert src.shape == (1, 3, 2)

@@ -8,7 +8,7 @@ import pytest
 
 from minicaffe import prototxt as P
 from minicaffe.errors import SolverError
-from minicaffe.solver import get_solver, state
+from minicaffe.solver import get_solver
 
 NET = """
 name: "lsq"
