@@ -60,5 +60,19 @@ class SolverError(MinicaffeError, ValueError):
     """A solver configuration cannot run."""
 
 
+class SnapshotError(MinicaffeError, OSError):
+    """A snapshot could not be written (full disk, file-size limit, permissions); nothing of it
+    was kept and the previous snapshot is intact. An OSError: `errno` and `filename` are the
+    failed write's."""
+
+    def __init__(self, message, errno=None, filename=None):
+        super().__init__(message)
+        self.message = message
+        self.errno, self.filename = errno, filename
+
+    def __str__(self):
+        return self.message
+
+
 class DivergenceError(MinicaffeError, RuntimeError):
     """Training produced a non-finite loss; names the first layer with a non-finite output."""

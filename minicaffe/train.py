@@ -3,8 +3,9 @@
     python -m minicaffe.train --solver S [--weights W[,W2] | --snapshot STATE] [--gpu N]
 
 Logs Caffe-style lines (and the sparsity report) to stderr, shows a progress bar when stderr is
-a terminal, writes snapshots and `<snapshot_prefix>_log.jsonl`. SIGINT snapshots and stops,
-SIGHUP snapshots and continues. Exit status: 0 done (or stopped), 1 error or divergence.
+a terminal, writes snapshots and `<snapshot_prefix>_log.jsonl`. SIGINT and SIGTERM snapshot and
+stop, SIGHUP snapshots and continues. Exit status: 0 done (or stopped), 1 error, divergence or a
+snapshot that could not be written (docs/RELIABILITY.md).
 """
 import argparse
 import logging
@@ -84,17 +85,24 @@ def _parser():
 
 
 def _install_signals(solver):
-    def on_int(signum, frame):
-        log.info("SIGINT: snapshotting and stopping after this iteration "
-                 "(press Ctrl-C again to abort without a snapshot)")
+    """SIGINT and SIGTERM: snapshot after this iteration and stop (exit status 0); a second one
+    stops at once without a snapshot. SIGHUP: snapshot and go on."""
+    def on_stop(signum, frame):
+        name = signal.Signals(signum).name
+        again = "press Ctrl-C again" if signum == signal.SIGINT else "send it again"
+        log.info("%s: snapshotting and stopping after this iteration (%s to abort without a "
+                 "snapshot)", name, again)
         solver.request("stop")
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signum, signal.default_int_handler if signum == signal.SIGINT
+                      else signal.SIG_DFL)
 
     def on_hup(signum, frame):
         log.info("SIGHUP: snapshotting after this iteration")
         solver.request("snapshot")
 
-    signal.signal(signal.SIGINT, on_int)
+    signal.signal(signal.SIGINT, on_stop)
+    if hasattr(signal, "SIGTERM"):
+        signal.signal(signal.SIGTERM, on_stop)
     if hasattr(signal, "SIGHUP"):
         signal.signal(signal.SIGHUP, on_hup)
 

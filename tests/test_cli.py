@@ -95,13 +95,33 @@ def test_finetune_from_weights_and_score_and_time(tmp_path):
         assert text in r.stderr
 
 
-def test_divergence_names_the_layer_and_keeps_last_snapshot(tmp_path):
-    write(tmp_path, lr=1e30, snapshot=1, display=1)
+def test_divergence_names_the_layer_and_a_snapshot_that_resumes(tmp_path):
+    """The snapshot named is the newest whose weights and loss were finite (the one written
+    just before the divergence holds weights whose loss is not); training resumes from it."""
+    import re
+
+    write(tmp_path, lr=1e4, snapshot=1, display=1, max_iter=60)
     r = run(tmp_path, "train", "--solver", "solver.prototxt")
     assert r.returncode == 1
     assert "first non-finite output: layer 'ip1' top 'ip1'" in r.stderr
     assert "loss = nan" in r.stderr or "loss = inf" in r.stderr
-    assert "Last good snapshot: out/cli_iter_" in r.stderr
+    m = re.search(r"Iteration (\d+): loss = .*; snapshot out/cli_iter_(\d+)\.solverstate holds "
+                  r"these weights \(finite, but their loss is not\)\. Last good snapshot \(finite "
+                  r"weights and loss\): (out/cli_iter_(\d+)\.solverstate)", r.stderr)
+    assert m, r.stderr
+    assert m.group(1) == m.group(2) and int(m.group(4)) == int(m.group(1)) - 1
+    named, it = m.group(3), int(m.group(4))
+    write(tmp_path, lr=1e-4, snapshot=0, display=1, max_iter=it + 2)
+    r = run(tmp_path, "train", "--solver", "solver.prototxt", "--snapshot", named)
+    assert r.returncode == 0, r.stderr
+    assert f"Iteration {it}, loss = " in r.stderr
+
+
+def test_divergence_before_any_good_snapshot_says_so(tmp_path):
+    write(tmp_path, lr=1e30, snapshot=1, display=1)
+    r = run(tmp_path, "train", "--solver", "solver.prototxt")
+    assert r.returncode == 1
+    assert "No snapshot of this run had finite weights and loss." in r.stderr
 
 
 def test_errors_are_one_line_messages(tmp_path):
@@ -132,6 +152,54 @@ def test_sigint_snapshots_and_stops(tmp_path):
     it = int(states[0].stem.split("_")[-1])
     assert 100 <= it < 10**6
     assert (tmp_path / "out" / f"cli_iter_{it}.caffemodel").exists()
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGTERM") or os.name != "posix", reason="POSIX signals")
+def test_sigterm_snapshots_and_stops_like_sigint(tmp_path):
+    """SIGTERM (what schedulers and `kill` send) killed the run without a snapshot."""
+    write(tmp_path, max_iter=10**6, display=50, snapshot=0)
+    proc = subprocess.Popen([sys.executable, "-m", "minicaffe.train", "--solver", "solver.prototxt"],
+                            cwd=tmp_path, env=env(), stderr=subprocess.PIPE, text=True)
+    seen = []
+    deadline = time.time() + 60
+    for line in proc.stderr:
+        seen.append(line)
+        if "Iteration 100 (" in line or time.time() > deadline:
+            break
+    proc.send_signal(signal.SIGTERM)
+    _, rest = proc.communicate(timeout=60)
+    text = "".join(seen) + rest
+    assert proc.returncode == 0, text
+    assert "SIGTERM: snapshotting and stopping" in text and "Optimization stopped early." in text
+    states = list((tmp_path / "out").glob("cli_iter_*.solverstate"))
+    assert len(states) == 1
+    it = int(states[0].stem.split("_")[-1])
+    assert 100 <= it < 10**6
+    assert (tmp_path / "out" / f"cli_iter_{it}.caffemodel").exists()
+    # resumable: a second run picks it up and runs to a max_iter just past it
+    write(tmp_path, max_iter=it + 1, display=1, snapshot=0)
+    r = run(tmp_path, "train", "--solver", "solver.prototxt", "--snapshot",
+            f"out/cli_iter_{it}.solverstate")
+    assert r.returncode == 0, r.stderr
+
+
+def test_a_full_disk_while_snapshotting_is_a_clear_error(tmp_path):
+    """RLIMIT_FSIZE stands in for a full disk: the snapshot write fails with EFBIG."""
+    import resource
+
+    write(tmp_path, max_iter=12, snapshot=5)
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (300, 300))
+
+    r = subprocess.run([sys.executable, "-m", "minicaffe.train", "--solver", "solver.prototxt"],
+                       cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=120,
+                       preexec_fn=limit)
+    assert r.returncode == 1, r.stderr
+    assert "Traceback" not in r.stderr
+    assert ("snapshot of iteration 5 to out/cli_iter_5.caffemodel failed: [Errno 27] File too "
+            "large; nothing of it was kept, no earlier snapshot of this run") in r.stderr
+    assert not [p for p in (tmp_path / "out").iterdir() if "iter" in p.name]
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="POSIX signals")

@@ -122,9 +122,18 @@ class Solver:
         self._last_display = None     # (time, iter) of the previous display line
         self.stopped_early = False
         self.last_snapshot = None
+        # The newest snapshot whose weights were finite and whose loss (the next forward at
+        # exactly those weights) was finite too; the one a divergence message names.
+        self.last_good_snapshot = None
+        self._unconfirmed = None      # (iter, path) of a snapshot whose loss is not seen yet
         self.progress = None          # callable(iter, loss) for a progress bar
         self._callbacks = []          # (on_start, on_gradients_ready) pairs, pycaffe's add_callback
         self._curve_path = self._curve_file()
+        prefix = self.snapshot_prefix()
+        if prefix:
+            from minicaffe.solver import state
+
+            state.remove_stale_temp_files(prefix)
 
     # -- configuration ---------------------------------------------------------------------
     def check_param(self):
@@ -338,6 +347,9 @@ class Solver:
             loss = self.forward_backward_all()
             if not math.isfinite(loss):
                 self._diverged(loss)
+            if self._unconfirmed is not None and self._unconfirmed[0] == self.iter:
+                self.last_good_snapshot = self._unconfirmed[1]
+            self._unconfirmed = None
             self._losses.append(loss)
             self.smoothed_loss = sum(self._losses) / len(self._losses)
             if p.display and self.iter % p.display == 0:
@@ -457,7 +469,14 @@ class Solver:
     def _write_curve(self, record):
         if self._curve_path is None:
             return
-        sparsity_report.append_jsonl(self._curve_path, record)
+        try:
+            sparsity_report.append_jsonl(self._curve_path, record)
+        except OSError as exc:
+            # The curve is a convenience; training goes on (a snapshot that cannot be written
+            # stops it, with its own error).
+            log.warning("cannot append to %s (%s); the loss curve is not recorded from here on",
+                        self._curve_path, exc.strerror or exc)
+            self._curve_path = None
 
     def _diverged(self, loss):
         where = None
@@ -469,10 +488,24 @@ class Solver:
             msg += f"; first non-finite output: layer '{where[0]}' top '{where[1]}'"
         else:
             msg += "; every layer output is finite (the non-finite value came from the loss itself)"
-        if self.last_snapshot:
-            msg += f". Last good snapshot: {self.last_snapshot}"
-        msg += ". Lower base_lr or set clip_gradients."
-        raise DivergenceError(msg)
+        if self._unconfirmed is not None and self._unconfirmed[0] == self.iter:
+            msg += (f"; snapshot {self._unconfirmed[1]} holds these weights (finite, but their "
+                    "loss is not)")
+        raise DivergenceError(msg + ". " + self._good_snapshot_note() +
+                              " Lower base_lr or set clip_gradients.")
+
+    def _good_snapshot_note(self):
+        if self.last_good_snapshot:
+            return (f"Last good snapshot (finite weights and loss): {self.last_good_snapshot}; "
+                    "resume from it with --snapshot.")
+        return "No snapshot of this run had finite weights and loss."
+
+    def _nonfinite_param(self):
+        """'layer 'x' param j (shape)' of the first learnable blob holding NaN/inf, or None."""
+        for i, blob in enumerate(self._params):
+            if not bool(backend.xp_of(blob.data).isfinite(blob.data).all()):
+                return self._blob_name(i)
+        return None
 
     # -- snapshots -----------------------------------------------------------------------------
     def snapshot_prefix(self):
@@ -484,18 +517,28 @@ class Solver:
         return ""
 
     def snapshot(self):
-        """Write `<prefix>_iter_<N>.caffemodel` and `.solverstate` atomically; returns the
-        state path."""
+        """Write `<prefix>_iter_<N>.caffemodel` and `.solverstate`, both or neither; returns
+        the state path.
+
+        Raises DivergenceError (writing nothing) when a weight is NaN or inf, naming the blob
+        and the last good snapshot; SnapshotError when a write fails (full disk...): nothing of
+        this snapshot is kept and the previous one is intact.
+        """
         from minicaffe.solver import state
 
         prefix = self.snapshot_prefix() or "minicaffe"
         model = f"{prefix}_iter_{self.iter}.caffemodel"
         path = f"{prefix}_iter_{self.iter}.solverstate"
-        state.save_weights(self.net, model)
+        bad = self._nonfinite_param()
+        if bad is not None:
+            raise DivergenceError(f"Iteration {self.iter}: {bad} holds non-finite values; "
+                                  f"snapshot {prefix}_iter_{self.iter} not written. "
+                                  f"{self._good_snapshot_note()}")
+        state.write_snapshot(self, model, path, previous=self.last_snapshot)
         log.info("Snapshotting to binary proto file %s", model)
-        state.save_state(self, path, model)
         log.info("Snapshotting solver state to binary proto file %s", path)
         self.last_snapshot = path
+        self._unconfirmed = (self.iter, path)
         return path
 
     def restore(self, state_file):
@@ -506,6 +549,8 @@ class Solver:
         state.load_state(self, state_file)
         for tn in self.test_nets:
             tn.share_with(self.net)
+        self.last_snapshot = os.fspath(state_file)
+        self._unconfirmed = (self.iter, os.fspath(state_file))
 
 
 def _spec(spec, name, default):

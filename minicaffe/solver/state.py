@@ -2,41 +2,130 @@
 
 The `.solverstate` holds `iter`, `current_step`, `learned_net` (the weights file name, found
 next to the state file first), every history array (`history_<blob>_<k>`), the connectivity
-masks and NumPy's global RNG state, so a restored run continues bit-identically. Both files are
-written to a temporary name in the target folder and renamed into place.
+masks and NumPy's global RNG state, so a restored run continues bit-identically.
+
+Writing (`write_snapshot`) is all or nothing: both files go to hidden temporary names in the
+target folder (`.<name>.<pid>.minicaffe-tmp<ext>`), are flushed to disk, then renamed into
+place, weights first. A write that fails (full disk, file-size limit) removes its temporary
+files and raises SnapshotError; a process killed mid-write leaves only temporary files, which
+`remove_stale_temp_files` deletes at the next start (those of dead processes). Files are
+created with mode 0666 minus the umask, like any other file the user writes.
 """
+import logging
 import os
-import tempfile
 
 import numpy as np
 
 from minicaffe import backend
-from minicaffe.errors import DataError, LayerSetupError, SolverError
+from minicaffe.errors import DataError, LayerSetupError, SnapshotError, SolverError
+
+log = logging.getLogger("minicaffe.solver")
+
+TEMP_SUFFIX = ".minicaffe-tmp"
 
 
-def _atomic(path, write):
-    """Run `write(tmp_path)` and rename the result to `path` (same folder, so rename is atomic)."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    base, ext = os.path.splitext(os.path.basename(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=f".tmp{ext}", dir=folder)
-    os.close(fd)
+def temp_path(path):
+    """The hidden temporary name `path` is written under before it is renamed into place."""
+    folder, name = os.path.split(os.path.abspath(path))
+    stem, ext = os.path.splitext(name)
+    return os.path.join(folder, f".{stem}.{os.getpid()}{TEMP_SUFFIX}{ext}")
+
+
+def _writer_pid(name, stem_prefix):
+    """The pid in a temporary file name of ours starting with `.<stem_prefix>`, else None."""
+    if not name.startswith("." + stem_prefix) or TEMP_SUFFIX not in name:
+        return None
+    head = name[:name.rindex(TEMP_SUFFIX)]
+    pid = head.rsplit(".", 1)[-1]
+    return int(pid) if pid.isdigit() else None
+
+
+def _alive(pid):
+    """Whether process `pid` exists (a temporary file of a live writer is left alone)."""
     try:
-        write(tmp)
-        os.replace(tmp, path)
+        os.kill(pid, 0)
+    except (ProcessLookupError, OverflowError):
+        return False
+    except PermissionError:                      # someone else's process
+        return True
+    return True
+
+
+def remove_stale_temp_files(prefix):
+    """Delete the temporary snapshot files of `prefix` (`.<prefix name>_iter_*`) left by a
+    process that no longer runs (killed while writing); returns their paths."""
+    folder, base = os.path.split(os.path.abspath(prefix))
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return []
+    removed = []
+    for name in names:
+        pid = _writer_pid(name, f"{base}_iter_")
+        if pid is None or (pid != os.getpid() and _alive(pid)):
+            continue
+        path = os.path.join(folder, name)
+        try:
+            os.remove(path)
+        except OSError:
+            continue
+        removed.append(path)
+    if removed:
+        log.info("Removed %d unfinished snapshot file(s) of an interrupted run: %s",
+                 len(removed), ", ".join(os.path.basename(p) for p in removed))
+    return removed
+
+
+def _sync(path):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_snapshot(solver, model_path, state_path, previous=None):
+    """Write the net's weights to `model_path` and the solver state to `state_path`, all or
+    nothing (see the module doc). Raises SnapshotError naming the file and the previous
+    snapshot (`previous`, intact) when a write fails."""
+    folder = os.path.dirname(os.path.abspath(state_path))
+    os.makedirs(folder, exist_ok=True)
+    pending = [(temp_path(model_path), model_path), (temp_path(state_path), state_path)]
+    target = model_path
+    try:
+        for tmp, final in pending:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+        solver.net.save(pending[0][0])
+        target = state_path
+        _write_state(solver, pending[1][0], model_path)
+        for tmp, _ in pending:
+            _sync(tmp)
+        for tmp, final in pending:
+            target = final
+            os.replace(tmp, final)
+        try:
+            _sync(folder)
+        except OSError:
+            pass                       # some file systems cannot sync a directory
+    except OSError as exc:
+        for tmp, _ in pending:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+        kept = f"the previous snapshot {previous} is intact" if previous else \
+            "no earlier snapshot of this run"
+        raise SnapshotError(f"snapshot of iteration {solver.iter} to {target} failed: "
+                            f"[Errno {exc.errno}] {exc.strerror or exc}; nothing of it was kept, "
+                            f"{kept}", exc.errno, target) from None
     except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        for tmp, _ in pending:
+            if os.path.exists(tmp):
+                os.remove(tmp)
         raise
 
 
-def save_weights(net, path):
-    """Write the net's weights (.caffemodel or .npz by extension) atomically."""
-    _atomic(path, net.save)
-
-
-def save_state(solver, path, model_path):
-    """Write `solver`'s state to `path` atomically."""
+def _write_state(solver, path, model_path):
+    """Write `solver`'s state to `path` (the weights file it refers to: `model_path`)."""
     arrays = {
         "iter": np.array(solver.iter, dtype=np.int64),
         "current_step": np.array(solver.current_step, dtype=np.int64),
@@ -57,10 +146,8 @@ def save_state(solver, path, model_path):
     arrays.update(rng_keys=keys, rng_pos=np.array(pos), rng_has_gauss=np.array(has_gauss),
                   rng_cached=np.array(cached))
 
-    def write(tmp):
-        with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
-    _atomic(path, write)
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
 
 
 def load_state(solver, path):

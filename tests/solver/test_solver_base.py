@@ -174,12 +174,15 @@ def test_connectivity_masks_freeze_zeros(mode):
 
 
 def test_nonfinite_loss_stops_naming_the_layer(tmp_path):
-    solver, net = make(snapshot=2, snapshot_prefix=str(tmp_path / "ls"))
+    solver, net = make(snapshot=1, snapshot_prefix=str(tmp_path / "ls"))
     solver.step(2)
     good = net.w.data.copy()
     net.poison = True
+    # ls_iter_2 holds the weights whose loss is not finite: the one named is ls_iter_1
     with pytest.raises(DivergenceError, match=r"Iteration 2: loss = (inf|nan).*layer 'fc' top "
-                                              r"'pred'.*ls_iter_2\.solverstate"):
+                                              r"'pred'; snapshot .*ls_iter_2\.solverstate holds "
+                                              r"these weights .*Last good snapshot \(finite "
+                                              r"weights and loss\): .*ls_iter_1\.solverstate"):
         solver.step(1)
     np.testing.assert_array_equal(net.w.data, good)
     assert solver.iter == 2
