@@ -39,6 +39,23 @@ def _read(f, n, path):
                         "delete it and download it again") from None
 
 
+def _read_chunks(f, n, path, limit, chunk=1 << 22):
+    """Up to `n` bytes of the stream `f`, read a chunk at a time (so memory follows what the
+    stream really holds); DataError when more than `limit` bytes (RAM + swap) are asked for and
+    the stream holds them."""
+    parts, got = [], 0
+    while got < n:
+        if limit is not None and got > limit:
+            raise DataError(f"{path}: the header asks for {n} bytes, more than this machine's "
+                            f"memory ({limit / 1e9:.1f} GB)")
+        part = _read(f, min(chunk, n - got), path)
+        if not part:
+            break
+        parts.append(part)
+        got += len(part)
+    return b"".join(parts)
+
+
 def read_idx(path, expect_magic=None):
     """The array stored in an IDX file, shaped by its header (dtype native-endian).
 
@@ -68,11 +85,13 @@ def read_idx(path, expect_magic=None):
         dtype = np.dtype(_TYPES[type_code])
         record = math.prod(dims[1:]) * dtype.itemsize
         need = dims[0] * record
-        # never ask for more than the file can hold (plain) or than memory could (gzip)
-        room = os.path.getsize(path) if not isinstance(f, gzip.GzipFile) else memory_limit()
-        raw = _read(f, need, path) if room is None or need <= room else _read(f, room or 0, path)
+        if isinstance(f, gzip.GzipFile):
+            # in chunks: a read(n) allocates n bytes up front, whatever the stream holds
+            raw = _read_chunks(f, need, path, memory_limit())
+        else:
+            raw = _read(f, min(need, os.path.getsize(path)), path)
         if len(raw) < need:
-            have = len(raw) if room is None or need <= room else f"only {len(raw)}"
+            have = f"only {len(raw)}"
             complete = len(raw) // record if record else 0
             raise DataError(f"{path}: truncated: header says {dims[0]} records of shape "
                             f"{dims[1:]} ({need} bytes) but {have} bytes follow; record "
