@@ -93,7 +93,7 @@ def write_snapshot(solver, model_path, state_path, previous=None):
     pending = [(temp_path(model_path), model_path), (temp_path(state_path), state_path)]
     target = model_path
     try:
-        for tmp, final in pending:
+        for tmp, _ in pending:
             if os.path.exists(tmp):
                 os.remove(tmp)
         solver.net.save(pending[0][0])
