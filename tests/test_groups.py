@@ -67,14 +67,51 @@ def test_block_special_cases_equal_named_kinds(rng):
     np.testing.assert_allclose(groups.norms(w, "block", 1, 36, 6).ravel(), groups.norms(w, "layer"))
 
 
-@pytest.mark.parametrize("kind", ["row", "column", "channel", "filter2d", "layer"])
-def test_keep_shape_spreads_group_norm(rng, kind):
-    w = rng.standard_normal((6, 4, 3, 3))
-    full = groups.norms(w, kind, 2, keep_shape=True)
-    assert full.shape == w.shape
-    # each element's group norm: zero one element's group and check exactly those go to zero
-    per = groups.norms(w, kind, 2)
-    np.testing.assert_allclose(np.unique(np.round(full, 12)), np.unique(np.round(per, 12)))
+def brute_group_index(shape, kind, g=1, xd=0, yd=0):
+    """For every element of a blob `shape`, the index (into the flattened `norms` array) of the
+    group it belongs to, worked out element by element from the lowered layout."""
+    n = shape[0]
+    area = int(np.prod(shape[2:])) if len(shape) > 2 else 1
+    m, k = n // g, int(np.prod(shape[1:]))
+    per_group = {"row": m, "column": k, "channel": k // area, "filter2d": m * (k // area),
+                 "block": (m // yd) * (k // xd) if yd else 0, "layer": 0}[kind]
+    out = np.empty(shape, dtype=np.int64)
+    for idx in np.ndindex(*shape):
+        gi, r = divmod(idx[0], m)                    # conv group, row inside its matrix
+        col = int(np.ravel_multi_index(idx[1:], shape[1:])) if len(shape) > 1 else 0
+        within = {"row": r, "column": col, "channel": col // area,
+                  "filter2d": r * (k // area) + col // area,
+                  "block": (r // yd) * (k // xd) + col // xd if yd else 0, "layer": 0}[kind]
+        out[idx] = 0 if kind == "layer" else gi * per_group + within
+    return out
+
+
+GROUPINGS = [(shape, g, kind, xd, yd)
+             for shape, g in [((6, 4, 3, 3), 2), ((6, 4, 3, 3), 1), ((6, 12), 3)]
+             for kind, xd, yd in [("row", 0, 0), ("column", 0, 0), ("channel", 0, 0),
+                                  ("filter2d", 0, 0), ("layer", 0, 0), ("block", 6, 3),
+                                  ("block", 9, 1), ("block", 4, 2)]
+             if kind != "block" or (shape[0] // g % yd == 0 and np.prod(shape[1:]) % xd == 0)]
+
+
+@pytest.mark.parametrize("shape,g,kind,xd,yd", GROUPINGS)
+def test_each_element_is_in_its_own_group(rng, shape, g, kind, xd, yd):
+    """broadcast_groups of the group numbers gives every element the number of the group it
+    belongs to, and keep_shape gives it that group's norm (computed here by loops)."""
+    want = brute_group_index(shape, kind, g, xd, yd)
+    w = rng.standard_normal(shape)
+    ids = np.arange(groups.norms(w, kind, g, xd, yd).size).reshape(
+        groups.norms(w, kind, g, xd, yd).shape)
+    np.testing.assert_array_equal(groups.broadcast_groups(ids, w, kind, g, xd, yd), want)
+    sums = np.bincount(want.ravel(), weights=(w * w).ravel())
+    np.testing.assert_allclose(groups.norms(w, kind, g, xd, yd, keep_shape=True),
+                               np.sqrt(sums)[want], rtol=1e-12)
+    np.testing.assert_allclose(groups.norms(w, kind, g, xd, yd).ravel(), np.sqrt(sums),
+                               rtol=1e-12)
+    # zero one element's group: exactly its members go dead
+    w[want == want.flat[7]] = 0
+    dead = ~groups.live_mask(w, kind, g, xd, yd)
+    np.testing.assert_array_equal(dead, want == want.flat[7])
 
 
 def test_ip_rows_are_neurons_columns_inputs(rng):
