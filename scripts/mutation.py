@@ -1,0 +1,223 @@
+#!/usr/bin/env python3
+"""Mutation testing of the numerics that must not drift, with cosmic-ray, one target at a time.
+
+Each target is one module (or a few) plus the tests that are meant to pin it down; a mutant is
+run against those tests only (stopping at the first failure), so a target takes minutes, not
+hours, on 2 cores. `scope` narrows a target to some functions of its module (the solver's
+update path, not its logging). Not part of CI: see docs/TESTING.md for the command, the
+measured scores and the surviving mutants judged equivalent.
+
+    python scripts/mutation.py                    # every target, then the table
+    python scripts/mutation.py groups weights     # some targets
+    python scripts/mutation.py --report           # the table (and survivors) of the last runs
+    python scripts/mutation.py --list             # the targets
+
+cosmic-ray mutates the files IN PLACE and restores them after each mutant: run it in a clean
+checkout (a clone, with the kernels built in place) and do not edit the files meanwhile.
+Sessions are kept in mutation/<target>.sqlite (git-ignored) and resume where they stopped;
+--fresh starts a target over (do that after changing its code or tests).
+Needs `pip install cosmic-ray` (not in the test extra: CI does not run this).
+"""
+import argparse
+import ast
+import os
+import subprocess
+import sys
+import textwrap
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "mutation"
+
+
+@dataclass(frozen=True)
+class Target:
+    modules: tuple            # paths relative to the repository root
+    tests: tuple              # pytest arguments: the tests that should kill its mutants
+    scope: tuple = ()         # "func" or "Class.method" names in modules[0]; empty: everything
+    timeout: float = 120.0    # seconds per mutant (a mutant that loops forever is killed)
+    note: str = field(default="", compare=False)
+
+
+TARGETS = {
+    "groups": Target(("minicaffe/groups.py",),
+                     ("tests/test_groups.py", "tests/solver/test_regularizers.py")),
+    "solver-update": Target(
+        ("minicaffe/solver/base.py",),
+        ("tests/solver/test_solver_combinations.py", "tests/solver/test_solver_base.py",
+         "tests/solver/test_update_rules.py"),
+        scope=("Solver._check_common", "Solver._build_regularization", "Solver.has_group_terms",
+               "Solver.zero_threshold", "Solver.proximal", "Solver.refresh_masks",
+               "Solver.learning_rate", "Solver.clip_gradients", "Solver.regularize",
+               "Solver.apply_update", "Solver.forward_backward_all", "_spec"),
+        note="the update path of Solver (not logging, snapshots, testing)"),
+    "update-rules": Target(
+        ("minicaffe/solver/sgd.py", "minicaffe/solver/nesterov.py", "minicaffe/solver/adagrad.py",
+         "minicaffe/solver/rmsprop.py", "minicaffe/solver/adadelta.py", "minicaffe/solver/adam.py",
+         "minicaffe/solver/lr_policy.py"),
+        ("tests/solver/test_update_rules.py", "tests/solver/test_lr_policy.py",
+         "tests/solver/test_solver_base.py")),
+    "regularizers": Target(
+        ("minicaffe/solver/regularizers/group_lasso.py", "minicaffe/solver/regularizers/l1.py",
+         "minicaffe/solver/regularizers/l2.py"),
+        ("tests/solver/test_regularizers.py", "tests/solver/test_solver_combinations.py",
+         "tests/solver/test_solver_base.py")),
+    "formats": Target(("minicaffe/ops/formats.py",),
+                      ("tests/ops/test_matmul.py", "tests/ops/test_conv.py")),
+    "pooling-size": Target(("minicaffe/catalog/pooling.py",), ("tests/catalog/test_pooling.py",),
+                           scope=("pooled_shape", "Pooling.setup", "Pooling.reshape"),
+                           note="Caffe's output-size rule and the geometry checks"),
+    "conv-size": Target(("minicaffe/ops/geometry.py",),
+                        ("tests/ops/test_im2col.py", "tests/ops/test_conv.py",
+                         "tests/catalog/test_convolution.py")),
+    "weights": Target(("minicaffe/weights.py",), ("tests/test_weights.py",)),
+    "wire": Target(("minicaffe/wire.py",), ("tests/data/test_wire.py", "tests/test_weights.py")),
+}
+
+
+def _line_ranges(path, names):
+    """[(first, last)] source lines of the named functions / methods / properties of `path`."""
+    tree = ast.parse(path.read_text())
+    found = {}
+
+    def visit(node, prefix):
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.ClassDef):
+                visit(child, f"{prefix}{child.name}.")
+            elif isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                first = min([child.lineno] + [d.lineno for d in child.decorator_list])
+                found[prefix + child.name] = (first, child.end_lineno)
+
+    visit(tree, "")
+    missing = [n for n in names if n not in found]
+    if missing:
+        raise SystemExit(f"mutation: {path}: no function {', '.join(missing)} to scope to")
+    return [found[n] for n in names]
+
+
+def _config(name, target):
+    command = [sys.executable, "-m", "pytest", "-x", "-q", "--no-header", "-p", "no:cacheprovider",
+               *target.tests]
+    modules = ", ".join(f'"{m}"' for m in target.modules)
+    return textwrap.dedent(f"""\
+        [cosmic-ray]
+        module-path = [{modules}]
+        timeout = {target.timeout}
+        excluded-modules = []
+        test-command = "{' '.join(command)}"
+
+        [cosmic-ray.distributor]
+        name = "local"
+        """)
+
+
+def _skip_out_of_scope(session, target):
+    """Mark the mutants outside `target.scope` as skipped (they are not run or counted)."""
+    from cosmic_ray.work_db import WorkDB, use_db                  # noqa: PLC0415
+    from cosmic_ray.work_item import WorkerOutcome, WorkResult     # noqa: PLC0415
+
+    ranges = _line_ranges(ROOT / target.modules[0], target.scope)
+    scoped = Path(target.modules[0])
+    with use_db(str(session), WorkDB.Mode.open) as db:
+        for item in list(db.pending_work_items):
+            m = item.mutations[0]
+            line = m.start_pos[0]
+            if Path(m.module_path) == scoped and any(a <= line <= b for a, b in ranges):
+                continue
+            db.set_result(item.job_id, WorkResult(worker_outcome=WorkerOutcome.SKIPPED,
+                                                  output="outside the target's scope"))
+
+
+def run(name, fresh=False):
+    target = TARGETS[name]
+    OUT.mkdir(exist_ok=True)
+    config, session = OUT / f"{name}.toml", OUT / f"{name}.sqlite"
+    config.write_text(_config(name, target))
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    if fresh or not session.exists():
+        session.unlink(missing_ok=True)
+        subprocess.run(["cosmic-ray", "init", str(config), str(session)], cwd=ROOT, env=env,
+                       check=True)
+        if target.scope:
+            _skip_out_of_scope(session, target)
+    print(f"mutation: {name}: {', '.join(target.modules)} against {' '.join(target.tests)}",
+          flush=True)
+    subprocess.run(["cosmic-ray", "exec", str(config), str(session)], cwd=ROOT, env=env,
+                   check=True)
+
+
+def results(name):
+    """(counts dict, [(job id, module, line, operator, diff)] of survivors) of a session."""
+    from cosmic_ray.work_db import WorkDB, use_db                  # noqa: PLC0415
+    from cosmic_ray.work_item import TestOutcome, WorkerOutcome    # noqa: PLC0415
+
+    counts = dict(mutants=0, killed=0, survived=0, incompetent=0, pending=0)
+    survivors = []
+    with use_db(str(OUT / f"{name}.sqlite"), WorkDB.Mode.open) as db:
+        done = dict(db.results)
+        for item in db.work_items:
+            result = done.get(item.job_id)
+            if result is not None and result.worker_outcome == WorkerOutcome.SKIPPED:
+                continue
+            counts["mutants"] += 1
+            if result is None:
+                counts["pending"] += 1
+            elif result.test_outcome == TestOutcome.KILLED:
+                counts["killed"] += 1
+            elif result.test_outcome == TestOutcome.SURVIVED:
+                counts["survived"] += 1
+                m = item.mutations[0]
+                survivors.append((item.job_id, str(m.module_path), m.start_pos[0],
+                                  m.operator_name, result.diff or ""))
+            else:                                   # the mutant did not import / run at all
+                counts["incompetent"] += 1
+    return counts, survivors
+
+
+def report(names, show_survivors=True):
+    rows = []
+    for name in names:
+        if not (OUT / f"{name}.sqlite").exists():
+            continue
+        counts, survivors = results(name)
+        tested = counts["killed"] + counts["survived"]
+        score = 100.0 * counts["killed"] / tested if tested else float("nan")
+        rows.append((name, counts, score))
+        if show_survivors and survivors:
+            print(f"\n== {name}: {len(survivors)} surviving mutant(s)")
+            for job, module, line, operator, diff in survivors:
+                print(f"-- {module}:{line} {operator} ({job})")
+                print(textwrap.indent(diff.strip(), "   "))
+    print("\n| target | mutants | killed | survived | incompetent | pending | killed / (killed + survived) |")
+    print("|---|---|---|---|---|---|---|")
+    for name, c, score in rows:
+        print(f"| {name} | {c['mutants']} | {c['killed']} | {c['survived']} | {c['incompetent']} "
+              f"| {c['pending']} | {score:.1f}% |")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("targets", nargs="*", help=f"of {', '.join(TARGETS)} (default: all)")
+    parser.add_argument("--report", action="store_true", help="print the table only")
+    parser.add_argument("--fresh", action="store_true", help="start the targets' sessions over")
+    parser.add_argument("--list", action="store_true", help="list the targets")
+    args = parser.parse_args(argv)
+    names = args.targets or list(TARGETS)
+    unknown = [n for n in names if n not in TARGETS]
+    if unknown:
+        parser.error(f"unknown target(s) {', '.join(unknown)} (known: {', '.join(TARGETS)})")
+    if args.list:
+        for name, t in TARGETS.items():
+            scope = f" [{', '.join(t.scope)}]" if t.scope else ""
+            print(f"{name}: {', '.join(t.modules)}{scope} <- {' '.join(t.tests)}")
+        return 0
+    if not args.report:
+        for name in names:
+            run(name, fresh=args.fresh)
+    report(names)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
