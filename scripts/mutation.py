@@ -112,24 +112,58 @@ def _config(name, target):
         """)
 
 
-def _skip_out_of_scope(session, target):
-    """Mark the mutants outside `target.scope` as skipped (they are not run or counted)."""
+# cosmic-ray replaces every binary operator by every other one (11 mutants per `+`, most of
+# them `+` -> `<<` and the like, which fail on floats at once). Like mutmut, keep the natural
+# counterpart of each operator; the other operator families (comparisons, numbers, unary
+# operators, `not`, True/False, break/continue, zero-iteration loops, exception handlers,
+# decorators, ...) are kept whole.
+BINARY_KEPT = {("Add", "Sub"), ("Sub", "Add"), ("Mult", "Div"), ("Div", "Mult"),
+               ("FloorDiv", "Div"), ("FloorDiv", "Mult"), ("Mod", "FloorDiv"), ("Pow", "Mult"),
+               ("LShift", "RShift"), ("RShift", "LShift"), ("BitOr", "BitAnd"),
+               ("BitAnd", "BitOr"), ("BitXor", "BitOr"), ("MatMult", "Mult")}
+
+
+def _operator_kept(name):
+    if "ReplaceBinaryOperator_" in name:
+        return tuple(name.rsplit("ReplaceBinaryOperator_", 1)[1].split("_")) in BINARY_KEPT
+    if "ReplaceUnaryOperator_" in name:           # ~x on floats and `not` on numbers: noise
+        return not name.endswith(("_Invert", "_Not"))
+    return True
+
+
+def _filter(session, target):
+    """Mark the mutants outside `target.scope` or of a dropped operator as skipped (they are
+    neither run nor counted)."""
     from cosmic_ray.work_db import WorkDB, use_db                  # noqa: PLC0415
     from cosmic_ray.work_item import WorkerOutcome, WorkResult     # noqa: PLC0415
 
-    ranges = _line_ranges(ROOT / target.modules[0], target.scope)
+    ranges = _line_ranges(ROOT / target.modules[0], target.scope) if target.scope else None
     scoped = Path(target.modules[0])
     with use_db(str(session), WorkDB.Mode.open) as db:
         for item in list(db.pending_work_items):
             m = item.mutations[0]
             line = m.start_pos[0]
-            if Path(m.module_path) == scoped and any(a <= line <= b for a, b in ranges):
-                continue
-            db.set_result(item.job_id, WorkResult(worker_outcome=WorkerOutcome.SKIPPED,
-                                                  output="outside the target's scope"))
+            why = None
+            if not _operator_kept(m.operator_name):
+                why = "operator not in the kept set"
+            elif ranges is not None and not (Path(m.module_path) == scoped
+                                             and any(a <= line <= b for a, b in ranges)):
+                why = "outside the target's scope"
+            if why:
+                db.set_result(item.job_id, WorkResult(worker_outcome=WorkerOutcome.SKIPPED,
+                                                      output=why))
 
 
-def run(name, fresh=False):
+def _retest_survivors(session):
+    """Forget the results of surviving mutants, so the next exec runs them again (after new
+    tests were written)."""
+    import sqlite3                                                 # noqa: PLC0415
+
+    with sqlite3.connect(session) as con:
+        con.execute("DELETE FROM work_results WHERE test_outcome IN ('survived', 'SURVIVED')")
+
+
+def run(name, fresh=False, retest=False):
     target = TARGETS[name]
     OUT.mkdir(exist_ok=True)
     config, session = OUT / f"{name}.toml", OUT / f"{name}.sqlite"
@@ -139,8 +173,9 @@ def run(name, fresh=False):
         session.unlink(missing_ok=True)
         subprocess.run(["cosmic-ray", "init", str(config), str(session)], cwd=ROOT, env=env,
                        check=True)
-        if target.scope:
-            _skip_out_of_scope(session, target)
+        _filter(session, target)
+    elif retest:
+        _retest_survivors(session)
     print(f"mutation: {name}: {', '.join(target.modules)} against {' '.join(target.tests)}",
           flush=True)
     subprocess.run(["cosmic-ray", "exec", str(config), str(session)], cwd=ROOT, env=env,
@@ -201,6 +236,8 @@ def main(argv=None):
     parser.add_argument("targets", nargs="*", help=f"of {', '.join(TARGETS)} (default: all)")
     parser.add_argument("--report", action="store_true", help="print the table only")
     parser.add_argument("--fresh", action="store_true", help="start the targets' sessions over")
+    parser.add_argument("--retest-survivors", action="store_true",
+                        help="run the surviving mutants again (after adding tests)")
     parser.add_argument("--list", action="store_true", help="list the targets")
     args = parser.parse_args(argv)
     names = args.targets or list(TARGETS)
@@ -214,7 +251,7 @@ def main(argv=None):
         return 0
     if not args.report:
         for name in names:
-            run(name, fresh=args.fresh)
+            run(name, fresh=args.fresh, retest=args.retest_survivors)
     report(names)
     return 0
 
