@@ -11,6 +11,7 @@ measured scores and the surviving mutants judged equivalent.
     python scripts/mutation.py groups weights     # some targets
     python scripts/mutation.py --report           # the table (and survivors) of the last runs
     python scripts/mutation.py --list             # the targets
+    python scripts/mutation.py --wrap cpujob      # each mutant's test run under a lock command
 
 cosmic-ray mutates the files IN PLACE and restores them after each mutant: run it in a clean
 checkout (a clone, with the kernels built in place) and do not edit the files meanwhile.
@@ -65,8 +66,12 @@ TARGETS = {
          "tests/solver/test_solver_base.py")),
     "formats": Target(("minicaffe/ops/formats.py",),
                       ("tests/ops/test_matmul.py", "tests/ops/test_conv.py")),
-    "pooling-size": Target(("minicaffe/catalog/pooling.py",), ("tests/catalog/test_pooling.py",),
+    "pooling-size": Target(("minicaffe/catalog/pooling.py",),
+                           ("tests/catalog/test_pooling.py::test_pooled_shape_rules",
+                            "tests/catalog/test_pooling.py::test_invalid_pooling",
+                            "tests/catalog/test_pooling.py"),
                            scope=("pooled_shape", "Pooling.setup", "Pooling.reshape"),
+                           timeout=300.0,
                            note="Caffe's output-size rule and the geometry checks"),
     "conv-size": Target(("minicaffe/ops/geometry.py",),
                         ("tests/ops/test_im2col.py", "tests/ops/test_conv.py",
@@ -96,8 +101,8 @@ def _line_ranges(path, names):
     return [found[n] for n in names]
 
 
-def _config(name, target):
-    command = [sys.executable, "-m", "pytest", "-x", "-q", "--no-header", "-p", "no:cacheprovider",
+def _config(name, target, wrap=()):
+    command = [*wrap, sys.executable, "-m", "pytest", "-x", "-q", "--no-header", "-p", "no:cacheprovider",
                *target.tests]
     modules = ", ".join(f'"{m}"' for m in target.modules)
     return textwrap.dedent(f"""\
@@ -163,11 +168,11 @@ def _retest_survivors(session):
         con.execute("DELETE FROM work_results WHERE test_outcome IN ('survived', 'SURVIVED')")
 
 
-def run(name, fresh=False, retest=False):
+def run(name, fresh=False, retest=False, wrap=()):
     target = TARGETS[name]
     OUT.mkdir(exist_ok=True)
     config, session = OUT / f"{name}.toml", OUT / f"{name}.sqlite"
-    config.write_text(_config(name, target))
+    config.write_text(_config(name, target, wrap))
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     if fresh or not session.exists():
         session.unlink(missing_ok=True)
@@ -238,6 +243,9 @@ def main(argv=None):
     parser.add_argument("--fresh", action="store_true", help="start the targets' sessions over")
     parser.add_argument("--retest-survivors", action="store_true",
                         help="run the surviving mutants again (after adding tests)")
+    parser.add_argument("--wrap", default="",
+                        help="command put before each mutant's test run, e.g. a lock on a shared "
+                             "machine (--wrap cpujob)")
     parser.add_argument("--list", action="store_true", help="list the targets")
     args = parser.parse_args(argv)
     names = args.targets or list(TARGETS)
@@ -251,7 +259,7 @@ def main(argv=None):
         return 0
     if not args.report:
         for name in names:
-            run(name, fresh=args.fresh, retest=args.retest_survivors)
+            run(name, fresh=args.fresh, retest=args.retest_survivors, wrap=args.wrap.split())
     report(names)
     return 0
 
