@@ -3,7 +3,9 @@
 `pip install .` / `pip install -e .` run this with build isolation; pyproject.toml lists what
 the build needs (pybind11, cmake, ninja, scipy-openblas32). Environment knobs:
   MINICAFFE_BLAS=openblas-wheel (default) | mkl | system
-  MINICAFFE_NATIVE_ARCH=0      build for a generic x86-64 instead of -march=native
+  MINICAFFE_ISAS="baseline;avx2;avx512"  instruction sets to compile the kernels for (default:
+                               all three on x86-64, baseline elsewhere); the CPU's best is
+                               chosen at import, MINICAFFE_ISA forces one (docs/KERNELS.md)
   MINICAFFE_ASAN=1             AddressSanitizer build (see docs/KERNELS.md)
   MINICAFFE_BUILD_TYPE=Release | RelWithDebInfo | Debug
   MINICAFFE_CMAKE_ARGS="..."   extra arguments passed to cmake
@@ -101,10 +103,14 @@ class CMakeBuild(build_ext):
             f"-Dpybind11_DIR={pybind11.get_cmake_dir()}",
             f"-DCMAKE_BUILD_TYPE={os.environ.get('MINICAFFE_BUILD_TYPE', 'Release')}",
             f"-DMINICAFFE_BLAS={blas}",
-            "-DMINICAFFE_NATIVE_ARCH="
-            + ("OFF" if os.environ.get("MINICAFFE_NATIVE_ARCH") == "0" else "ON"),
             f"-DMINICAFFE_ASAN={'ON' if os.environ.get('MINICAFFE_ASAN') == '1' else 'OFF'}",
         ]
+        if os.environ.get("MINICAFFE_ISAS"):
+            args.append(f"-DMINICAFFE_ISAS={os.environ['MINICAFFE_ISAS']}")
+        if "MINICAFFE_NATIVE_ARCH" in os.environ:
+            print("setup.py: MINICAFFE_NATIVE_ARCH is retired and ignored: the kernels are built "
+                  "for baseline x86-64, AVX2 and AVX-512 and the CPU's best runs (MINICAFFE_ISA "
+                  "forces one at run time)", file=sys.stderr)
         if blas == "openblas-wheel":
             import scipy_openblas32  # noqa: PLC0415
 

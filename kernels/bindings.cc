@@ -78,6 +78,13 @@ int image_batch(const char* op, const py::array& x, const mc::Geom& g) {
   return sz;
 }
 
+// The active instruction set's kernels for dtype T (kernels.h); read per call, so set_isa
+// takes effect at the next call.
+template <typename T>
+const mc::TypedKernels<T>& kern() {
+  return mc::active().typed<T>();
+}
+
 template <typename T>
 const T* cptr(const py::array& a) { return static_cast<const T*>(a.data()); }
 template <typename T>
@@ -92,7 +99,7 @@ void im2col_rows_t(const py::array& x, const mc::Geom& g, const int64_t* rows, i
   T* po = mptr<T>(out);
   const int64_t N = x.shape(0);
   py::gil_scoped_release release;
-  mc::im2col_rows<T>(px, N, g, rows, n_rows, po);
+  kern<T>().im2col_rows(px, N, g, rows, n_rows, po, true);
 }
 
 void lower_rows(const char* op, const py::array& x, const std::vector<int64_t>& geom,
@@ -128,7 +135,7 @@ void col2im_t(const py::array& cols, int64_t N, const mc::Geom& g, py::array& ou
   const T* pc = cptr<T>(cols);
   T* po = mptr<T>(out);
   py::gil_scoped_release release;
-  mc::col2im<T>(pc, N, g, po);
+  kern<T>().col2im(pc, N, g, po, true);
 }
 
 void col2im_batch(const py::array& cols, const std::vector<int64_t>& geom, int64_t N,
@@ -151,7 +158,7 @@ void gemm_t(bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha, con
   const T *pa = cptr<T>(a), *pb = cptr<T>(b);
   T* pc = mptr<T>(out);
   py::gil_scoped_release release;
-  mc::gemm<T>(ta, tb, M, N, K, T(alpha), pa, pb, T(beta), pc);
+  kern<T>().gemm(ta, tb, M, N, K, T(alpha), pa, pb, T(beta), pc);
 }
 
 void gemm(const py::array& a, const py::array& b, py::array out, double alpha, double beta,
@@ -185,7 +192,8 @@ bool tile_sgemm(const py::array& a, const py::array& b, py::array out) {
   const float *pa = cptr<float>(a), *pb = cptr<float>(b);
   float* pc = mptr<float>(out);
   py::gil_scoped_release release;
-  return mc::tile_sgemm(int(M), int(N), int(K), pa, int(K), pb, int(N), 0.f, pc, int(N));
+  return mc::active().tile_sgemm(int(M), int(N), int(K), pa, int(K), pb, int(N), 0.f, pc, int(N),
+                                 nullptr);
 }
 
 template <typename T>
@@ -196,7 +204,7 @@ void gemm_compact_t(int64_t M, int64_t N, int64_t K, const py::array& packed, co
   T* pc = mptr<T>(out);
   const int64_t m_pad = packed.shape(0);
   py::gil_scoped_release release;
-  mc::gemm_compact<T>(M, N, K, pa, m_pad, rows, m_kept, cols, k_kept, pb, pc);
+  kern<T>().gemm_compact(M, N, K, pa, m_pad, rows, m_kept, cols, k_kept, pb, pc);
 }
 
 void gemm_compact(const py::array& packed, const py::array& rows, py::object cols_obj,
@@ -237,7 +245,7 @@ void conv_forward_t(const py::array& x, const mc::Geom& g, const py::array& a, i
   T* po = mptr<T>(out);
   const int64_t N = x.shape(0), m_pad = a.shape(0), k = a.shape(1), M = out.shape(0);
   py::gil_scoped_release release;
-  mc::conv_forward<T>(px, N, g, pa, m_pad, k, rows, m_kept, M, cols, po, block_bytes);
+  kern<T>().conv_forward(px, N, g, pa, m_pad, k, rows, m_kept, M, cols, po, block_bytes);
 }
 
 void conv_forward(const py::array& x, const std::vector<int64_t>& geom, const py::array& a,
@@ -299,7 +307,7 @@ void conv_forward_nchw_t(const py::array& x, const mc::Geom& g, int64_t group, c
   T* py_ = mptr<T>(y);
   const int64_t N = x.shape(0), M = y.shape(1);
   py::gil_scoped_release release;
-  mc::conv_forward_nchw<T>(px, N, g, group, pw, M, pb, py_, block_bytes, kept);
+  kern<T>().conv_forward_nchw(px, N, g, group, pw, M, pb, py_, block_bytes, kept);
 }
 
 void conv_forward_nchw(const py::array& x, const std::vector<int64_t>& geom, int64_t group,
@@ -345,7 +353,7 @@ void conv_backward_t(const py::array& x, const mc::Geom& g, int64_t group, const
   T *pdw = mptr<T>(dw), *pdb = opt_ptr<T>(db), *pdx = opt_ptr<T>(dx);
   const int64_t N = x.shape(0), M = w.shape(0);
   py::gil_scoped_release release;
-  mc::conv_backward<T>(px, pdy, N, g, group, pw, M, pdw, pdb, pdx, block_bytes);
+  kern<T>().conv_backward(px, pdy, N, g, group, pw, M, pdw, pdb, pdx, block_bytes);
 }
 
 void conv_backward(const py::array& x, const std::vector<int64_t>& geom, int64_t group,
@@ -371,7 +379,7 @@ void linear_compact_t(int64_t Nb, int64_t M, int64_t K, const py::array& x,
   const T *px = cptr<T>(x), *pa = cptr<T>(packed);
   T* po = mptr<T>(out);
   py::gil_scoped_release release;
-  mc::linear_compact<T>(Nb, M, K, px, pa, rows, m_kept, cols, k_kept, po);
+  kern<T>().linear_compact(Nb, M, K, px, pa, rows, m_kept, cols, k_kept, po);
 }
 
 void linear_compact(const py::array& x, const py::array& packed, const py::array& rows,
@@ -429,7 +437,7 @@ void max_pool_forward_t(const py::array& x, const mc::PoolGeom& g, py::array& y,
   int32_t* pm = static_cast<int32_t*>(mask.mutable_data());
   const int64_t planes = x.shape(0) * x.shape(1);
   py::gil_scoped_release release;
-  mc::max_pool_forward<T>(px, planes, g, py_, pm);
+  kern<T>().max_pool_forward(px, planes, g, py_, pm);
 }
 
 void max_pool_forward(const py::array& x, const std::vector<int64_t>& geom, py::array y,
@@ -454,7 +462,7 @@ void max_pool_backward_t(const py::array& dy, const py::array& mask, const mc::P
   T* px = mptr<T>(dx);
   const int64_t planes = dy.shape(0) * dy.shape(1);
   py::gil_scoped_release release;
-  mc::max_pool_backward<T>(pd, pm, planes, g, px);
+  kern<T>().max_pool_backward(pd, pm, planes, g, px);
 }
 
 void max_pool_backward(const py::array& dy, const py::array& mask,
@@ -482,8 +490,8 @@ void ave_pool_t(bool forward, const py::array& src, const mc::PoolGeom& g, py::a
   T* pd = mptr<T>(dst);
   const int64_t planes = src.shape(0) * src.shape(1);
   py::gil_scoped_release release;
-  if (forward) mc::ave_pool_forward<T>(ps, planes, g, pd);
-  else mc::ave_pool_backward<T>(ps, planes, g, pd);
+  if (forward) kern<T>().ave_pool_forward(ps, planes, g, pd);
+  else kern<T>().ave_pool_backward(ps, planes, g, pd);
 }
 
 // One body for both directions: forward reads x (N, C, H, W) and writes out (N, C, oh, ow);
@@ -524,8 +532,8 @@ void csr_t(CsrOp which, int64_t M, int64_t N, int64_t K, const py::array& indptr
   const T *pd = cptr<T>(data), *pb = cptr<T>(b);
   T* po = mptr<T>(out);
   py::gil_scoped_release release;
-  if (which == CsrOp::MM) mc::csrmm<T>(M, N, K, pp, pi, pd, nnz, pb, po);
-  else if (which == CsrOp::MM_T) mc::csrmm_t<T>(N, M, K, pp, pi, pd, nnz, pb, po);
+  if (which == CsrOp::MM) kern<T>().csrmm(M, N, K, pp, pi, pd, nnz, pb, po);
+  else if (which == CsrOp::MM_T) kern<T>().csrmm_t(N, M, K, pp, pi, pd, nnz, pb, po);
 #if defined(MINICAFFE_BLAS_MKL)
   else mc::csrmm_mkl<T>(M, N, K, pp, pi, pd, nnz, pb, po);
 #endif
@@ -558,9 +566,14 @@ py::dict build_info() {
   d["blas_version"] = mc::blas_version();
   d["threads"] = mc::get_num_threads();
   d["blas_threads"] = mc::get_blas_threads();
-  d["isa"] = mc::isa();
+  const mc::Kernels& k = mc::active();
+  d["isa"] = mc::isa_name(k.isa);
+  d["isa_available"] = mc::isa_names(true);
+  d["isa_compiled"] = mc::isa_names(false);
+  d["vector_bits"] = k.vector_bits;
+  d["openmp"] = mc::openmp_version();
   d["compiled"] = true;
-  d["tile_gemm"] = mc::tile_gemm_enabled();
+  d["tile_gemm"] = mc::tile_gemm_enabled() && k.has_tile_gemm;
 #if defined(MINICAFFE_BLAS_MKL)
   d["mkl_sparse"] = true;
 #else
@@ -596,8 +609,9 @@ PYBIND11_MODULE(_kernels, m) {
         py::arg("beta") = 0.0, py::arg("trans_a") = false, py::arg("trans_b") = false,
         "out = alpha op(a) op(b) + beta out (CBLAS).");
   m.def("tile_sgemm", &tile_sgemm, py::arg("a"), py::arg("b"), py::arg("out"),
-        "out = a b (float32) by the convolution forward's AVX-512 kernel; False where it does "
-        "not apply (no AVX-512 build, B wider than 1536 columns, an empty product).");
+        "out = a b (float32) by the active instruction set's own GEMM (the convolution forward's); "
+        "False where it does not apply (no such kernel for the instruction set, B too wide, an "
+        "empty product).");
   m.def("gemm_compact", &gemm_compact, py::arg("packed"), py::arg("rows"), py::arg("cols"),
         py::arg("b"), py::arg("out"),
         "out (M, N) = A b with A's kept block `packed`; cols None: b is (k_kept, N), else (K, N).");
@@ -649,9 +663,19 @@ PYBIND11_MODULE(_kernels, m) {
   m.def("get_num_threads", &mc::get_num_threads);
   m.def("max_threads", [] { return mc::kMaxThreads; }, "The most threads set_num_threads accepts.");
   m.def("build_info", &build_info);
+  m.def("set_isa", &mc::set_isa, py::arg("name"),
+        "Make the kernels of instruction set `name` (baseline, avx2, avx512) the active ones; "
+        "KernelError if it is unknown, not compiled in, or beyond this CPU.");
+  m.def("get_isa", [] { return std::string(mc::isa_name(mc::active().isa)); },
+        "The active instruction set.");
+  m.def("isa_names", &mc::isa_names, py::arg("supported_only") = true,
+        "Instruction sets compiled into this build, lowest first; with supported_only, only "
+        "those this CPU can run.");
   m.def("peak_gflops", [](int vector_bits, double seconds) {
+          if (vector_bits == 0) vector_bits = mc::active().vector_bits;
           py::gil_scoped_release release;
           return mc::peak_gflops(vector_bits, seconds);
-        }, py::arg("vector_bits") = 512, py::arg("seconds") = 0.2,
-        "FP32 FMA peak of one core (GFLOP/s), measured with a register-resident loop.");
+        }, py::arg("vector_bits") = 0, py::arg("seconds") = 0.2,
+        "FP32 FMA peak of one core (GFLOP/s) with vectors of vector_bits (128, 256, 512; 0: the "
+        "active instruction set's), measured with a register-resident loop.");
 }

@@ -1,4 +1,6 @@
 // Argument checks shared by the kernels (messages per STYLE.md: op, argument, value, rule).
+#include <climits>
+
 #include "kernels.h"
 
 namespace mc {
@@ -58,6 +60,29 @@ void check_csr(const char* op, int64_t M, int64_t K, const int64_t* indptr,
         fail(op, "indices of row ", m, " are not sorted: ", indices[t - 1], " then ", indices[t],
              " (sort them, e.g. scipy's sort_indices())");
     }
+}
+
+void check_pool_geom(const char* op, const PoolGeom& g) {
+  const char* names[] = {"H", "W", "kh", "kw", "ph", "pw", "sh", "sw", "oh", "ow"};
+  const int64_t values[] = {g.H, g.W, g.kh, g.kw, g.ph, g.pw, g.sh, g.sw, g.oh, g.ow};
+  const int64_t lows[] = {1, 1, 1, 1, 0, 0, 1, 1, 1, 1};
+  for (int f = 0; f < 10; ++f)
+    if (values[f] < lows[f])
+      fail(op, "geom.", names[f], " = ", values[f], "; expected >= ", lows[f]);
+  if (g.ph >= g.kh || g.pw >= g.kw)
+    fail(op, "pad (", g.ph, ", ", g.pw, ") must be smaller than the kernel (", g.kh, ", ", g.kw,
+         ")");
+  if (g.H * g.W > INT32_MAX) fail(op, "plane ", g.H, "x", g.W, " has more than 2^31-1 pixels");
+}
+
+int64_t first_bad_index(const int32_t* mask, int64_t n, int64_t bound) {
+  bool bad = false;
+#pragma omp parallel for schedule(static) reduction(|| : bad) if (n > (1 << 16))
+  for (int64_t t = 0; t < n; ++t) bad = bad || mask[t] < -1 || mask[t] >= bound;
+  if (!bad) return -1;
+  for (int64_t t = 0; t < n; ++t)
+    if (mask[t] < -1 || mask[t] >= bound) return t;
+  return -1;
 }
 
 }  // namespace mc

@@ -10,14 +10,13 @@
 #include <climits>
 #include <vector>
 
-#include "blas.h"
-#include "kernels.h"
+#include "isa.h"
 
 #ifdef _OPENMP
 #include <omp.h>
 #endif
 
-namespace mc {
+MC_ISA_BEGIN
 namespace {
 
 int team_size() {
@@ -276,4 +275,4 @@ template void conv_backward<float>(const float*, const float*, int64_t, const Ge
 template void conv_backward<double>(const double*, const double*, int64_t, const Geom&, int64_t,
                                     const double*, int64_t, double*, double*, double*, int64_t);
 
-}  // namespace mc
+MC_ISA_END

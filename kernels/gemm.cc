@@ -4,10 +4,9 @@
 #include <cstring>
 #include <vector>
 
-#include "blas.h"
-#include "kernels.h"
+#include "isa.h"
 
-namespace mc {
+MC_ISA_BEGIN
 namespace {
 
 void check_blas_dim(const char* op, const char* name, int64_t v) {
@@ -206,4 +205,4 @@ template void linear_compact<float>(int64_t, int64_t, int64_t, const float*, con
 template void linear_compact<double>(int64_t, int64_t, int64_t, const double*, const double*,
                                      const int64_t*, int64_t, const int64_t*, int64_t, double*);
 
-}  // namespace mc
+MC_ISA_END

@@ -4,13 +4,9 @@
 #include <cstring>
 #include <vector>
 
-#include "kernels.h"
+#include "isa.h"
 
-#if defined(__AVX512F__)
-#include <immintrin.h>
-#endif
-
-namespace mc {
+MC_ISA_BEGIN
 namespace {
 
 // Output columns xo whose input column xo*sw + off lies inside [0, W): [lo, hi).
@@ -108,7 +104,7 @@ inline void lower_row(const RowPlan& p, const T* plane, const Geom& g, int64_t o
   }
 }
 
-#if defined(__AVX512F__)
+#if MC_ISA_LEVEL >= 2
 // Short output rows at stride 1 (13x13 AlexNet conv3-5, 27x27 conv2, CIFAR-10's 32x32 and
 // 8x8, LeNet's 24x24): each output row is one or two masked stores. The load masks drop the
 // padding columns, so nothing is fixed up afterwards; the contiguous-copy path below spent most
@@ -266,4 +262,4 @@ template void im2col_rows<double>(const double*, int64_t, const Geom&, const int
 template void col2im<float>(const float*, int64_t, const Geom&, float*, bool);
 template void col2im<double>(const double*, int64_t, const Geom&, double*, bool);
 
-}  // namespace mc
+MC_ISA_END

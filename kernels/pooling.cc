@@ -4,22 +4,9 @@
 #include <limits>
 #include <vector>
 
-#include "kernels.h"
+#include "isa.h"
 
-namespace mc {
-
-void check_pool_geom(const char* op, const PoolGeom& g) {
-  const char* names[] = {"H", "W", "kh", "kw", "ph", "pw", "sh", "sw", "oh", "ow"};
-  const int64_t values[] = {g.H, g.W, g.kh, g.kw, g.ph, g.pw, g.sh, g.sw, g.oh, g.ow};
-  const int64_t lows[] = {1, 1, 1, 1, 0, 0, 1, 1, 1, 1};
-  for (int f = 0; f < 10; ++f)
-    if (values[f] < lows[f])
-      fail(op, "geom.", names[f], " = ", values[f], "; expected >= ", lows[f]);
-  if (g.ph >= g.kh || g.pw >= g.kw)
-    fail(op, "pad (", g.ph, ", ", g.pw, ") must be smaller than the kernel (", g.kh, ", ", g.kw,
-         ")");
-  if (g.H * g.W > INT32_MAX) fail(op, "plane ", g.H, "x", g.W, " has more than 2^31-1 pixels");
-}
+MC_ISA_BEGIN
 
 namespace {
 
@@ -205,16 +192,6 @@ void max_pool_forward(const T* x, int64_t planes, const PoolGeom& g, T* y, int32
   }
 }
 
-int64_t first_bad_index(const int32_t* mask, int64_t n, int64_t bound) {
-  bool bad = false;
-#pragma omp parallel for schedule(static) reduction(|| : bad) if (n > (1 << 16))
-  for (int64_t t = 0; t < n; ++t) bad = bad || mask[t] < -1 || mask[t] >= bound;
-  if (!bad) return -1;
-  for (int64_t t = 0; t < n; ++t)
-    if (mask[t] < -1 || mask[t] >= bound) return t;
-  return -1;
-}
-
 template <typename T>
 void max_pool_backward(const T* dy, const int32_t* mask, int64_t planes, const PoolGeom& g,
                        T* dx) {
@@ -292,4 +269,4 @@ template void max_pool_backward<float>(const float*, const int32_t*, int64_t, co
 template void max_pool_backward<double>(const double*, const int32_t*, int64_t, const PoolGeom&,
                                         double*);
 
-}  // namespace mc
+MC_ISA_END

@@ -1,9 +1,9 @@
-// Thread controls and a description of the build (BLAS vendor/version, target ISA).
-#include <time.h>
-
+// Thread controls, the instruction-set dispatch and a description of the build (BLAS vendor
+// and version, OpenMP).
+#include <atomic>
 #include <cstdlib>
-
 #include <string>
+#include <vector>
 
 #include "blas.h"
 #include "kernels.h"
@@ -31,7 +31,7 @@ int g_split_threads = 1;  // threads blas_gemm splits over (OpenBLAS builds)
 bool tile_gemm_enabled() {
   static const bool enabled = [] {
     const char* v = std::getenv("MINICAFFE_TILE_GEMM");
-    return tile_gemm_available() && !(v && std::string(v) == "0");
+    return !(v && std::string(v) == "0");
   }();
   return enabled;
 }
@@ -90,49 +90,6 @@ int get_num_threads() {
 #endif
 }
 
-namespace {
-
-// Single-precision FMA throughput of one core (thread CPU time) for one vector width: 16
-// independent accumulator chains cover the FMA latency on current x86 cores.
-typedef float f32x8 __attribute__((vector_size(32)));
-typedef float f32x16 __attribute__((vector_size(64)));
-
-template <typename vec>
-double fma_gflops(double seconds) {
-  constexpr int lanes = sizeof(vec) / 4, chains = 16;
-  vec acc[chains];
-  for (int i = 0; i < chains; ++i) acc[i] = vec{} + float(i) * 1e-3f;
-  const vec a = vec{} + 0.999999f, b = vec{} + 1e-7f;
-  int64_t iters = 0;
-  // CPU time of this thread: other load on a shared machine does not count against the core.
-  auto now = [] {
-    timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec);
-  };
-  const double start = now();
-  double elapsed = 0.0;
-  do {
-    for (int r = 0; r < 4096; ++r)
-      for (int i = 0; i < chains; ++i) acc[i] = acc[i] * a + b;
-    iters += 4096;
-    elapsed = now() - start;
-  } while (elapsed < seconds);
-  float sink = 0;
-  for (int i = 0; i < chains; ++i) sink += acc[i][0];
-  volatile float keep = sink;  // keeps the loop from being optimised away
-  (void)keep;
-  return 2.0 * lanes * chains * double(iters) / elapsed / 1e9;
-}
-
-}  // namespace
-
-double peak_gflops(int vector_bits, double seconds) {
-  if (vector_bits == 256) return fma_gflops<f32x8>(seconds);
-  if (vector_bits == 512) return fma_gflops<f32x16>(seconds);
-  fail("peak_gflops", "vector_bits = ", vector_bits, "; expected 256 or 512");
-}
-
 std::string blas_vendor() { return MC_BLAS_VENDOR; }
 
 std::string blas_version() {
@@ -149,33 +106,176 @@ std::string blas_version() {
 #endif
 }
 
-std::string isa() {
-  std::string s;
-#if defined(__AVX512F__)
-  s = "avx512f";
-#elif defined(__AVX2__)
-  s = "avx2";
-#elif defined(__AVX__)
-  s = "avx";
-#elif defined(__SSE4_2__)
-  s = "sse4.2";
-#elif defined(__x86_64__)
-  s = "x86-64";
-#elif defined(__aarch64__)
-  s = "aarch64";
-#else
-  s = "generic";
-#endif
-#if defined(__FMA__)
-  s += "+fma";
-#endif
-#if defined(MINICAFFE_NATIVE_ARCH)
-  s += " (-march=native)";
-#endif
+std::string openmp_version() {
 #ifdef _OPENMP
-  s += ", openmp " + std::to_string(_OPENMP);
+  return std::to_string(_OPENMP);
+#else
+  return "";
 #endif
+}
+
+// ---- instruction-set dispatch ------------------------------------------------------------
+
+// The per-instruction-set tables this build has (CMake defines MC_HAVE_ISA_<NAME> for each
+// object library it compiled).
+namespace baseline {
+const Kernels& table();
+}
+#if defined(MC_HAVE_ISA_AVX2)
+namespace avx2 {
+const Kernels& table();
+}
+#endif
+#if defined(MC_HAVE_ISA_AVX512)
+namespace avx512 {
+const Kernels& table();
+}
+#endif
+
+namespace {
+
+const Kernels* compiled_table(Isa isa) {
+  switch (isa) {
+    case Isa::baseline: return &baseline::table();
+#if defined(MC_HAVE_ISA_AVX2)
+    case Isa::avx2: return &avx2::table();
+#endif
+#if defined(MC_HAVE_ISA_AVX512)
+    case Isa::avx512: return &avx512::table();
+#endif
+    default: return nullptr;
+  }
+}
+
+// The CPU features each instruction set needs, as "name", and whether this CPU (and its OS)
+// has them: libgcc's __builtin_cpu_supports reads CPUID and, for AVX and AVX-512, checks with
+// XGETBV that the OS saves the wider registers. (It takes string literals only, hence the macro.)
+struct Feature {
+  const char* name;
+  bool present;
+};
+
+std::vector<Feature> features(Isa isa) {
+  std::vector<Feature> f;
+#if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
+  __builtin_cpu_init();
+#define MC_FEATURE(name) f.push_back({name, bool(__builtin_cpu_supports(name))})
+  if (isa >= Isa::avx2) {
+    MC_FEATURE("avx");
+    MC_FEATURE("avx2");
+    MC_FEATURE("fma");
+    MC_FEATURE("bmi");
+    MC_FEATURE("bmi2");
+  }
+  if (isa >= Isa::avx512) {
+    MC_FEATURE("avx512f");
+    MC_FEATURE("avx512bw");
+    MC_FEATURE("avx512dq");
+    MC_FEATURE("avx512vl");
+    MC_FEATURE("avx512cd");
+  }
+#undef MC_FEATURE
+#else
+  if (isa != Isa::baseline) f.push_back({"x86-64", false});
+#endif
+  return f;
+}
+
+bool cpu_runs(Isa isa) {
+  for (const Feature& f : features(isa))
+    if (!f.present) return false;
+  return true;
+}
+
+// "lacks avx512f, avx512bw".
+std::string missing_features(Isa isa) {
+  std::string s;
+  for (const Feature& f : features(isa))
+    if (!f.present) s += (s.empty() ? "lacks " : ", ") + std::string(f.name);
   return s;
+}
+
+std::string join(const std::vector<std::string>& items) {
+  std::string s;
+  for (const std::string& item : items) s += (s.empty() ? "" : ", ") + item;
+  return s;
+}
+
+std::string join_widths() {
+  std::string s;
+  for (int i = 0; i < kIsaCount; ++i)
+    if (const Kernels* k = compiled_table(Isa(i)))
+      s += (s.empty() ? "" : ", ") + std::to_string(k->vector_bits);
+  return s;
+}
+
+// The best supported table, chosen once when the module loads.
+const Kernels* best_table() {
+  for (int i = kIsaCount - 1; i >= 0; --i)
+    if (isa_supported(Isa(i))) return compiled_table(Isa(i));
+  return compiled_table(Isa::baseline);
+}
+
+std::atomic<const Kernels*> g_active{nullptr};
+
+}  // namespace
+
+const char* isa_name(Isa isa) {
+  switch (isa) {
+    case Isa::baseline: return "baseline";
+    case Isa::avx2: return "avx2";
+    case Isa::avx512: return "avx512";
+  }
+  return "?";
+}
+
+bool isa_compiled(Isa isa) { return compiled_table(isa) != nullptr; }
+
+bool isa_supported(Isa isa) { return isa_compiled(isa) && cpu_runs(isa); }
+
+const Kernels& active() {
+  const Kernels* k = g_active.load(std::memory_order_relaxed);
+  if (!k) {
+    k = best_table();
+    g_active.store(k, std::memory_order_relaxed);
+  }
+  return *k;
+}
+
+std::vector<std::string> isa_names(bool supported_only) {
+  std::vector<std::string> names;
+  for (int i = 0; i < kIsaCount; ++i)
+    if (supported_only ? isa_supported(Isa(i)) : isa_compiled(Isa(i)))
+      names.push_back(isa_name(Isa(i)));
+  return names;
+}
+
+void set_isa(const std::string& name) {
+  for (int i = 0; i < kIsaCount; ++i) {
+    if (name != isa_name(Isa(i))) continue;
+    if (!isa_compiled(Isa(i)))
+      fail("set_isa", "'", name, "' is not compiled into this build (compiled: ",
+           join(isa_names(false)), ")");
+    if (!cpu_runs(Isa(i)))
+      fail("set_isa", "this CPU cannot run '", name, "' (", missing_features(Isa(i)),
+           "); it can run: ", join(isa_names(true)));
+    g_active.store(compiled_table(Isa(i)), std::memory_order_relaxed);
+    return;
+  }
+  fail("set_isa", "unknown instruction set '", name, "'; expected one of baseline, avx2, avx512");
+}
+
+double peak_gflops(int vector_bits, double seconds) {
+  for (int i = 0; i < kIsaCount; ++i) {
+    const Kernels* k = compiled_table(Isa(i));
+    if (!k || k->vector_bits != vector_bits) continue;
+    if (!cpu_runs(Isa(i)))
+      fail("peak_gflops", "vector_bits = ", vector_bits, " needs the ", isa_name(Isa(i)),
+           " instruction set, which this CPU lacks");
+    return k->fma_gflops(seconds);
+  }
+  fail("peak_gflops", "vector_bits = ", vector_bits, "; expected one of ",
+       join_widths(), " (the vector widths compiled into this build)");
 }
 
 }  // namespace mc

@@ -12,15 +12,11 @@
 #include <algorithm>
 #include <vector>
 
-#include "blas.h"
+#include "isa.h"
 
-#if defined(__AVX512F__)
-#include <immintrin.h>
-#endif
+MC_ISA_BEGIN
 
-namespace mc {
-
-#if defined(__AVX512F__)
+#if MC_ISA_LEVEL >= 2
 namespace {
 
 constexpr int kTileRows = 8;       // rows of A broadcast per k step
@@ -107,17 +103,13 @@ bool tile_sgemm(int m, int n, int k, const float* a, int lda, const float* b, in
   return true;
 }
 
-bool tile_gemm_available() { return true; }
-
-#else  // no AVX-512 in this build: the BLAS does every product
+#else  // no kernel of our own for this instruction set: the BLAS does every product
 
 bool tile_sgemm(int, int, int, const float*, int, const float*, int, float, float*, int,
                 const int64_t*) {
   return false;
 }
 
-bool tile_gemm_available() { return false; }
-
 #endif
 
-}  // namespace mc
+MC_ISA_END

@@ -213,9 +213,11 @@ def sgemm_row(threads, n, rounds, clock=time.perf_counter):
            "seconds": seconds, "speedup_vs_dense": 1.0, "ideal_speedup": 1.0,
            "gflops": gflops, "percent_of_peak": 100.0 * gflops / (PEAK_GFLOPS * threads)}
     k = ops.native.kernels()
-    if k is not None:  # this core's FMA peak, measured (thread CPU time), AVX2 and AVX-512 widths
-        row["measured_peak_256"] = k.peak_gflops(256, 0.2)
-        row["measured_peak_512"] = k.peak_gflops(512, 0.2)
+    if k is not None:  # this core's FMA peak (thread CPU time) at the widths the CPU runs
+        widths = {"avx2": 256, "avx512": 512}
+        for name in ops.available_isas():
+            if name in widths:
+                row[f"measured_peak_{widths[name]}"] = k.peak_gflops(widths[name], 0.2)
     return row
 
 
@@ -257,9 +259,10 @@ def format_table(rows):
         extra = ""
         if "gflops" in r:
             extra = f"  {r['gflops']:.1f} GFLOP/s = {r['percent_of_peak']:.0f}% of {PEAK_GFLOPS:g}"
-            if "measured_peak_256" in r:
-                extra += (f"; measured FMA peak {r['measured_peak_256']:.0f} (256-bit) / "
-                          f"{r['measured_peak_512']:.0f} (512-bit) GFLOP/s")
+            peaks = [f"{r[f'measured_peak_{bits}']:.0f} ({bits}-bit)" for bits in (256, 512)
+                     if f"measured_peak_{bits}" in r]
+            if peaks:
+                extra += f"; measured FMA peak {' / '.join(peaks)} GFLOP/s"
         lines.append(f"{r['layer']:<10}{r['engine']:<14}{r['threads']:>4}{r['batch']:>6}"
                      f"{1e3 * r['seconds']:>10.3f}{r['speedup_vs_dense']:>9.2f}"
                      f"{r['ideal_speedup']:>8.2f}{100 * frac:>8.0f}%{extra}")

@@ -10,7 +10,8 @@ from minicaffe.ops.formats import CompactWeights, CSRWeights, DenseWeights, make
 from minicaffe.ops.geometry import ConvGeometry
 from minicaffe.ops.im2col import col2im, col2im_batch, im2col, im2col_batch, im2col_rows
 from minicaffe.ops.matmul import conv_forward, gemm, linear, lower, matmul
-from minicaffe.ops.native import MAX_THREADS, build_info, get_num_threads, set_num_threads
+from minicaffe.ops.native import (MAX_THREADS, available_isas, build_info, get_isa,
+                                  get_num_threads, set_isa, set_num_threads)
 from minicaffe.ops.pooling import (ave_pool_backward, ave_pool_forward, max_pool_backward,
                                    max_pool_forward)
 
@@ -19,5 +20,6 @@ __all__ = [
     "DenseWeights", "CompactWeights", "CSRWeights", "make_weights", "lower", "matmul", "linear",
     "conv_forward", "conv_forward_nchw", "conv_backward", "max_pool_forward", "max_pool_backward",
     "ave_pool_forward", "ave_pool_backward",
-    "set_num_threads", "get_num_threads", "build_info", "MAX_THREADS",
+    "set_num_threads", "get_num_threads", "build_info", "MAX_THREADS", "set_isa", "get_isa",
+    "available_isas",
 ]

@@ -4,6 +4,15 @@ If the extension cannot be imported, a RuntimeWarning says so once and every op 
 `minicaffe.ops` runs its NumPy twin instead (same results, slower). Set the environment
 variable MINICAFFE_NATIVE=0 to choose the NumPy path on purpose (no warning).
 
+The kernels are compiled for several instruction sets (baseline x86-64, AVX2 + FMA, AVX-512)
+and the best one the CPU runs is chosen when the extension loads. MINICAFFE_ISA=baseline|avx2|
+avx512 (or auto) forces one; a name this CPU or build cannot run, or an unknown one, gives a
+RuntimeWarning and the best available instead, since running it would die on an illegal
+instruction. A forced lower instruction set also gives our OpenBLAS copy the matching kernels
+(avx2: Haswell, baseline: Nehalem), so that the whole stack measures what a CPU without the
+wider vectors would run. `set_isa(name)` switches minicaffe's own kernels later (the
+BLAS keeps the kernels it loaded with) and raises for a name it cannot run.
+
 The default build links OpenBLAS from the `scipy-openblas32` wheel. Its shared library lives in
 that package's `lib/` directory, which is not on the loader's path, so it is loaded here with
 RTLD_GLOBAL before the extension; the extension's DT_NEEDED entry then resolves to it by soname.
@@ -26,6 +35,17 @@ MAX_THREADS = 1024
 # AVX-512 subsets that OpenBLAS's SkylakeX kernels use.
 _SKYLAKEX_FLAGS = {"avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl"}
 
+ISAS = ("baseline", "avx2", "avx512")
+# A forced instruction set below the CPU's best: OpenBLAS kernels of a CPU that has no more
+# than it, and the /proc/cpuinfo flags they need.
+_OPENBLAS_CORE_FOR_ISA = {"avx2": ("Haswell", {"avx2", "fma"}),
+                          "baseline": ("Nehalem", {"sse4_2"})}
+
+
+def _requested_isa():
+    """MINICAFFE_ISA, lower-cased; "auto" when unset or empty."""
+    return os.environ.get("MINICAFFE_ISA", "").strip().lower() or "auto"
+
 
 def _cpu_flags():
     try:
@@ -46,10 +66,15 @@ def _preload_openblas():
     # when a process-wide OPENBLAS_CORETYPE pins something older: 0.3.34 does not recognise
     # AMD Zen 5, and machine images pin Haswell for NumPy's sake, which halves our GEMM speed
     # (sgemm 2048^3, one thread: about 120 vs 240 GFLOP/s on this machine kind). Other CPUs
-    # follow OPENBLAS_CORETYPE or OpenBLAS's own detection.
+    # follow OPENBLAS_CORETYPE or OpenBLAS's own detection. MINICAFFE_ISA=avx2 or baseline
+    # picks the Haswell or Nehalem kernels (when the CPU has what those need).
     previous = os.environ.get("OPENBLAS_CORETYPE")
     choice = os.environ.get("MINICAFFE_OPENBLAS_CORETYPE")
-    if not choice and _SKYLAKEX_FLAGS <= _cpu_flags():
+    flags = _cpu_flags()
+    core, needs = _OPENBLAS_CORE_FOR_ISA.get(_requested_isa(), (None, None))
+    if not choice and core and needs <= flags:
+        choice = core
+    if not choice and _SKYLAKEX_FLAGS <= flags:
         choice = "SKYLAKEX"
     if choice:
         os.environ["OPENBLAS_CORETYPE"] = choice
@@ -98,6 +123,14 @@ def _load():
         if not wait_policy_was_set:
             os.environ.pop("GOMP_SPINCOUNT", None)
     _kernels = module
+    requested = _requested_isa()
+    if requested != "auto":
+        try:
+            module.set_isa(requested)
+        except ValueError as exc:
+            warnings.warn(
+                f"minicaffe: MINICAFFE_ISA={requested} ignored ({exc}); the kernels use "
+                f"{module.get_isa()}, the best this CPU runs", RuntimeWarning, stacklevel=3)
     # Enter the one-pool mode (serial OpenBLAS, GEMMs split over OpenMP) with OMP_NUM_THREADS
     # (else all cores) threads, at most MAX_THREADS.
     threads = module.get_num_threads()
@@ -124,6 +157,35 @@ def unavailable_reason():
     """Why the NumPy fallback is in use (str), or None when the extension is loaded."""
     kernels()
     return _import_error
+
+
+def set_isa(name):
+    """Run minicaffe's own kernels with instruction set `name` from the next call on.
+
+    name: "baseline", "avx2", "avx512", or "auto" (the best this CPU runs). The BLAS keeps the
+    kernels it loaded with (MINICAFFE_ISA at import chooses those too).
+    Raises KernelError (a ValueError) for an unknown name or one this CPU or build cannot run,
+    RuntimeError when the compiled kernels are not in use (NumPy fallback).
+    """
+    module = kernels()
+    if module is None:
+        raise RuntimeError(f"set_isa: the compiled kernels are not in use ({_import_error})")
+    if not isinstance(name, str):
+        raise TypeError(f"set_isa: name = {name!r}; expected a str ({', '.join(ISAS)}, auto)")
+    name = name.strip().lower()
+    module.set_isa(module.isa_names(True)[-1] if name == "auto" else name)
+
+
+def get_isa():
+    """The instruction set minicaffe's kernels run with ("numpy" on the NumPy fallback)."""
+    module = kernels()
+    return "numpy" if module is None else module.get_isa()
+
+
+def available_isas():
+    """Instruction sets this build has and this CPU runs, lowest first ([] on the fallback)."""
+    module = kernels()
+    return [] if module is None else list(module.isa_names(True))
 
 
 def set_num_threads(n):
@@ -167,11 +229,14 @@ def get_num_threads():
 
 
 def build_info():
-    """dict(blas_vendor, blas_version, threads, isa, compiled, tile_gemm) of the kernels in use.
+    """A dict describing the kernels in use.
 
-    `compiled` is False on the NumPy fallback; the BLAS fields then describe NumPy's BLAS.
-    `tile_gemm`: convolution forwards use minicaffe's own AVX-512 GEMM where it applies
-    (MINICAFFE_TILE_GEMM=0 turns it off).
+    blas_vendor, blas_version, threads, blas_threads; isa: the instruction set the kernels run
+    with ("baseline", "avx2", "avx512"; "numpy" on the fallback), isa_available: those this
+    build has and this CPU runs, isa_compiled: those this build has, vector_bits: the active
+    one's vector width; openmp: OpenMP version ("" without); compiled: False on the NumPy
+    fallback (the BLAS fields then describe NumPy's BLAS); tile_gemm: convolution forwards use
+    the active instruction set's own GEMM where it applies (MINICAFFE_TILE_GEMM=0 turns it off).
     """
     module = kernels()
     if module is not None:
@@ -189,4 +254,5 @@ def build_info():
     except Exception:  # noqa: BLE001  (informational only)
         pass
     return {"blas_vendor": vendor, "blas_version": str(version), "threads": get_num_threads(),
-            "isa": "numpy", "compiled": False, "tile_gemm": False}
+            "isa": "numpy", "isa_available": [], "isa_compiled": [], "vector_bits": 0,
+            "openmp": "", "compiled": False, "tile_gemm": False}

@@ -100,11 +100,9 @@ def test_im2col_rows_equals_rows_of_full_lowering(engine, geom, which, rng):
     ("float32", (64, 27, 27, 3, 3, 1, 1)),   # two 16-lane vectors per row; 1.7 MB per image
     ("float64", (256, 14, 14, 3, 3, 1, 1)),  # two 8-lane vectors per row; 3.6 MB per image
 ])
-def test_im2col_rows_same_on_both_sides_of_the_cached_block_size(dtype, geometry, rng):
+def test_im2col_rows_same_on_both_sides_of_the_cached_block_size(isa, dtype, geometry, rng):
     # Two-vector rows take the masked path only while a call lowers at most 4 MB (past the
     # caches the contiguous copy is faster): one image at a time and all five must agree.
-    if not ops.native.available():
-        pytest.skip("the block-size switch is in the compiled kernel")
     g = ConvGeometry(*geometry)
     x = rng.standard_normal((5, g.C, g.H, g.W)).astype(dtype)
     rows = np.arange(g.rows, dtype=np.int64)

@@ -208,8 +208,12 @@ def test_huge_omp_num_threads_is_clamped_with_a_warning(k, tmp_path):
 def test_build_info_fields(k):
     info = ops.build_info()
     assert info["compiled"] is True
-    assert set(info) >= {"blas_vendor", "blas_version", "threads", "isa", "compiled"}
-    assert info["blas_vendor"] and info["isa"]
+    assert set(info) >= {"blas_vendor", "blas_version", "threads", "isa", "isa_available",
+                         "isa_compiled", "vector_bits", "openmp", "compiled", "tile_gemm"}
+    assert info["blas_vendor"]
+    assert info["isa"] == info["isa_available"][-1]  # the best this CPU runs, by default
+    assert info["isa_available"][0] == "baseline"
+    assert set(info["isa_available"]) <= set(info["isa_compiled"]) <= set(native.ISAS)
 
 
 def test_omp_num_threads_is_honoured(k, tmp_path):
@@ -238,7 +242,7 @@ def test_missing_extension_warns_once_and_falls_back(monkeypatch):
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-def test_parallel_paths_match_numpy(k, rng, threads, monkeypatch):
+def test_parallel_paths_match_numpy(k, isa, rng, threads, monkeypatch):
     """Sizes above the kernels' OpenMP thresholds, so the threaded loops really run."""
     import importlib  # noqa: PLC0415
 
@@ -270,7 +274,7 @@ def test_parallel_paths_match_numpy(k, rng, threads, monkeypatch):
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("N", [5, 16, 41, 169, 200, 64 * 9 + 5])
-def test_csr_column_remainders(k, rng, threads, dtype, N):
+def test_csr_column_remainders(k, isa, rng, threads, dtype, N):
     """Column counts that leave a partial block: packed (few columns, many blocks) or written
     again from the right edge (rows split over threads, or one thread)."""
     before = ops.get_num_threads()
@@ -308,9 +312,14 @@ def csr_unsorted():
 
 
 def test_peak_gflops(k):
-    assert k.peak_gflops(256, 0.01) > 1.0
-    with pytest.raises(KernelError, match=r"^peak_gflops: vector_bits = 128; expected 256 or 512$"):
-        k.peak_gflops(128, 0.01)
+    widths = {"baseline": 128, "avx2": 256, "avx512": 512}
+    for name in native.available_isas():
+        assert k.peak_gflops(widths[name], 0.01) > 1.0
+    assert k.peak_gflops(0, 0.01) > 1.0  # the active instruction set's width
+    with pytest.raises(KernelError, match=r"^peak_gflops: vector_bits = 64; expected one of "
+                                          r"128(, 256, 512)? \(the vector widths compiled into "
+                                          r"this build\)$"):
+        k.peak_gflops(64, 0.01)
 
 
 def test_openblas_coretype_choice_is_ours_alone(k, tmp_path):
@@ -335,7 +344,7 @@ def test_openblas_coretype_choice_is_ours_alone(k, tmp_path):
 
 
 @pytest.mark.parametrize("block_bytes", [1, 3000, 1 << 30])  # one image, a few, the whole batch
-def test_conv_forward_blocks(k, rng, block_bytes):
+def test_conv_forward_blocks(k, isa, rng, block_bytes):
     from minicaffe.ops import ConvGeometry  # noqa: PLC0415
 
     g = ConvGeometry(4, 7, 6, 3, 2, 1, 0, 1, 2)
@@ -385,7 +394,7 @@ def test_one_thread_pool(k):
 # split rows and columns respectively, with every transpose combination.
 @pytest.mark.parametrize("shape", [(64, 900, 300), (900, 64, 300), (3, 5000, 200)])
 @pytest.mark.parametrize("trans_a, trans_b", [(False, False), (True, False), (False, True), (True, True)])
-def test_gemm_split_over_threads_matches_numpy(k, rng, shape, trans_a, trans_b):
+def test_gemm_split_over_threads_matches_numpy(k, isa, rng, shape, trans_a, trans_b):
     m, n, kk = shape
     a = rng.standard_normal((kk, m) if trans_a else (m, kk))
     b = rng.standard_normal((n, kk) if trans_b else (kk, n))

@@ -132,7 +132,7 @@ def test_ave_matches_reference(engine, shape, k, p, s, dtype, rng):
 
 @pytest.mark.native
 @pytest.mark.parametrize("shape, k, p, s", CASES)
-def test_ave_kernel_matches_numpy_twin(monkeypatch, shape, k, p, s, rng):
+def test_ave_kernel_matches_numpy_twin(monkeypatch, isa, shape, k, p, s, rng):
     if not native.available():
         pytest.skip(f"minicaffe._kernels not built: {native.unavailable_reason()}")
     x = rng.standard_normal(shape)
@@ -177,7 +177,7 @@ def test_ave_bad_arguments(engine):
 
 @pytest.mark.native
 @pytest.mark.parametrize("shape, k, p, s", CASES)
-def test_kernel_matches_numpy_twin(monkeypatch, shape, k, p, s, rng):
+def test_kernel_matches_numpy_twin(monkeypatch, isa, shape, k, p, s, rng):
     if not native.available():
         pytest.skip(f"minicaffe._kernels not built: {native.unavailable_reason()}")
     x = np.round(rng.standard_normal(shape) * 2)

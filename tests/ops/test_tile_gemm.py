@@ -1,5 +1,5 @@
-"""The convolution forward's own AVX-512 GEMM (kernels/tile_gemm.cc), called directly, and the
-switch that turns it off."""
+"""The convolution forward's own GEMMs (kernels/tile_gemm.cc: AVX-512, AVX2), called directly,
+and the switch that turns them off."""
 import os
 import subprocess
 import sys
@@ -9,19 +9,24 @@ import pytest
 
 from minicaffe import ops
 from minicaffe.ops import native
+from minicaffe.testing.isa import isa_forced
 
 pytestmark = pytest.mark.native
 
 
-@pytest.fixture
-def k():
-    if not native.available():
-        pytest.skip(f"minicaffe._kernels not built: {native.unavailable_reason()}")
-    k = native.kernels()
-    probe = np.ones((1, 1), np.float32)
-    if not k.tile_sgemm(probe, probe, np.empty((1, 1), np.float32)):
-        pytest.skip("this build has no AVX-512: every product goes to the BLAS")
-    return k
+# The instruction sets that have a GEMM of their own (the baseline leaves every product to the
+# BLAS; the row map through the BLAS is tested below under every instruction set).
+TILE_ISAS = ("avx512",)
+
+
+@pytest.fixture(params=TILE_ISAS)
+def k(request):
+    with isa_forced(request.param):
+        k = native.kernels()
+        probe = np.ones((1, 1), np.float32)
+        assert k.tile_sgemm(probe, probe, np.empty((1, 1), np.float32)) is True, \
+            f"{request.param} has no GEMM of its own any more: update TILE_ISAS"
+        yield k
 
 
 # m around the 8-row tile, n around the 16-column vector and 48-column strip, k from 1 up.
@@ -117,7 +122,8 @@ SHAPES = {
 @pytest.mark.parametrize("kept", sorted(KEPT))
 @pytest.mark.parametrize("shape", sorted(SHAPES))
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_compacted_forward_writes_kept_filters_rows_in_place(rng, threads, kept, shape, dtype):
+def test_compacted_forward_writes_kept_filters_rows_in_place(rng, isa, threads, kept, shape,
+                                                              dtype):
     C, H, W, kernel, pad, stride, M, N = SHAPES[shape]
     g = ops.ConvGeometry(C, H, W, kernel, kernel, pad, pad, stride, stride)
     rows = KEPT[kept](M)
