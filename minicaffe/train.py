@@ -3,9 +3,10 @@
     python -m minicaffe.train --solver S [--weights W[,W2] | --snapshot STATE] [--gpu N]
 
 Logs Caffe-style lines (and the sparsity report) to stderr, shows a progress bar when stderr is
-a terminal, writes snapshots and `<snapshot_prefix>_log.jsonl`. SIGINT and SIGTERM snapshot and
-stop, SIGHUP snapshots and continues. Exit status: 0 done (or stopped), 1 error, divergence or a
-snapshot that could not be written (docs/RELIABILITY.md).
+a terminal, writes snapshots, `<snapshot_prefix>_log.jsonl` (this run's curves; a resumed run
+appends a marked section) and, when it ends, `<snapshot_prefix>_summary.json`. SIGINT and
+SIGTERM snapshot and stop, SIGHUP snapshots and continues. Exit status: 0 done (or stopped), 1
+error, divergence or a snapshot that could not be written (docs/RELIABILITY.md).
 """
 import argparse
 import logging
@@ -153,6 +154,7 @@ def main(argv=None):
                 solver.net.copy_from(w)
             for tn in solver.test_nets:
                 tn.share_with(solver.net)
+            solver.runlog.info["weights"] = args.weights.split(",")
         _install_signals(solver)
         if not args.no_progress:
             bar = _progress_bar(solver)

@@ -63,7 +63,7 @@ def test_train_writes_snapshots_log_and_report(tmp_path):
     names = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert names == ["cli_iter_10.caffemodel", "cli_iter_10.solverstate", "cli_iter_12.caffemodel",
                      "cli_iter_12.solverstate", "cli_iter_5.caffemodel", "cli_iter_5.solverstate",
-                     "cli_log.jsonl"]
+                     "cli_log.jsonl", "cli_summary.json"]
 
 
 def test_resume_from_snapshot_is_identical(tmp_path):

@@ -24,6 +24,7 @@ from minicaffe.registry import Registry
 from minicaffe.solver import report as sparsity_report
 from minicaffe.solver.lr_policy import learning_rate
 from minicaffe.solver.regularizers import REGULARIZERS
+from minicaffe.solver.runlog import RunLog
 
 log = logging.getLogger("minicaffe.solver")
 
@@ -134,6 +135,8 @@ class Solver:
             from minicaffe.solver import state
 
             state.remove_stale_temp_files(prefix)
+        self.runlog = RunLog(self._curve_path)   # `<prefix>_log.jsonl` + `_summary.json`
+        self.last_test = None         # {"iter", "outputs": [per test net]} of the latest test pass
 
     # -- configuration ---------------------------------------------------------------------
     def check_param(self):
@@ -381,14 +384,15 @@ class Solver:
         p = self.param
         if resume_file:
             self.restore(resume_file)
-        elif self.iter == 0 and self._curve_path and os.path.exists(self._curve_path):
-            os.remove(self._curve_path)           # a fresh run starts a fresh curve file
         log.info("Solving %s", getattr(self.net, "name", "") or "net")
         log.info("Learning Rate Policy: %s", p.lr_policy)
+        self.runlog.start(self)
+        start_iter, t0 = self.iter, time.perf_counter()
         self.stopped_early = False
         self.step(p.max_iter - self.iter)
         if self.stopped_early:
             log.info("Optimization stopped early.")
+            self._write_summary(start_iter, t0)
             return
         if p.snapshot_after_train and (not p.snapshot or self.iter % p.snapshot != 0):
             self.snapshot()
@@ -398,6 +402,30 @@ class Solver:
         if p.test_interval and self.iter % p.test_interval == 0:
             self.test_all()
         log.info("Optimization Done.")
+        self._write_summary(start_iter, t0)
+
+    def _write_summary(self, start_iter, t0):
+        """`<prefix>_summary.json`: what this solve() did and what it left (see runlog.py)."""
+        seconds = time.perf_counter() - t0
+        rows = sparsity_report.layer_sparsity(self.net) if hasattr(self.net, "_layer_names") else []
+        left = sum(r["flops_left"] for r in rows)
+        dense = sum(r["flops_dense"] for r in rows)
+        done = self.iter - start_iter
+        summary = {
+            "status": "stopped" if self.stopped_early else "finished",
+            "start_iter": start_iter, "iter": self.iter, "max_iter": self.param.max_iter,
+            "wall_s": round(seconds, 3), "iter_per_s": round(done / seconds, 3) if seconds else None,
+            "smoothed_loss": self.smoothed_loss if self._losses else None,
+            "last_test": self.last_test,
+            "flops_left": left, "flops_dense": dense,
+            "flops_left_fraction": left / dense if dense else None,
+            "sparsity": rows,
+            "snapshot": self.last_snapshot,
+        }
+        path = self.runlog.write_summary(self, summary)
+        if path:
+            log.info("Summary written to %s", path)
+        return path
 
     def _forward_loss(self):
         outs = self.net.forward()
@@ -430,6 +458,7 @@ class Solver:
         results = []
         for i in range(len(self.test_nets)):
             results.append(self.test(i))
+        self.last_test = {"iter": self.iter, "outputs": results}
         return results
 
     def test(self, i=0):
@@ -467,16 +496,16 @@ class Solver:
         return f"{prefix}_log.jsonl" if prefix else None
 
     def _write_curve(self, record):
-        if self._curve_path is None:
+        if self.runlog.path is None:
             return
         try:
-            sparsity_report.append_jsonl(self._curve_path, record)
+            self.runlog.append(self, record)
         except OSError as exc:
             # The curve is a convenience; training goes on (a snapshot that cannot be written
             # stops it, with its own error).
             log.warning("cannot append to %s (%s); the loss curve is not recorded from here on",
-                        self._curve_path, exc.strerror or exc)
-            self._curve_path = None
+                        self.runlog.path, exc.strerror or exc)
+            self.runlog.path = None
 
     def _diverged(self, loss):
         where = None
@@ -547,6 +576,7 @@ class Solver:
 
         log.info("Restoring previous solver status from %s", state_file)
         state.load_state(self, state_file)
+        self.runlog.resumed_from = os.fspath(state_file)
         for tn in self.test_nets:
             tn.share_with(self.net)
         self.last_snapshot = os.fspath(state_file)

@@ -102,7 +102,8 @@ def test_sparsity_curve_file_next_to_snapshots(tmp_path):
     solver = make_solver("display: 5", snapshot_prefix=prefix)
     solver.step(10)
     lines = (tmp_path / "snaps" / "tiny_log.jsonl").read_text().splitlines()
-    records = [json.loads(x) for x in lines]
+    header, *records = [json.loads(x) for x in lines]
+    assert header["kind"] == "run" and header["run"] == 1 and header["iter"] == 0
     assert [r["iter"] for r in records] == [0, 5]
     assert records[0]["kind"] == "train" and "loss" in records[0]
     assert [s["layer"] for s in records[1]["sparsity"]] == ["conv1", "ip1"]
