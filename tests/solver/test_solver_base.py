@@ -229,7 +229,8 @@ def test_request_snapshot_continues(tmp_path):
     solver.solve()
     assert solver.iter == 6
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run_iter_2.caffemodel",
-                                                          "run_iter_2.solverstate"]
+                                                          "run_iter_2.solverstate",
+                                                          "run_summary.json"]
 
 
 @pytest.mark.parametrize("kind", ["SGD", "Nesterov", "AdaGrad", "RMSProp", "AdaDelta", "Adam"])
