@@ -35,8 +35,16 @@ class Blob:
     """`data` and `diff` arrays of one shape on the current backend.
 
     Buffers are reused: `reshape` to a shape of the same or smaller count keeps the storage
-    (views of it), so a training loop allocates nothing after its first iteration.
+    (views of it), so a training loop allocates nothing after its first iteration, and
+    `reshape` to the current shape keeps the very same `data` array.
+
+    `Blob.layout_version` (one counter for every blob) grows whenever some blob's storage or
+    shape changes (reshape, share_data, astype). The data array of a blob is always its
+    storage's first `count` values in its shape, so (storage, shape) says where and how it
+    lies; an inference plan bound to the arrays compares the counter to know that none moved.
     """
+
+    layout_version = 0
 
     def __init__(self, shape=(), dtype=np.float32, name=""):
         self.name = name
@@ -82,8 +90,11 @@ class Blob:
         if len(shape) == 1 and not isinstance(shape[0], (int, np.integer)):
             shape = tuple(shape[0])
         shape = tuple(int(d) for d in shape)
+        if shape == self._shape and self._data is not None:
+            return                               # the same view: `data` keeps its identity
         if any(d < 0 for d in shape):
             raise ValueError(f"blob '{self.name}': negative dimension in shape {shape}")
+        Blob.layout_version += 1
         count = 1
         for d in shape:
             count *= d
@@ -144,6 +155,8 @@ class Blob:
         """Make this blob's data the same storage as `other`'s (shared weights, in-place).
 
         Takes `other`'s shape; this blob's own diff is kept when it is large enough."""
+        if self._data_store is not other._data_store or self._shape != other.shape:
+            Blob.layout_version += 1
         self._data_store = other._data_store
         self._shape = other.shape
         self._data = other._data
@@ -165,6 +178,7 @@ class Blob:
         self.dtype = dtype
         self._data_store = self._data_store.astype(dtype)
         self._diff_store = None if self._diff_store is None else self._diff_store.astype(dtype)
+        self._data = None                        # new storage: rebuild the views
         self.reshape(self._shape)
 
     def __repr__(self):

@@ -84,3 +84,34 @@ def test_a_failed_grow_leaves_the_blob_as_it_was():
     with pytest.raises(AllocationError):
         b.reshape((10**6,) * 4)
     assert b.shape == (2, 3) and (b.data == 7).all()
+
+
+def test_reshape_to_the_same_shape_keeps_the_array_and_the_layout_version():
+    b = Blob((2, 3))
+    data, version = b.data, Blob.layout_version
+    b.reshape(2, 3)
+    b.reshape((2, 3))
+    assert b.data is data and Blob.layout_version == version
+    b.reshape(3, 2)                        # same storage, another shape: a new layout
+    assert b.data is not data and Blob.layout_version > version
+
+
+def test_layout_version_counts_moves_of_storage_and_shape():
+    a, b = Blob((2, 3)), Blob((2, 3))
+    version = Blob.layout_version
+    b.share_data(a)                        # b's storage changes
+    assert Blob.layout_version == version + 1
+    b.share_data(a)                        # nothing changes (Split does this every forward)
+    assert Blob.layout_version == version + 1
+    a.reshape(5, 3)                        # grows: new storage
+    assert Blob.layout_version == version + 2
+    b.astype(np.float64)
+    assert Blob.layout_version == version + 3
+
+
+def test_astype_rebuilds_the_views_even_at_the_same_shape():
+    b = Blob((2, 2))
+    b.data[...] = 1.25
+    b.astype(np.float64)
+    assert b.data.dtype == np.float64 and np.shares_memory(b.data, b._data_store)
+    np.testing.assert_array_equal(b.data, 1.25)
