@@ -215,14 +215,13 @@ void im2col_rows(const T* x, int64_t N, const Geom& g, const int64_t* rows, int6
   const bool same = g.sh == 1 && g.sw == 1 && ow == g.W;
   // One task per (kept row, image): it reads one input plane and writes one contiguous run of
   // oh*ow lowered values, so work splits evenly and writes never share cache lines much.
-#pragma omp parallel for collapse(2) schedule(static) if (parallel && n_rows * ncols > (1 << 15))
-  for (int64_t t = 0; t < n_rows; ++t)
-    for (int64_t n = 0; n < N; ++n) {
-      const T* src = x + (n * g.C + plan[t].c) * plane;
-      T* dst = cols + t * ncols + n * P;
-      if (short_rows) lower_short_row(plan[t], src, g.W, g.sh, oh, ow, dst);
-      else lower_row(plan[t], src, g, ow, same, dst);
-    }
+  for_each_index(n_rows * N, parallel && n_rows * ncols > (1 << 15), [&](int64_t task) {
+    const int64_t t = task / N, n = task % N;
+    const T* src = x + (n * g.C + plan[t].c) * plane;
+    T* dst = cols + t * ncols + n * P;
+    if (short_rows) lower_short_row(plan[t], src, g.W, g.sh, oh, ow, dst);
+    else lower_row(plan[t], src, g, ow, same, dst);
+  });
 }
 
 template <typename T>

@@ -35,6 +35,10 @@
 #include <immintrin.h>
 #endif
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 #if MC_ISA_LEVEL == 0
 #define MC_ISA baseline
 #define MC_ISA_ENUM ::mc::Isa::baseline
@@ -76,6 +80,41 @@
   MC_ISA_POP
 
 MC_ISA_BEGIN
+
+// Loops split over the OpenMP team only when it pays. An OpenMP region whose `if` clause is
+// false still goes through libgomp and costs about 0.5 us (a 500-value ReLU: 0.6 us inside one,
+// 0.05 us without); a batch-1 forward of a small net entered a dozen, so small work runs on the
+// calling thread without a region.
+//
+// body(i) for every i in [0, n): over the team (static schedule) when `parallel`, else in order.
+template <typename F>
+inline void for_each_index(int64_t n, bool parallel, const F& body) {
+  if (parallel) {
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; ++i) body(i);
+    return;
+  }
+  for (int64_t i = 0; i < n; ++i) body(i);
+}
+
+// body(lo, hi) once per thread on a contiguous share of [0, n) (so each thread sets up its
+// scratch once) when `parallel`, else body(0, n) on this thread.
+template <typename F>
+inline void for_each_share(int64_t n, bool parallel, const F& body) {
+  if (!parallel) {
+    body(0, n);
+    return;
+  }
+#pragma omp parallel
+  {
+    int64_t t = 0, team = 1;
+#ifdef _OPENMP
+    t = omp_get_thread_num();
+    team = omp_get_num_threads();
+#endif
+    body(n * t / team, n * (t + 1) / team);
+  }
+}
 
 // Bytes of one vector register of this instruction set (SSE2: 16, AVX2: 32, AVX-512: 64).
 constexpr int kVectorBytes = MC_ISA_LEVEL == 2 ? 64 : MC_ISA_LEVEL == 1 ? 32 : 16;

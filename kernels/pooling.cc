@@ -177,19 +177,17 @@ template <typename T>
 void max_pool_forward(const T* x, int64_t planes, const PoolGeom& g, T* y, int32_t* mask) {
   const int64_t in = g.H * g.W, out = g.oh * g.ow;
   const Layout l = layout(g);
-#pragma omp parallel if (planes * out * g.kh * g.kw > (1 << 15))
-  {
+  for_each_share(planes, planes * out * g.kh * g.kw > (1 << 15), [&](int64_t lo, int64_t hi) {
     // Per-thread scratch, reused for each of its planes (a few KB: stays in L1/L2).
     std::vector<T> phase(g.sh * g.sw * l.plane), best(l.L);
     std::vector<int32_t> arg(l.L);
-#pragma omp for schedule(static)
-    for (int64_t p = 0; p < planes; ++p) {
+    for (int64_t p = lo; p < hi; ++p) {
       const T* xp = x + p * in;
       split(xp, g, l, -std::numeric_limits<T>::infinity(), phase.data());
       max_pool_plane(xp, g, l, phase.data(), best.data(), arg.data(), y + p * out,
                      mask + p * out);
     }
-  }
+  });
 }
 
 template <typename T>
@@ -216,11 +214,9 @@ void ave_pool_forward(const T* x, int64_t planes, const PoolGeom& g, T* y) {
   const int64_t in = g.H * g.W, out = g.oh * g.ow;
   const Layout l = layout(g);
   const std::vector<T> inv = ave_inverse<T>(g, l);
-#pragma omp parallel if (planes * out * g.kh * g.kw > (1 << 15))
-  {
+  for_each_share(planes, planes * out * g.kh * g.kw > (1 << 15), [&](int64_t lo, int64_t hi) {
     std::vector<T> phase(g.sh * g.sw * l.plane), acc(l.L);
-#pragma omp for schedule(static)
-    for (int64_t p = 0; p < planes; ++p) {
+    for (int64_t p = lo; p < hi; ++p) {
       split(x + p * in, g, l, T(0), phase.data());
       std::fill(acc.begin(), acc.end(), T(0));
       for (int64_t i = 0; i < g.kh; ++i)
@@ -231,7 +227,7 @@ void ave_pool_forward(const T* x, int64_t planes, const PoolGeom& g, T* y) {
         for (int64_t xo = 0; xo < g.ow; ++xo)
           yp[yo * g.ow + xo] = acc[yo * l.Wh + xo] * inv[yo * l.Wh + xo];
     }
-  }
+  });
 }
 
 template <typename T>
