@@ -5,6 +5,8 @@
 #include <pybind11/stl.h>
 
 #include <climits>
+#include <cstring>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -90,6 +92,17 @@ const T* cptr(const py::array& a) { return static_cast<const T*>(a.data()); }
 template <typename T>
 T* mptr(py::array& a) { return static_cast<T*>(a.mutable_data()); }
 
+// A checked kernel call on fixed arrays, made without touching Python objects: an entry point
+// below either runs it at once (without the GIL) or, through Program, keeps it to run many
+// times (Program also keeps the arrays alive). Every check happens when the call is made; the
+// kernel table is read when it runs, so set_isa applies to kept calls too.
+using Call = std::function<void()>;
+
+void run_released(const Call& call) {
+  py::gil_scoped_release release;
+  call();
+}
+
 // ---- lowering -------------------------------------------------------------------------
 
 template <typename T>
@@ -153,16 +166,15 @@ void col2im_batch(const py::array& cols, const std::vector<int64_t>& geom, int64
 // ---- GEMM -----------------------------------------------------------------------------
 
 template <typename T>
-void gemm_t(bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha, const py::array& a,
+Call gemm_t(bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha, const py::array& a,
             const py::array& b, double beta, py::array& out) {
   const T *pa = cptr<T>(a), *pb = cptr<T>(b);
   T* pc = mptr<T>(out);
-  py::gil_scoped_release release;
-  kern<T>().gemm(ta, tb, M, N, K, T(alpha), pa, pb, T(beta), pc);
+  return [=] { kern<T>().gemm(ta, tb, M, N, K, T(alpha), pa, pb, T(beta), pc); };
 }
 
-void gemm(const py::array& a, const py::array& b, py::array out, double alpha, double beta,
-          bool trans_a, bool trans_b) {
+Call bind_gemm(const py::array& a, const py::array& b, py::array out, double alpha, double beta,
+               bool trans_a, bool trans_b) {
   const char* op = "gemm";
   const int sz = float_size(op, "a", a);
   if (a.ndim() != 2) fail(op, "a has shape ", shape_str(a), "; expected 2 dimensions");
@@ -172,8 +184,13 @@ void gemm(const py::array& a, const py::array& b, py::array out, double alpha, d
   check_array(op, "a", a, sz, {a.shape(0), a.shape(1)});
   check_array(op, "b", b, sz, trans_b ? std::vector<int64_t>{N, K} : std::vector<int64_t>{K, N});
   check_array(op, "out", out, sz, {M, N}, true);
-  if (sz == 4) gemm_t<float>(trans_a, trans_b, M, N, K, alpha, a, b, beta, out);
-  else gemm_t<double>(trans_a, trans_b, M, N, K, alpha, a, b, beta, out);
+  if (sz == 4) return gemm_t<float>(trans_a, trans_b, M, N, K, alpha, a, b, beta, out);
+  return gemm_t<double>(trans_a, trans_b, M, N, K, alpha, a, b, beta, out);
+}
+
+void gemm(const py::array& a, const py::array& b, py::array out, double alpha, double beta,
+          bool trans_a, bool trans_b) {
+  run_released(bind_gemm(a, b, out, alpha, beta, trans_a, trans_b));
 }
 
 // The convolution forward's own kernel alone, for its tests: out = a b when it applies
@@ -300,19 +317,19 @@ T* opt_ptr(const py::object& o) {
 }
 
 template <typename T>
-void conv_forward_nchw_t(const py::array& x, const mc::Geom& g, int64_t group, const py::array& w,
+Call conv_forward_nchw_t(const py::array& x, const mc::Geom& g, int64_t group, const py::array& w,
                          const py::object& bias, py::array& y, int64_t block_bytes,
                          const mc::Kept& kept) {
   const T *px = cptr<T>(x), *pw = cptr<T>(w), *pb = opt_ptr<T>(bias);
   T* py_ = mptr<T>(y);
   const int64_t N = x.shape(0), M = y.shape(1);
-  py::gil_scoped_release release;
-  kern<T>().conv_forward_nchw(px, N, g, group, pw, M, pb, py_, block_bytes, kept);
+  return [=] { kern<T>().conv_forward_nchw(px, N, g, group, pw, M, pb, py_, block_bytes, kept); };
 }
 
-void conv_forward_nchw(const py::array& x, const std::vector<int64_t>& geom, int64_t group,
-                       const py::array& w, py::object bias, py::array y, int64_t block_bytes,
-                       py::object rows_obj, py::object cols_obj) {
+// bias, rows and cols: arrays or None (the caller keeps them alive while the call is kept).
+Call bind_conv_forward_nchw(const py::array& x, const std::vector<int64_t>& geom, int64_t group,
+                            const py::array& w, py::object bias, py::array y,
+                            int64_t block_bytes, py::object rows_obj, py::object cols_obj) {
   const char* op = "conv_forward_nchw";
   const mc::Geom g = geom_of(op, geom);
   if (block_bytes < 1) fail(op, "block_bytes = ", block_bytes, "; expected >= 1");
@@ -321,9 +338,8 @@ void conv_forward_nchw(const py::array& x, const std::vector<int64_t>& geom, int
   if (rows_obj.is_none()) {
     const int sz = check_conv_args(op, x, g, w, group, bias, "bias");
     check_array(op, "y", y, sz, {x.shape(0), w.shape(0), g.cols()}, true);
-    if (sz == 4) conv_forward_nchw_t<float>(x, g, group, w, bias, y, block_bytes, mc::Kept());
-    else conv_forward_nchw_t<double>(x, g, group, w, bias, y, block_bytes, mc::Kept());
-    return;
+    if (sz == 4) return conv_forward_nchw_t<float>(x, g, group, w, bias, y, block_bytes, mc::Kept());
+    return conv_forward_nchw_t<double>(x, g, group, w, bias, y, block_bytes, mc::Kept());
   }
   // Compacted weights: w is the packed (m_pad, k) block, y gives M.
   const int sz = image_batch(op, x, g);
@@ -341,8 +357,14 @@ void conv_forward_nchw(const py::array& x, const std::vector<int64_t>& geom, int
   kept.cols = idx_ptr(cols);
   if (kept.k != w.shape(1))
     fail(op, "cols has ", kept.k, " entries but w has ", w.shape(1), " columns");
-  if (sz == 4) conv_forward_nchw_t<float>(x, g, group, w, bias, y, block_bytes, kept);
-  else conv_forward_nchw_t<double>(x, g, group, w, bias, y, block_bytes, kept);
+  if (sz == 4) return conv_forward_nchw_t<float>(x, g, group, w, bias, y, block_bytes, kept);
+  return conv_forward_nchw_t<double>(x, g, group, w, bias, y, block_bytes, kept);
+}
+
+void conv_forward_nchw(const py::array& x, const std::vector<int64_t>& geom, int64_t group,
+                       const py::array& w, py::object bias, py::array y, int64_t block_bytes,
+                       py::object rows, py::object cols) {
+  run_released(bind_conv_forward_nchw(x, geom, group, w, bias, y, block_bytes, rows, cols));
 }
 
 template <typename T>
@@ -430,18 +452,17 @@ void check_mask(const char* op, const py::array& a, const std::vector<int64_t>& 
 }
 
 template <typename T>
-void max_pool_forward_t(const py::array& x, const mc::PoolGeom& g, py::array& y,
+Call max_pool_forward_t(const py::array& x, const mc::PoolGeom& g, py::array& y,
                         py::array& mask) {
   const T* px = cptr<T>(x);
   T* py_ = mptr<T>(y);
   int32_t* pm = static_cast<int32_t*>(mask.mutable_data());
   const int64_t planes = x.shape(0) * x.shape(1);
-  py::gil_scoped_release release;
-  kern<T>().max_pool_forward(px, planes, g, py_, pm);
+  return [=] { kern<T>().max_pool_forward(px, planes, g, py_, pm); };
 }
 
-void max_pool_forward(const py::array& x, const std::vector<int64_t>& geom, py::array y,
-                      py::array mask) {
+Call bind_max_pool_forward(const py::array& x, const std::vector<int64_t>& geom, py::array y,
+                           py::array mask) {
   const char* op = "max_pool_forward";
   const mc::PoolGeom g = pool_geom_of(op, geom);
   const int sz = float_size(op, "x", x);
@@ -450,8 +471,13 @@ void max_pool_forward(const py::array& x, const std::vector<int64_t>& geom, py::
   check_array(op, "x", x, sz, {N, C, g.H, g.W});
   check_array(op, "out", y, sz, {N, C, g.oh, g.ow}, true);
   check_mask(op, mask, {N, C, g.oh, g.ow}, true);
-  if (sz == 4) max_pool_forward_t<float>(x, g, y, mask);
-  else max_pool_forward_t<double>(x, g, y, mask);
+  if (sz == 4) return max_pool_forward_t<float>(x, g, y, mask);
+  return max_pool_forward_t<double>(x, g, y, mask);
+}
+
+void max_pool_forward(const py::array& x, const std::vector<int64_t>& geom, py::array y,
+                      py::array mask) {
+  run_released(bind_max_pool_forward(x, geom, y, mask));
 }
 
 template <typename T>
@@ -485,18 +511,18 @@ void max_pool_backward(const py::array& dy, const py::array& mask,
 }
 
 template <typename T>
-void ave_pool_t(bool forward, const py::array& src, const mc::PoolGeom& g, py::array& dst) {
+Call ave_pool_t(bool forward, const py::array& src, const mc::PoolGeom& g, py::array& dst) {
   const T* ps = cptr<T>(src);
   T* pd = mptr<T>(dst);
   const int64_t planes = src.shape(0) * src.shape(1);
-  py::gil_scoped_release release;
-  if (forward) kern<T>().ave_pool_forward(ps, planes, g, pd);
-  else kern<T>().ave_pool_backward(ps, planes, g, pd);
+  if (forward) return [=] { kern<T>().ave_pool_forward(ps, planes, g, pd); };
+  return [=] { kern<T>().ave_pool_backward(ps, planes, g, pd); };
 }
 
 // One body for both directions: forward reads x (N, C, H, W) and writes out (N, C, oh, ow);
 // backward reads dy (N, C, oh, ow) and writes dx (N, C, H, W).
-void ave_pool(bool forward, const py::array& src, const std::vector<int64_t>& geom, py::array dst) {
+Call bind_ave_pool(bool forward, const py::array& src, const std::vector<int64_t>& geom,
+                   py::array dst) {
   const char* op = forward ? "ave_pool_forward" : "ave_pool_backward";
   const char* src_name = forward ? "x" : "dy";
   const mc::PoolGeom g = pool_geom_of(op, geom);
@@ -508,16 +534,16 @@ void ave_pool(bool forward, const py::array& src, const std::vector<int64_t>& ge
   const std::vector<int64_t> in{N, C, g.H, g.W}, out{N, C, g.oh, g.ow};
   check_array(op, src_name, src, sz, forward ? in : out);
   check_array(op, forward ? "out" : "dx", dst, sz, forward ? out : in, true);
-  if (sz == 4) ave_pool_t<float>(forward, src, g, dst);
-  else ave_pool_t<double>(forward, src, g, dst);
+  if (sz == 4) return ave_pool_t<float>(forward, src, g, dst);
+  return ave_pool_t<double>(forward, src, g, dst);
 }
 
 void ave_pool_forward(const py::array& x, const std::vector<int64_t>& geom, py::array y) {
-  ave_pool(true, x, geom, y);
+  run_released(bind_ave_pool(true, x, geom, y));
 }
 
 void ave_pool_backward(const py::array& dy, const std::vector<int64_t>& geom, py::array dx) {
-  ave_pool(false, dy, geom, dx);
+  run_released(bind_ave_pool(false, dy, geom, dx));
 }
 
 // ---- CSR ------------------------------------------------------------------------------
@@ -559,6 +585,150 @@ void csr_call(const char* op, CsrOp which, const py::array& indptr, const py::ar
   if (sz == 4) csr_t<float>(which, M, N, K, indptr, indices, data, nnz, b, out);
   else csr_t<double>(which, M, N, K, indptr, indices, data, nnz, b, out);
 }
+
+// ---- elementwise pieces of an inference forward (kernels/activations.cc) ---------------
+
+// y has x's shape and dtype (y may be x); returns the float size.
+int same_shape_output(const char* op, const py::array& x, const py::array& y) {
+  const int sz = float_size(op, "x", x);
+  check_array(op, "x", x, sz, std::vector<int64_t>(x.shape(), x.shape() + x.ndim()));
+  check_array(op, "y", y, sz, std::vector<int64_t>(x.shape(), x.shape() + x.ndim()), true);
+  return sz;
+}
+
+Call bind_relu_forward(const py::array& x, py::array y, double slope) {
+  const int sz = same_shape_output("relu_forward", x, y);
+  const int64_t n = x.size();
+  if (sz == 4) {
+    const float* px = cptr<float>(x);
+    float* py_ = mptr<float>(y);
+    return [=] { kern<float>().relu_forward(px, n, float(slope), py_); };
+  }
+  const double* px = cptr<double>(x);
+  double* py_ = mptr<double>(y);
+  return [=] { kern<double>().relu_forward(px, n, slope, py_); };
+}
+
+Call bind_softmax_forward(const py::array& x, py::array y, int64_t outer, int64_t channels,
+                          int64_t inner) {
+  const char* op = "softmax_forward";
+  const int sz = same_shape_output(op, x, y);
+  if (outer < 0 || channels < 0 || inner < 0 || outer * channels * inner != x.size())
+    fail(op, "(outer, channels, inner) = (", outer, ", ", channels, ", ", inner,
+         ") does not split the ", x.size(), " values of x ", shape_str(x));
+  if (sz == 4) {
+    const float* px = cptr<float>(x);
+    float* py_ = mptr<float>(y);
+    return [=] { kern<float>().softmax_forward(px, outer, channels, inner, py_); };
+  }
+  const double* px = cptr<double>(x);
+  double* py_ = mptr<double>(y);
+  return [=] { kern<double>().softmax_forward(px, outer, channels, inner, py_); };
+}
+
+// out (M, N) = x (M, K) op(w) (+ bias (N,) on every row); op(w) = w^T when trans_w.
+Call bind_linear_forward(const py::array& x, const py::array& w, py::object bias, py::array out,
+                         bool trans_w) {
+  const char* op = "linear_forward";
+  Call product = bind_gemm(x, w, out, 1.0, 0.0, false, trans_w);
+  if (bias.is_none()) return product;
+  const int sz = float_size(op, "x", x);
+  const py::array b = bias.cast<py::array>();
+  const int64_t M = out.shape(0), N = out.shape(1);
+  check_array(op, "bias", b, sz, {N});
+  if (sz == 4) {
+    const float* pb = cptr<float>(b);
+    float* po = mptr<float>(out);
+    return [=] { product(); kern<float>().add_bias_rows(po, M, N, pb); };
+  }
+  const double* pb = cptr<double>(b);
+  double* po = mptr<double>(out);
+  return [=] { product(); kern<double>().add_bias_rows(po, M, N, pb); };
+}
+
+// ---- bound programs (kernels/program.cc) -------------------------------------------------
+
+// The Python face of mc::Program: each method checks its arguments exactly as the entry point
+// of the same name does, keeps the arrays alive and appends the call; run() executes a range
+// of steps without the GIL.
+class BoundProgram {
+ public:
+  int64_t conv_forward_nchw(const py::array& x, const std::vector<int64_t>& geom, int64_t group,
+                            const py::array& w, py::object bias, py::array y,
+                            int64_t block_bytes, py::object rows, py::object cols) {
+    bias = array_or_none(bias);
+    rows = array_or_none(rows);
+    cols = array_or_none(cols);
+    return add(bind_conv_forward_nchw(x, geom, group, w, bias, y, block_bytes, rows, cols),
+               {x, w, bias, y, rows, cols});
+  }
+  int64_t max_pool_forward(const py::array& x, const std::vector<int64_t>& geom, py::array y,
+                           py::array mask) {
+    return add(bind_max_pool_forward(x, geom, y, mask), {x, y, mask});
+  }
+  int64_t ave_pool_forward(const py::array& x, const std::vector<int64_t>& geom, py::array y) {
+    return add(bind_ave_pool(true, x, geom, y), {x, y});
+  }
+  int64_t linear_forward(const py::array& x, const py::array& w, py::object bias, py::array out,
+                         bool trans_w) {
+    bias = array_or_none(bias);
+    return add(bind_linear_forward(x, w, bias, out, trans_w), {x, w, bias, out});
+  }
+  int64_t relu_forward(const py::array& x, py::array y, double slope) {
+    return add(bind_relu_forward(x, y, slope), {x, y});
+  }
+  int64_t softmax_forward(const py::array& x, py::array y, int64_t outer, int64_t channels,
+                          int64_t inner) {
+    return add(bind_softmax_forward(x, y, outer, channels, inner), {x, y});
+  }
+  int64_t copy(const py::array& x, py::array y) {
+    same_shape_output("copy", x, y);
+    const void* px = x.data();
+    void* py_ = y.mutable_data();
+    const size_t n = size_t(x.nbytes());
+    return add([=] { if (px != py_) std::memcpy(py_, px, n); }, {x, y});
+  }
+  // Stops the run (returns its own index from run()) when `current` no longer holds the bytes
+  // of `snapshot`: weights changed since a format derived from them was bound.
+  int64_t guard(const py::array& current, const py::array& snapshot) {
+    const char* op = "guard";
+    const int sz = float_size(op, "current", current);
+    check_array(op, "current", current,
+                sz, std::vector<int64_t>(current.shape(), current.shape() + current.ndim()));
+    check_array(op, "snapshot", snapshot,
+                sz, std::vector<int64_t>(current.shape(), current.shape() + current.ndim()));
+    const void *a = current.data(), *b = snapshot.data();
+    const int64_t n = current.nbytes();
+    keep({current, snapshot});
+    return program_.add([=] { return mc::same_bytes(a, b, n); });
+  }
+  int64_t run(int64_t first, int64_t last) {
+    py::gil_scoped_release release;
+    return program_.run(first, last);
+  }
+  int64_t failed_step() const { return program_.failed_step(); }
+  int64_t size() const { return program_.size(); }
+
+ private:
+  // An optional array argument as the array the bound call will point into (a list would
+  // otherwise be converted into a temporary that dies after binding).
+  static py::object array_or_none(const py::object& o) {
+    return o.is_none() ? o : py::object(o.cast<py::array>());
+  }
+  void keep(std::initializer_list<py::object> objects) {
+    for (const py::object& o : objects)
+      if (!o.is_none()) keep_.push_back(o);
+  }
+  int64_t add(Call call, std::initializer_list<py::object> objects) {
+    keep(objects);
+    return program_.add([call] {
+      call();
+      return true;
+    });
+  }
+  mc::Program program_;
+  std::vector<py::object> keep_;  // the arrays the bound calls point into
+};
 
 py::dict build_info() {
   py::dict d;
@@ -659,6 +829,43 @@ PYBIND11_MODULE(_kernels, m) {
         "x (N, C, H, W) -> out (N, C, oh, ow), Caffe's AVE (padding counts in the divisor).");
   m.def("ave_pool_backward", &ave_pool_backward, py::arg("dy"), py::arg("geom"), py::arg("dx"),
         "dx (N, C, H, W) = 0, then each dy / window size added over its clipped window.");
+  m.def("relu_forward", [](const py::array& x, py::array y, double slope) {
+          run_released(bind_relu_forward(x, y, slope));
+        }, py::arg("x"), py::arg("y"), py::arg("negative_slope") = 0.0,
+        "y = x > 0 ? x : negative_slope * x (y may be x).");
+  m.def("softmax_forward", [](const py::array& x, py::array y, int64_t outer, int64_t channels,
+                              int64_t inner) {
+          run_released(bind_softmax_forward(x, y, outer, channels, inner));
+        }, py::arg("x"), py::arg("y"), py::arg("outer"), py::arg("channels"), py::arg("inner"),
+        "Softmax over the middle axis of x seen as (outer, channels, inner); y may be x.");
+  m.def("linear_forward", [](const py::array& x, const py::array& w, py::object bias,
+                             py::array out, bool trans_w) {
+          run_released(bind_linear_forward(x, w, bias, out, trans_w));
+        }, py::arg("x"), py::arg("w"), py::arg("bias"), py::arg("out"), py::arg("trans_w"),
+        "out (M, N) = x (M, K) op(w) + bias (N,) (unless None); op(w) = w^T when trans_w.");
+  py::class_<BoundProgram>(m, "Program",
+                           "Kernel calls bound to fixed arrays, checked once, run many times.")
+      .def(py::init<>())
+      .def("conv_forward_nchw", &BoundProgram::conv_forward_nchw, py::arg("x"), py::arg("geom"),
+           py::arg("group"), py::arg("w"), py::arg("bias"), py::arg("y"),
+           py::arg("block_bytes") = 1 << 20, py::arg("rows") = py::none(),
+           py::arg("cols") = py::none())
+      .def("max_pool_forward", &BoundProgram::max_pool_forward, py::arg("x"), py::arg("geom"),
+           py::arg("out"), py::arg("mask"))
+      .def("ave_pool_forward", &BoundProgram::ave_pool_forward, py::arg("x"), py::arg("geom"),
+           py::arg("out"))
+      .def("linear_forward", &BoundProgram::linear_forward, py::arg("x"), py::arg("w"),
+           py::arg("bias"), py::arg("out"), py::arg("trans_w"))
+      .def("relu_forward", &BoundProgram::relu_forward, py::arg("x"), py::arg("y"),
+           py::arg("negative_slope") = 0.0)
+      .def("softmax_forward", &BoundProgram::softmax_forward, py::arg("x"), py::arg("y"),
+           py::arg("outer"), py::arg("channels"), py::arg("inner"))
+      .def("copy", &BoundProgram::copy, py::arg("x"), py::arg("y"))
+      .def("guard", &BoundProgram::guard, py::arg("current"), py::arg("snapshot"))
+      .def("run", &BoundProgram::run, py::arg("first"), py::arg("last"),
+           "Runs steps first..last; returns the index of a guard that stopped, or -1.")
+      .def("failed_step", &BoundProgram::failed_step)
+      .def("__len__", &BoundProgram::size);
   m.def("set_num_threads", &mc::set_num_threads, py::arg("n"), py::arg("openmp_threads") = -1);
   m.def("get_num_threads", &mc::get_num_threads);
   m.def("max_threads", [] { return mc::kMaxThreads; }, "The most threads set_num_threads accepts.");

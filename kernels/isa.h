@@ -221,6 +221,17 @@ void ave_pool_forward(const T* x, int64_t planes, const PoolGeom& g, T* y);
 template <typename T>
 void ave_pool_backward(const T* dy, int64_t planes, const PoolGeom& g, T* dx);
 
+// Elementwise pieces of an inference forward (activations.cc); y may be x (in place).
+// ReLU: y[i] = x[i] > 0 ? x[i] : slope * x[i] (NaN stays NaN), n values.
+template <typename T>
+void relu_forward(const T* x, int64_t n, T slope, T* y);
+// Softmax over the middle axis of x[outer][channels][inner]: y = exp(x - max) / sum.
+template <typename T>
+void softmax_forward(const T* x, int64_t outer, int64_t channels, int64_t inner, T* y);
+// y[r][c] += bias[c] for rows r < rows, c < cols.
+template <typename T>
+void add_bias_rows(T* y, int64_t rows, int64_t cols, const T* bias);
+
 // This instruction set's own single-precision GEMM (tile_gemm.cc): row-major C[m][n] = A B,
 // row i of the product stored in row c_rows[i] of C (row i when c_rows is null). Returns
 // false, computing nothing, where it does not apply (no kernel for this instruction set,

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -97,6 +98,9 @@ struct TypedKernels {
                             const PoolGeom& g, T* dx);
   void (*ave_pool_forward)(const T* x, int64_t planes, const PoolGeom& g, T* y);
   void (*ave_pool_backward)(const T* dy, int64_t planes, const PoolGeom& g, T* dx);
+  void (*relu_forward)(const T* x, int64_t n, T slope, T* y);
+  void (*softmax_forward)(const T* x, int64_t outer, int64_t channels, int64_t inner, T* y);
+  void (*add_bias_rows)(T* y, int64_t rows, int64_t cols, const T* bias);
 };
 
 // The instruction sets the kernels are compiled for, lowest first.
@@ -133,6 +137,27 @@ bool isa_supported(Isa isa);  // compiled in and the CPU (and OS) can run it
 // rejects (running it would die on an illegal instruction).
 void set_isa(const std::string& name);
 std::vector<std::string> isa_names(bool supported_only);
+
+// A forward pass bound once (program.cc): a list of kernel calls whose arrays and sizes were
+// checked when they were added, run many times without converting or checking anything.
+// A step returns false to stop the run (a guard whose weights changed since it was added).
+class Program {
+ public:
+  using Step = std::function<bool()>;
+  // Appends a step; returns its index.
+  int64_t add(Step step);
+  int64_t size() const { return int64_t(steps_.size()); }
+  // Runs steps first..last (inclusive) in order; returns the index of a step that stopped the
+  // run, or -1. An exception from step i propagates after failed_step() is set to i.
+  int64_t run(int64_t first, int64_t last);
+  int64_t failed_step() const { return failed_; }
+
+ private:
+  std::vector<Step> steps_;
+  int64_t failed_ = -1;
+};
+// Whether the n bytes at a and b are equal (a guard's test: weights vs their snapshot).
+bool same_bytes(const void* a, const void* b, int64_t n);
 
 #if defined(MINICAFFE_BLAS_MKL)
 // CSR (M, K) x b[K][N] -> c[M][N] through MKL's sparse BLAS (mkl_sparse_?_mm), for comparison.

@@ -45,7 +45,8 @@ constexpr TypedKernels<T> typed() {
           &gemm_compact<T>,     &conv_forward<T>,     &conv_forward_nchw<T>,
           &conv_backward<T>,    &linear_compact<T>,   &csrmm<T>,
           &csrmm_t<T>,          &max_pool_forward<T>, &max_pool_backward<T>,
-          &ave_pool_forward<T>, &ave_pool_backward<T>};
+          &ave_pool_forward<T>, &ave_pool_backward<T>, &relu_forward<T>,
+          &softmax_forward<T>,  &add_bias_rows<T>};
 }
 
 const Kernels kTable = {MC_ISA_ENUM, typed<float>(),  typed<double>(), &tile_sgemm,

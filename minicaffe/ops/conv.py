@@ -47,18 +47,17 @@ def conv_forward_nchw(x, geom, w, group=1, bias=None, out=None, block_bytes=BLOC
     lowered, the GEMM has its kept rows only, and removed filters output their bias.
     Raises TypeError for mixed or non-float dtypes, KernelError for shapes that disagree.
     """
-    op = "conv_forward_nchw"
-    x = _check_input(op, x, geom, batched=True)
-    if isinstance(w, CompactWeights):
-        return _forward_compact(op, x, geom, w, group, bias, out, block_bytes)
-    w, group = _check_weights(op, x, geom, w, group)
-    M = w.shape[0]
-    bias = _vector(op, "bias", bias, M, x.dtype)
-    out = _checks.output(op, out, (x.shape[0], M, geom.cols), x.dtype)
+    args = _forward_args(x, geom, w, group, bias, out, block_bytes)
+    out = args[5]
     k = native.kernels()
     if k is not None:
-        k.conv_forward_nchw(x, geom.native, group, w, bias, out, int(block_bytes))
+        k.conv_forward_nchw(*args)
         return out
+    x, bias = args[0], args[4]
+    if isinstance(w, CompactWeights):
+        return _np_forward_compact(x, geom, w, bias, out, block_bytes)
+    w, group = args[3], args[2]
+    M = w.shape[0]
     P, mg, kg = geom.cols, M // group, geom.rows // group
     for n0, n in _chunks(x.shape[0], geom, x.dtype, block_bytes):
         cols = _np_im2col_batch(x[n0:n0 + n], geom, np.empty((geom.rows, n * P), x.dtype))
@@ -70,22 +69,33 @@ def conv_forward_nchw(x, geom, w, group=1, bias=None, out=None, block_bytes=BLOC
     return out
 
 
-def _forward_compact(op, x, geom, w, group, bias, out, block_bytes):
-    if group != 1:
-        raise KernelError(f"{op}: CompactWeights hold one group; got group = {group!r} (pass "
-                          "each group's weights and channels separately)")
-    if w.shape[1] != geom.rows:
-        raise KernelError(f"{op}: geom lowers to {geom.rows} rows (C*kh*kw) but the weights "
-                          f"have K = {w.shape[1]} (shape {w.shape})")
-    _checks.same_dtype(op, x=x, weights=w.packed)
+def _forward_args(x, geom, w, group=1, bias=None, out=None, block_bytes=BLOCK_BYTES):
+    """The checked arguments of conv_forward_nchw as the compiled kernel takes them:
+    (x, geom tuple, group, weights or packed block, bias, out, block_bytes, rows, cols), with
+    `out` allocated when None; rows and cols are None for dense weights. Raises as
+    conv_forward_nchw does (an inference plan binds these once)."""
+    op = "conv_forward_nchw"
+    x = _check_input(op, x, geom, batched=True)
+    if isinstance(w, CompactWeights):
+        if group != 1:
+            raise KernelError(f"{op}: CompactWeights hold one group; got group = {group!r} (pass "
+                              "each group's weights and channels separately)")
+        if w.shape[1] != geom.rows:
+            raise KernelError(f"{op}: geom lowers to {geom.rows} rows (C*kh*kw) but the weights "
+                              f"have K = {w.shape[1]} (shape {w.shape})")
+        _checks.same_dtype(op, x=x, weights=w.packed)
+        M = w.shape[0]
+        bias = _vector(op, "bias", bias, M, x.dtype)
+        out = _checks.output(op, out, (x.shape[0], M, geom.cols), x.dtype)
+        return (x, geom.native, 1, w._padded, bias, out, int(block_bytes), w.rows, w.cols)
+    w, group = _check_weights(op, x, geom, w, group)
     M = w.shape[0]
     bias = _vector(op, "bias", bias, M, x.dtype)
     out = _checks.output(op, out, (x.shape[0], M, geom.cols), x.dtype)
-    k = native.kernels()
-    if k is not None:
-        k.conv_forward_nchw(x, geom.native, 1, w._padded, bias, out, int(block_bytes),
-                            w.rows, w.cols)
-        return out
+    return (x, geom.native, group, w, bias, out, int(block_bytes), None, None)
+
+
+def _np_forward_compact(x, geom, w, bias, out, block_bytes):
     P = geom.cols
     out[...] = 0 if bias is None else bias[:, None]
     for n0, n in _chunks(x.shape[0], geom, x.dtype, block_bytes):

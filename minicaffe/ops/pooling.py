@@ -271,6 +271,17 @@ def max_pool_forward(x, kernel, pad, stride, out_size, out=None, mask=None):
     (Caffe: Pooling layer's ceil rule). `mask` is int32, h*W + w of each window's first maximum.
     Raises TypeError for non-float x or a non-int32 mask, KernelError for bad geometry/shapes.
     """
+    x, g, out, mask = _max_pool_args(x, kernel, pad, stride, out_size, out, mask)
+    k = native.kernels()
+    if k is not None:
+        k.max_pool_forward(x, g[2:], out, mask)
+        return out, mask
+    return _np_max_pool_forward(x, g, out, mask)
+
+
+def _max_pool_args(x, kernel, pad, stride, out_size, out, mask):
+    """max_pool_forward's checked arguments (x, geometry tuple, out, mask), out and mask
+    allocated when None (an inference plan binds them once)."""
     op = "max_pool_forward"
     x = _checks.float_array(op, "x", x)
     _checks.check_ndim(op, "x", x, 4, "(N, C, H, W)")
@@ -278,11 +289,7 @@ def max_pool_forward(x, kernel, pad, stride, out_size, out=None, mask=None):
     shape = x.shape[:2] + g[-2:]
     out = _checks.output(op, out, shape, x.dtype)
     mask = _mask_array(op, mask, shape, out=True)
-    k = native.kernels()
-    if k is not None:
-        k.max_pool_forward(x, g[2:], out, mask)
-        return out, mask
-    return _np_max_pool_forward(x, g, out, mask)
+    return x, g, out, mask
 
 
 def max_pool_backward(dy, mask, in_size, kernel, pad, stride, dx=None):
@@ -316,16 +323,22 @@ def ave_pool_forward(x, kernel, pad, stride, out_size, out=None):
     kernel, pad, stride, out_size are (h, w) pairs as for max_pool_forward.
     Raises TypeError for non-float x, KernelError for bad geometry/shapes.
     """
-    op = "ave_pool_forward"
-    x = _checks.float_array(op, "x", x)
-    _checks.check_ndim(op, "x", x, 4, "(N, C, H, W)")
-    g = _geometry(op, x.shape, kernel, pad, stride, out_size)
-    out = _checks.output(op, out, x.shape[:2] + g[-2:], x.dtype)
+    x, g, out = _ave_pool_args(x, kernel, pad, stride, out_size, out)
     k = native.kernels()
     if k is not None:
         k.ave_pool_forward(x, g[2:], out)
         return out
     return _np_ave_pool_forward(x, g, out)
+
+
+def _ave_pool_args(x, kernel, pad, stride, out_size, out):
+    """ave_pool_forward's checked arguments (x, geometry tuple, out), out allocated when None."""
+    op = "ave_pool_forward"
+    x = _checks.float_array(op, "x", x)
+    _checks.check_ndim(op, "x", x, 4, "(N, C, H, W)")
+    g = _geometry(op, x.shape, kernel, pad, stride, out_size)
+    out = _checks.output(op, out, x.shape[:2] + g[-2:], x.dtype)
+    return x, g, out
 
 
 def ave_pool_backward(dy, in_size, kernel, pad, stride, dx=None):

@@ -103,3 +103,28 @@ def csrmm(indptr, indices, data, b):
         for t in range(indptr[m], indptr[m + 1]):
             out[m] += float(data[t]) * np.asarray(b[indices[t]], dtype=np.float64)
     return out
+
+
+def relu(x, negative_slope=0.0):
+    """Caffe's ReLU one value at a time: x where x > 0 (NaN stays NaN), else negative_slope * x
+    (0 when the slope is 0, -inf included: max(x, 0))."""
+    flat = np.asarray(x).reshape(-1)
+    out = np.empty_like(flat)
+    for i, v in enumerate(flat):
+        if v > 0 or v != v:
+            out[i] = v
+        else:
+            out[i] = 0 if negative_slope == 0 else v * negative_slope
+    return out.reshape(np.shape(x))
+
+
+def softmax(x, axis):
+    """exp(x - max) / sum exp(x - max) along `axis`, in float64, one fibre at a time."""
+    x = np.asarray(x)
+    moved = np.moveaxis(x.astype(np.float64), axis, -1)
+    out = np.empty_like(moved)
+    for idx in np.ndindex(moved.shape[:-1]):
+        with np.errstate(invalid="ignore"):            # inf - inf: NaN, as the kernels give
+            e = np.exp(moved[idx] - np.max(moved[idx]))
+        out[idx] = e / e.sum()
+    return np.moveaxis(out, -1, axis).astype(x.dtype)
