@@ -29,6 +29,7 @@ from minicaffe.errors import (AllocationError, DataError, FillerError, LayerSetu
                               MinicaffeError, ShapeError)
 from minicaffe.catalog import create_layer
 from minicaffe.phase import phase_id, phase_name
+from minicaffe.plan import Planner, plan_refusal
 
 log = logging.getLogger("minicaffe.net")
 
@@ -229,6 +230,8 @@ class Net:
         self._callbacks = {"before_forward": [], "after_forward": [], "before_backward": [],
                            "after_backward": []}
         self._build(layer_params)
+        # TEST nets forward through an inference plan (minicaffe/plan.py) unless refused.
+        self._planner = None if plan_refusal(self, default=True) else Planner(self)
         if weights is not None:
             self.copy_from(weights)
 
@@ -803,6 +806,24 @@ class Net:
             if hasattr(layer, "refresh_weights"):
                 layer.refresh_weights()
 
+    @property
+    def use_plan(self):
+        """Whether forward runs through the inference plan (minicaffe/plan.py): on by default for
+        TEST nets on the CPU with the compiled kernels (MINICAFFE_PLAN=0 turns the default off).
+        Set it to False to run the plain per-layer forward, e.g. while debugging a layer;
+        setting True raises ValueError where a plan cannot run (the message says why)."""
+        return self._planner is not None
+
+    @use_plan.setter
+    def use_plan(self, on):
+        if not on:
+            self._planner = None
+        elif self._planner is None:
+            reason = plan_refusal(self)
+            if reason:
+                raise ValueError(f"net '{self.name}': no inference plan: {reason}")
+            self._planner = Planner(self)
+
     # ------------------------------------------------------------------------------------
     # running
     def before_forward(self, fn):
@@ -822,6 +843,19 @@ class Net:
         self._callbacks["after_backward"].append(fn)
 
     def _forward_range(self, first, last):
+        # The plan runs layers in compiled stretches: per-layer callbacks need the plain loop.
+        planner = self._planner
+        if self._callbacks["before_forward"] or self._callbacks["after_forward"]:
+            planner = None
+        loss = None if planner is None else planner.forward(first, last)
+        if loss is None:
+            loss = self._forward_layers(first, last)
+        self._last_loss = loss
+        return loss
+
+    def _forward_layers(self, first, last):
+        """The plain forward: reshape and forward each layer first..last from Python; returns
+        the loss they add."""
         loss = 0.0
         before, after = self._callbacks["before_forward"], self._callbacks["after_forward"]
         for i in range(first, last + 1):
@@ -843,7 +877,6 @@ class Net:
                     blob.diff[...] = w            # the loss weight seeds backward
             for fn in after:
                 fn(i)
-        self._last_loss = loss
         return loss
 
     def _backward_range(self, first, last):

@@ -28,7 +28,7 @@ LEVELS = {
     "prototxt": 1, "blob": 1, "fillers": 1, "groups": 1, "wire": 1,
     "data": 2, "ops": 2,
     "catalog": 3,
-    "net": 4, "weights": 4,
+    "net": 4, "weights": 4, "plan": 4,
     "solver": 5,
     "compact": 6, "export": 6, "parallel": 6,
     # entry points and the pycaffe facade

@@ -3,6 +3,8 @@
 Life cycle, driven by Net: `check_counts` → `setup(bottom, top)` once → `reshape(bottom, top)`
 before every forward → `forward(bottom, top)` → `backward(top, propagate_down, bottom)`.
 Parameter diffs are *added to* (the solver clears them); bottom diffs are overwritten.
+A TEST net's inference plan (minicaffe.plan) instead calls `reshape` once per input shape and
+asks `bind_forward` for the forward as bound op calls.
 """
 from minicaffe.errors import LayerSetupError
 from minicaffe.registry import Registry
@@ -95,6 +97,17 @@ class Layer:
         a Net)."""
         flags = getattr(self, "param_propagate_down", None)
         return flags is None or j >= len(flags) or bool(flags[j])
+
+    def bind_forward(self, bottom, top, program):
+        """Append this layer's forward to `program` (an ops.Program) as bound op calls, for an
+        inference plan, and return True; return False (the default) to have the plan call
+        `reshape` and `forward` from Python instead.
+
+        Called right after `reshape`, whenever the plan is built; it must leave the state that
+        `forward` leaves (what backward reads) and change no blob. A layer whose forward does
+        nothing returns True without adding a step.
+        """
+        return False
 
     def allow_force_backward(self, bottom_index):
         """Whether force_backward may request a diff for this bottom (False for labels)."""

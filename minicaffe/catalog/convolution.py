@@ -150,6 +150,25 @@ class Convolution(Layer):
         w2d = self.blobs[0].data.reshape(self.num_output, -1)
         ops.conv_forward_nchw(x, g, w2d, self.group, bias, out=y, block_bytes=_CHUNK_BYTES)
 
+    def bind_forward(self, bottom, top, program):
+        """Dense weights, and compacted weights of one group (behind a guard that stops the
+        run when the weights changed since their format was built); CSR and grouped sparse
+        modes run `forward`."""
+        x = bottom[0].data
+        g = self.geom
+        y = top[0].data.reshape(x.shape[0], self.num_output, g.cols)
+        bias = self.blobs[1].data if self.bias_term else None
+        if self._sparse_mode():
+            formats = self._weight_formats()
+            if self.group != 1 or not isinstance(formats[0], ops.CompactWeights):
+                return False
+            program.guard(self.blobs[0].data, self._formats_of)
+            program.conv_forward_nchw(x, g, formats[0], 1, bias, y, block_bytes=_CHUNK_BYTES)
+            return True
+        w2d = self.blobs[0].data.reshape(self.num_output, -1)
+        program.conv_forward_nchw(x, g, w2d, self.group, bias, y, block_bytes=_CHUNK_BYTES)
+        return True
+
     def _store_top(self, out, y, n0, n):
         """GEMM output (M, n*P) -> top images n0..n0+n (n, M, P), fused with the bias add."""
         out3 = out.reshape(self.num_output, n, self.geom.cols).transpose(1, 0, 2)

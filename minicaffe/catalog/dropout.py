@@ -42,6 +42,13 @@ class Dropout(Layer):
         self._mask *= x.dtype.type(self._scale)
         xp.multiply(x, self._mask, out=y)
 
+    def bind_forward(self, bottom, top, program):
+        if self._training():
+            return False                       # a fresh mask every forward
+        if top[0] is not bottom[0]:
+            program.copy(bottom[0].data, top[0].data)
+        return True
+
     def backward(self, top, propagate_down, bottom):
         if not propagate_down[0]:
             return

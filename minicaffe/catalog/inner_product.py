@@ -75,6 +75,13 @@ class InnerProduct(Layer):
         if self.bias_term:
             y += self.blobs[1].data
 
+    def bind_forward(self, bottom, top, program):
+        x = self._x2d(bottom[0])
+        y = top[0].data.reshape(x.shape[0], self.num_output)
+        bias = self.blobs[1].data if self.bias_term else None
+        program.linear_forward(x, self.blobs[0].data, bias, y, trans_w=not self.transpose)
+        return True
+
     def backward(self, top, propagate_down, bottom):
         x = self._x2d(bottom[0])
         dy = top[0].diff.reshape(x.shape[0], self.num_output)

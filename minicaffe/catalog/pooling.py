@@ -116,6 +116,21 @@ class Pooling(Layer):
         if len(top) == 2:
             top[1].data[...] = self._mask
 
+    def bind_forward(self, bottom, top, program):
+        """One bound pooling call; MAX keeps its argmax mask for backward, as `forward` does.
+        With the mask as a second top, `forward` runs (it converts the mask to floats)."""
+        if len(top) != 1:
+            return False
+        geometry = (self.kh, self.kw), (self.ph, self.pw), (self.sh, self.sw), (self.oh, self.ow)
+        x = bottom[0].data
+        if self.method == "AVE":
+            program.ave_pool_forward(x, *geometry, out=top[0].data)
+            return True
+        if self._mask is None or self._mask.shape != top[0].shape:
+            self._mask = np.empty(top[0].shape, dtype=np.int32)
+        program.max_pool_forward(x, *geometry, out=top[0].data, mask=self._mask)
+        return True
+
     # -- backward ------------------------------------------------------------------------------
     def backward(self, top, propagate_down, bottom):
         if not propagate_down[0]:

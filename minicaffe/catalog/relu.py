@@ -25,6 +25,11 @@ class ReLU(Layer):
         else:
             top[0].data[...] = xp.where(x > 0, x, x * x.dtype.type(s))
 
+    def bind_forward(self, bottom, top, program):
+        program.relu_forward(bottom[0].data, top[0].data,
+                             self.layer_param.relu_param.negative_slope)
+        return True
+
     def backward(self, top, propagate_down, bottom):
         if not propagate_down[0]:
             return

@@ -66,5 +66,8 @@ class Reshape(Layer):
     def forward(self, bottom, top):
         pass
 
+    def bind_forward(self, bottom, top, program):
+        return True                            # the top views bottom's data (shared in reshape)
+
     def backward(self, top, propagate_down, bottom):
         pass                                   # the diff is shared too

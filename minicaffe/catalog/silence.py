@@ -18,6 +18,9 @@ class Silence(Layer):
     def forward(self, bottom, top):
         pass
 
+    def bind_forward(self, bottom, top, program):
+        return True                            # nothing to compute
+
     def backward(self, top, propagate_down, bottom):
         for b, down in zip(bottom, propagate_down):
             if down:

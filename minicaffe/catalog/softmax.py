@@ -31,6 +31,10 @@ class Softmax(Layer):
     def forward(self, bottom, top):
         softmax(bottom[0].data, self._axis, out=top[0].data)
 
+    def bind_forward(self, bottom, top, program):
+        program.softmax_forward(bottom[0].data, top[0].data, self._axis)
+        return True
+
     def backward(self, top, propagate_down, bottom):
         if not propagate_down[0]:
             return

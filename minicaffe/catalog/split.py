@@ -19,6 +19,9 @@ class Split(Layer):
     def forward(self, bottom, top):
         pass                                   # tops already view bottom's data
 
+    def bind_forward(self, bottom, top, program):
+        return True                            # the tops view bottom's data (shared in reshape)
+
     def backward(self, top, propagate_down, bottom):
         if not propagate_down[0]:
             return
