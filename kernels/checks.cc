@@ -1,5 +1,7 @@
 // Argument checks shared by the kernels (messages per STYLE.md: op, argument, value, rule).
+#include <algorithm>
 #include <climits>
+#include <string>
 
 #include "kernels.h"
 
@@ -73,6 +75,20 @@ void check_pool_geom(const char* op, const PoolGeom& g) {
     fail(op, "pad (", g.ph, ", ", g.pw, ") must be smaller than the kernel (", g.kh, ", ", g.kw,
          ")");
   if (g.H * g.W > INT32_MAX) fail(op, "plane ", g.H, "x", g.W, " has more than 2^31-1 pixels");
+  // Each thread's phase planes hold sh*sw planes of (Hh + 1) x Wh (pooling.cc, Layout); a
+  // stride far past the padded input made that std::vector too large inside a parallel region,
+  // which aborted the process. The limit (ops/pooling.py checks the same) only refuses
+  // geometries whose later windows start far past the image.
+  const __int128 Hh = g.oh + (g.kh - 1) / g.sh, Wh = g.ow + (g.kw - 1) / g.sw;
+  const __int128 scratch = __int128(g.sh) * g.sw * (Hh * Wh + Wh);
+  const __int128 limit =
+      std::max<__int128>(__int128(1) << 24,
+                         __int128(16) * (g.H + 2 * g.ph + g.kh) * (g.W + 2 * g.pw + g.kw));
+  if (scratch > limit)
+    fail(op, "stride (", g.sh, ", ", g.sw, ") with output (", g.oh, ", ", g.ow, ") needs ",
+         scratch > INT64_MAX ? std::string("more than 2^63") : std::to_string(int64_t(scratch)),
+         " elements of phase scratch per thread, more than ", int64_t(limit),
+         " (16 times the padded input and kernel): windows would start far past the image");
 }
 
 int64_t first_bad_index(const int32_t* mask, int64_t n, int64_t bound) {

@@ -245,6 +245,17 @@ def _geometry(op, shape, kernel, pad, stride, out_size):
     if ph >= kh or pw >= kw:
         raise _checks.KernelError(f"{op}: pad ({ph}, {pw}) must be smaller than the kernel "
                                   f"({kh}, {kw})")
+    # One window along an axis: its stride changes nothing, and a huge one would only size the
+    # phase scratch (sh*sw planes) for nothing.
+    sh, sw = (1 if oh == 1 else sh), (1 if ow == 1 else sw)
+    Hh, Wh = oh + (kh - 1) // sh, ow + (kw - 1) // sw
+    scratch = sh * sw * (Hh * Wh + Wh)
+    limit = max(1 << 24, 16 * (H + 2 * ph + kh) * (W + 2 * pw + kw))
+    if scratch > limit:
+        raise _checks.KernelError(
+            f"{op}: stride ({sh}, {sw}) with output ({oh}, {ow}) needs {scratch} elements of "
+            f"phase scratch per thread, more than {limit} (16 times the padded input and "
+            "kernel): windows would start far past the image")
     return (N, C, H, W, kh, kw, ph, pw, sh, sw, oh, ow)
 
 

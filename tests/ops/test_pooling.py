@@ -366,3 +366,52 @@ def test_kernel_checks_match_facade():
     with pytest.raises(TypeError, match=r"^max_pool_forward: mask has dtype int64; expected "
                                         r"int32$"):
         k.max_pool_forward(x, (4, 4, 2, 2, 0, 0, 2, 2, 2, 2), y, m.astype(np.int64))
+
+
+# Found by tests/prototxt/test_fuzz.py (a deploy net with `stride: 2147483647`): the compiled
+# kernel sized its per-thread phase scratch as sh*sw planes inside an OpenMP region, and the
+# std::length_error / bad_alloc that followed aborted the process.
+@pytest.mark.parametrize("stride", [(2**31 - 1, 2**31 - 1), (65536, 65536), (1, 2**31 - 1)])
+@pytest.mark.parametrize("ave", [False, True])
+def test_a_huge_stride_with_one_window_per_axis_is_answered(engine, stride, ave, rng):
+    """With one output row (column) the stride along it does not matter: same answer as 1."""
+    x = rng.standard_normal((2, 3, 8, 8))
+    out_size = (1 if stride[0] > 8 else 6, 1 if stride[1] > 8 else 6)
+    same = (1 if stride[0] > 8 else stride[0], 1 if stride[1] > 8 else stride[1])
+    if ave:
+        got = ops.ave_pool_forward(x, (3, 3), (0, 0), stride, out_size)
+        np.testing.assert_allclose(got, ave_reference(x, (3, 3), (0, 0), same, out_size))
+        dx = ops.ave_pool_backward(np.ones_like(got), (8, 8), (3, 3), (0, 0), stride)
+        np.testing.assert_allclose(dx, ops.ave_pool_backward(np.ones_like(got), (8, 8), (3, 3),
+                                                             (0, 0), same))
+    else:
+        y, mask = ops.max_pool_forward(x, (3, 3), (0, 0), stride, out_size)
+        y_ref, mask_ref = reference(x, (3, 3), (0, 0), same, out_size)
+        np.testing.assert_array_equal(y, y_ref)
+        np.testing.assert_array_equal(mask, mask_ref)
+
+
+@pytest.mark.parametrize("ave", [False, True])
+def test_a_huge_stride_with_windows_past_the_image_is_a_kernel_error(engine, ave):
+    x = np.ones((1, 1, 8, 8))
+    with pytest.raises(KernelError, match=r"pool_forward: stride \(2147483647, 2147483647\) "
+                                          r"with output \(2, 2\) needs \d+ elements of phase "
+                                          r"scratch per thread"):
+        if ave:
+            ops.ave_pool_forward(x, (3, 3), (0, 0), (2**31 - 1, 2**31 - 1), (2, 2))
+        else:
+            ops.max_pool_forward(x, (3, 3), (0, 0), (2**31 - 1, 2**31 - 1), (2, 2))
+
+
+@pytest.mark.native
+def test_the_kernel_itself_refuses_a_scratch_it_cannot_hold():
+    k = native.kernels()
+    if k is None:
+        pytest.skip(f"minicaffe._kernels not built: {native.unavailable_reason()}")
+    x, out = np.ones((1, 1, 8, 8)), np.zeros((1, 1, 2, 2))
+    for geom in ((8, 8, 3, 3, 0, 0, 2**31 - 1, 2**31 - 1, 2, 2),
+                 (8, 8, 3, 3, 0, 0, 2**62, 2**62, 2, 2)):
+        with pytest.raises(ValueError, match=r"ave_pool_forward: .*phase scratch"):
+            k.ave_pool_forward(x, geom, out)
+        with pytest.raises(ValueError, match=r"max_pool_forward: .*phase scratch"):
+            k.max_pool_forward(x, geom, out, np.zeros((1, 1, 2, 2), np.int32))

@@ -1,18 +1,26 @@
-"""Property tests: the reader raises only ParseError on any input; spec -> text -> spec is exact."""
+"""Property tests: the reader raises only ParseError on any input (hostile numbers included);
+spec -> text -> spec is exact; nets built from shipped files with hostile numbers either work
+or end in a minicaffe error."""
 import os
+import re
 import warnings
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from minicaffe.errors import ParseError
+from minicaffe.errors import MinicaffeError, ParseError
 from minicaffe.prototxt import message_class, parse_message, parse_net, parse_solver, to_text
 from minicaffe.prototxt.message import _INT_RANGES
 from minicaffe.prototxt.schema import MESSAGES
+from minicaffe.testing.fuzz import assert_contract, examples, fuzz_settings
 
-SETTINGS = settings(max_examples=int(os.environ.get("PROTOTXT_FUZZ_EXAMPLES", 300)), deadline=None,
-                    suppress_health_check=[HealthCheck.too_slow])
+# PROTOTXT_FUZZ_EXAMPLES sets the count; otherwise MINICAFFE_FUZZ_SCALE scales 300 (a long run:
+# docs/RELIABILITY.md).
+SETTINGS = settings(max_examples=int(os.environ.get("PROTOTXT_FUZZ_EXAMPLES", 0)) or examples(300),
+                    deadline=None, suppress_health_check=[HealthCheck.too_slow])
+pytestmark = pytest.mark.fuzz
 LENET = (Path(__file__).resolve().parents[2] / "prototxt" / "lenet" /
          "lenet_train_test.prototxt").read_text()
 
@@ -110,3 +118,47 @@ def test_spec_text_spec_round_trip(case):
 def test_layer_inside_net_round_trips_through_parse_net(layer):
     net = message_class("NetParameter")(name="n", layer=[layer])
     assert parse_net(to_text(net)) == net
+
+
+# --- hostile scalars and nets built from mutated files (minicaffe.testing.fuzz budgets) ------
+
+_NUMBERISH = st.text(alphabet="0123456789.eE+-xXfFa_", min_size=1, max_size=400)
+
+
+@fuzz_settings(300)
+@given(_NUMBERISH, st.sampled_from(["base_lr", "max_iter", "momentum", "random_seed", "snapshot"]))
+def test_number_like_values_raise_only_parse_error(value, field):
+    _only_parse_errors(parse_solver, f"{field}: {value}")
+
+
+_ROOT = Path(__file__).resolve().parents[2] / "prototxt"
+_DEPLOY = [re.sub(r"dim: 64|dim: 100|dim: 10\b", "dim: 2", (_ROOT / name).read_text())
+           for name in ("lenet/lenet_deploy.prototxt", "cifar10/cifar10_quick_deploy.prototxt")]
+_NUMBER = re.compile(r"(?<=: )-?[0-9][0-9.e+-]*")
+_HOSTILE = ["0", "1", "2", "3", "7", "-1", "-3", "0.5", "1e30", "nan", "inf", "-inf",
+            "2147483647", "4294967295", "9223372036854775807", "65536"]
+
+
+def _build_and_run(text):
+    from minicaffe import TEST, Net
+
+    net = Net(parse_net(text), TEST)
+    for name in net.inputs:
+        net.blobs[name].data[...] = 0.5
+    net.forward()
+    return net
+
+
+@pytest.mark.filterwarnings("ignore")
+@fuzz_settings(120)
+@given(st.sampled_from(_DEPLOY), st.data())
+def test_mutated_numbers_in_shipped_nets_build_or_raise_our_errors(text, data):
+    """Every number of a deploy net may become a hostile value; building the Net and running
+    a forward pass either works or ends in a minicaffe error naming the layer."""
+    spots = [m.span() for m in _NUMBER.finditer(text)]
+    for _ in range(data.draw(st.integers(1, 3))):
+        start, end = data.draw(st.sampled_from(spots))
+        text = text[:start] + data.draw(st.sampled_from(_HOSTILE)).ljust(end - start) + text[end:]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert_contract(_build_and_run, text, allowed=(MinicaffeError,), what=text)
