@@ -53,8 +53,9 @@ _EXPORTS = {
     "Detector": "minicaffe.detector",
 }
 
-# pycaffe's submodules, importable as attributes (`caffe.io.load_image`, `caffe.proto.caffe_pb2`)
-_SUBMODULES = ("io", "proto", "draw", "net_spec", "classifier", "detector")
+# pycaffe's submodules, importable as attributes (`caffe.io.load_image`, `caffe.proto.caffe_pb2`),
+# and minicaffe.export (`caffe.export.to_onnx(net)`)
+_SUBMODULES = ("io", "proto", "draw", "net_spec", "classifier", "detector", "export")
 
 __all__ = ["TRAIN", "TEST", *_EXPORTS]
 

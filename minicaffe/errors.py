@@ -76,3 +76,8 @@ class SnapshotError(MinicaffeError, OSError):
 
 class DivergenceError(MinicaffeError, RuntimeError):
     """Training produced a non-finite loss; names the first layer with a non-finite output."""
+
+
+class ExportError(MinicaffeError, ValueError):
+    """A net cannot be exported (to ONNX): the message names the layer, its type and what
+    the target format cannot express."""
