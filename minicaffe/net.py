@@ -133,6 +133,24 @@ def _filler_field(layer_param, filler_param, depth=3):
     return f"{label}{where}: "
 
 
+_CONV_MODE_NAMES = {"dense": "LOWERED_GEMM", "ccnmm": "LOWERED_CCNMM", "csr": "LOWERED_CSRMM",
+                    "LOWERED_GEMM": "LOWERED_GEMM", "LOWERED_CCNMM": "LOWERED_CCNMM",
+                    "LOWERED_CSRMM": "LOWERED_CSRMM", "auto": "auto"}
+
+
+def _conv_mode_name(mode):
+    """The Caffe conv_mode for Net(conv_mode=...), "auto", or None (keep the prototxt's)."""
+    if mode is None:
+        return None
+    key = mode if mode in _CONV_MODE_NAMES else str(mode).lower()
+    if key not in _CONV_MODE_NAMES:
+        hint = (" ('compact' is a separate, smaller net: minicaffe.compact.compact_net)"
+                if key == "compact" else "")
+        raise ValueError(f"Net: conv_mode={mode!r}; expected one of dense, ccnmm, csr, auto or "
+                         f"LOWERED_GEMM, LOWERED_CCNMM, LOWERED_CSRMM{hint}")
+    return _CONV_MODE_NAMES[key]
+
+
 def _split_blob_name(blob, layer, top_index, k):
     return f"{blob}_{layer}_{top_index}_split_{k}"
 
@@ -202,12 +220,19 @@ class Net:
     stages=()); `model` is a .prototxt path, prototxt text or a NetParameter; `phase` is
     minicaffe.TRAIN / TEST (or "TRAIN" / "TEST"); `weights` a .caffemodel or .npz path;
     `dtype` the element type of every blob (float32 as in Caffe; float64 for gradient checks).
+    `conv_mode` overrides every Convolution layer's `conv_mode`: "dense" (LOWERED_GEMM), "ccnmm"
+    (LOWERED_CCNMM: zero rows and columns of the lowered weights skipped), "csr"
+    (LOWERED_CSRMM), the Caffe names themselves, or "auto": after the weights are loaded, each
+    convolution is timed briefly in the three modes and keeps the fastest (the choice is in
+    `net.conv_modes` and the layer's `conv_mode`; `choose_conv_modes()` measures again). The
+    sparse modes act at TEST only; at TRAIN every convolution runs dense.
 
     Raises LayerSetupError (a ValueError) naming the layer, its type and its bottoms with
     shapes when the graph or a layer cannot be built.
     """
 
-    def __init__(self, model, *args, phase=None, weights=None, level=0, stages=(), dtype=np.float32):
+    def __init__(self, model, *args, phase=None, weights=None, level=0, stages=(), dtype=np.float32,
+                 conv_mode=None):
         if len(args) == 1:
             if phase is not None:
                 weights = args[0]
@@ -229,11 +254,18 @@ class Net:
         layer_params = [copy.deepcopy(lp) for lp in filtered.layer]
         self._callbacks = {"before_forward": [], "after_forward": [], "before_backward": [],
                            "after_backward": []}
+        mode = _conv_mode_name(conv_mode)
+        if mode is not None:
+            for lp in layer_params:
+                if lp.type == "Convolution":
+                    lp.convolution_param.conv_mode = "LOWERED_GEMM" if mode == "auto" else mode
         self._build(layer_params)
         # TEST nets forward through an inference plan (minicaffe/plan.py) unless refused.
         self._planner = None if plan_refusal(self, default=True) else Planner(self)
         if weights is not None:
             self.copy_from(weights)
+        if mode == "auto":
+            self.choose_conv_modes()
 
     # ------------------------------------------------------------------------------------
     # building
@@ -245,9 +277,15 @@ class Net:
         self._bottom_vecs, self._top_vecs = [], []
         self._input_names = []
         available = OrderedDict()            # produced and not yet consumed (Caffe's outputs)
+        written = {lp.name for lp in layer_params}
+        self._implicit_splits = set()        # Split layers the Net inserted (not in the file)
         for lp, bottoms, tops in _insert_splits(layer_params):
+            if lp.name not in written:
+                self._implicit_splits.add(lp.name)
             self._append_layer(lp, bottoms, tops, available)
         self._output_names = sorted(available)    # Caffe keeps them in a std::set
+        self.conv_modes = {layer.name: layer.conv_mode for layer in self.layers
+                           if layer.type == "Convolution"}
         self._collect_params()
         self._analyse_backward()
 
@@ -660,6 +698,8 @@ class Net:
     def copy_from(self, path):
         """Load trained weights (.caffemodel or .npz) into layers of the same name (Caffe's
         CopyTrainedLayersFrom) and return a CopyReport (loaded, missing, unused layer names).
+        `path` may also be a list of `(layer name, type, [arrays])`, the form
+        `minicaffe.weights.load` returns (and `minicaffe.compact.compact_net` produces).
 
         As in Caffe, layers of the file missing here are skipped and layers with weights
         missing from the file keep their values; unlike Caffe, the second case is logged as a
@@ -671,9 +711,9 @@ class Net:
         """
         from minicaffe import weights as weights_io   # noqa: PLC0415
 
-        where = os.fspath(path)
+        where = "<weights list>" if isinstance(path, (list, tuple)) else os.fspath(path)
         layers = self.layer_dict
-        file_layers = weights_io.load(path)
+        file_layers = list(path) if isinstance(path, (list, tuple)) else weights_io.load(path)
         if not file_layers:
             raise DataError(f"{where}: holds no layers")
         with_weights = [layer.name for layer in self.layers if layer.blobs]
@@ -823,6 +863,16 @@ class Net:
             if reason:
                 raise ValueError(f"net '{self.name}': no inference plan: {reason}")
             self._planner = Planner(self)
+
+    def choose_conv_modes(self, rounds=5):
+        """Time every Convolution layer's forward in the dense, ccnmm and csr modes (`rounds`
+        interleaved runs each, after one warm-up) and keep the fastest per layer. Returns and
+        stores `net.conv_modes` {layer name: Caffe conv_mode}. At TRAIN (where convolutions
+        always run dense) nothing is measured and every layer reads LOWERED_GEMM."""
+        from minicaffe import timing   # noqa: PLC0415
+
+        self.conv_modes = timing.choose_conv_modes(self, rounds=rounds)
+        return self.conv_modes
 
     # ------------------------------------------------------------------------------------
     # running

@@ -28,12 +28,12 @@ LEVELS = {
     "prototxt": 1, "blob": 1, "fillers": 1, "groups": 1, "wire": 1,
     "data": 2, "ops": 2,
     "catalog": 3,
-    "net": 4, "weights": 4, "plan": 4,
+    "net": 4, "weights": 4, "plan": 4, "timing": 4,
     "solver": 5,
     "compact": 6, "export": 6, "parallel": 6,
     # entry points and the pycaffe facade
     "": 7, "train": 7, "test": 7, "time": 7, "bench": 7, "experiments": 7, "plot": 7,
-    "sweep": 7, "data.__main__": 7, "prototxt.__main__": 7, "testing": 7,
+    "sweep": 7, "data.__main__": 7, "compact.__main__": 7, "prototxt.__main__": 7, "testing": 7,
     "io": 7, "net_spec": 7, "proto": 7, "draw": 7, "classifier": 7, "detector": 7,
     "pycaffe": 7, "python_layer": 7,
 }
