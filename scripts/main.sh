@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The main job: train LeNet on Fashion-MNIST with SSL (group Lasso on filters and shape fibres),
-# print the sparsity report, then time the learned net dense and compacted (conv_mode LOWERED_CCNMM).
+# print the sparsity report, then compact the learned net (python -m minicaffe.compact: the
+# smaller deploy net in runs/lenet_compact/, checked against the original) and print the
+# per-layer table and the execution modes (dense, LOWERED_CCNMM, CSR, compacted) side by side.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -13,8 +15,7 @@ bash scripts/setup.sh
 "$PY" -m minicaffe.train --solver prototxt/lenet/lenet_ssl_solver.prototxt "$@"
 
 weights=$(ls -t snapshots/lenet/lenet_ssl_iter_*.caffemodel | head -n 1)
-for model in lenet_deploy lenet_deploy_compact; do
-    echo "== $model with $weights"
-    "$PY" -m minicaffe.time --model "prototxt/lenet/$model.prototxt" --weights "$weights" \
-        --phase TEST --iterations 50 2>&1 | grep -E "conv[12]\s+forward|Average Forward pass" || true
-done
+echo "== compaction of $weights"
+"$PY" -m minicaffe.compact --model prototxt/lenet/lenet_deploy.prototxt --weights "$weights" \
+    --out runs/lenet_compact --report runs/lenet_compact/report.md \
+    --json runs/lenet_compact/report.json --modes

@@ -330,3 +330,22 @@ def test_float64_nets_keep_their_dtype():
     result, small = compact_and_build(net)
     assert all(a.dtype == np.float64 for _, _, arrays in result.weights for a in arrays)
     assert_same_outputs(net, small)
+
+
+def test_shared_parameters_are_unshared_when_their_shapes_change():
+    text = ('name: "s"\n' + _input((2, 1, 4, 4)) + ip("ip1", "data", 6)
+            + 'layer { name: "ip2" type: "InnerProduct" bottom: "ip1" top: "ip2" '
+              'param { name: "w" } inner_product_param { num_output: 6 } }\n'
+            + 'layer { name: "ip3" type: "InnerProduct" bottom: "ip2" top: "ip3" '
+              'param { name: "w" } inner_product_param { num_output: 6 } }\n'
+            + ip("ip4", "ip3", 2))
+    net = make(text, seed=21)
+    net.params["ip2"][0].data[:, 1] = 0         # shared: ip3 ignores ip2's neuron 1 too
+    net.params["ip1"][0].data[3] = 0            # ip1 neuron 3: bias only, folded into ip2
+    result, small = compact_and_build(net)
+    layers = written(result)
+    assert layers["ip1"].inner_product_param.num_output == 4
+    assert weights_of(result, "ip2")[0].shape == (5, 4)
+    assert weights_of(result, "ip3")[0].shape == (6, 5)
+    assert not layers["ip2"].param[0].has("name") and not layers["ip3"].param[0].has("name")
+    assert_same_outputs(net, small)

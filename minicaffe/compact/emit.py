@@ -85,6 +85,12 @@ class Emitter:
             if lp.has("exclude"):
                 lp.clear("exclude")
             self.layers.append(lp)
+            if blobs and any(tuple(np.shape(a)) != tuple(np.shape(b))
+                             for a, b in zip(blobs, node.blobs)):
+                # A shared parameter (`param { name }`) is no longer the same blob everywhere.
+                for spec in lp.param:
+                    if spec.has("name"):
+                        spec.clear("name")
             if blobs:
                 dtype = self.g.dtype
                 # Sliced arrays are new already; unchanged ones were copied by their kind.
