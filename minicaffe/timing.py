@@ -124,7 +124,7 @@ def compare_nets(nets, rounds=20, warmup=2, gemm=True):
             net.forward()
         calls = {}
         if gemm:
-            for i, layer in enumerate(net.layers):
+            for i in range(len(net.layers)):
                 call = gemm_call(net, i)
                 if call is not None:
                     call()

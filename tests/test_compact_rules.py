@@ -10,7 +10,7 @@ from minicaffe.catalog.base import LAYERS, Layer
 from minicaffe.compact import CompactionWarning, compact_net, format_markdown, report_json
 from minicaffe.net import Net
 from minicaffe.prototxt import parse_net
-from tests.compact_nets import (_input, act, assert_same_outputs, compact_and_build, conv,
+from tests.compact_nets import (_input, assert_same_outputs, compact_and_build, conv,
                                 grouped, ip, lenet, lrn_net, make, mlp, resnet)
 
 

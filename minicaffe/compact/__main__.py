@@ -95,8 +95,8 @@ def main(argv=None):
     setup_logging()
     from minicaffe import ops
     from minicaffe import weights as weights_io
-    from minicaffe.compact import (CompactionWarning, build_net, compact_net, format_markdown,
-                                   measure, report_json)
+    from minicaffe.compact import (CompactionWarning, compact_net, format_markdown, measure,
+                                   report_json)
     from minicaffe.compact.modes import build_mode_nets, compare_modes, format_modes, parse_modes
     from minicaffe.errors import MinicaffeError
     from minicaffe.net import Net
