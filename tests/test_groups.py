@@ -90,7 +90,8 @@ GROUPINGS = [(shape, g, kind, xd, yd)
              for shape, g in [((6, 4, 3, 3), 2), ((6, 4, 3, 3), 1), ((6, 12), 3)]
              for kind, xd, yd in [("row", 0, 0), ("column", 0, 0), ("channel", 0, 0),
                                   ("filter2d", 0, 0), ("layer", 0, 0), ("block", 6, 3),
-                                  ("block", 9, 1), ("block", 4, 2)]
+                                  ("block", 9, 1), ("block", 4, 2), ("block", 1, 2),
+                                  ("block", 4, 1)]
              if kind != "block" or (shape[0] // g % yd == 0 and np.prod(shape[1:]) % xd == 0)]
 
 
@@ -149,3 +150,70 @@ def test_bad_group_and_tile_errors():
         groups.norms(w, "rows")
     with pytest.raises(SolverError, match="xdimen >= 1"):
         groups.norms(w, "block", 1, 0, 1)
+
+
+def test_kinds_compare_by_value_not_identity(rng):
+    """Group kinds read from a solver file are new str objects, not the interned literals."""
+    w = rng.standard_normal((6, 4, 3, 3))
+    for kind in ("row", "column", "channel", "filter2d", "layer"):
+        runtime = "".join(list(kind))                # equal, but not the same object
+        np.testing.assert_array_equal(groups.norms(w, runtime, 2), groups.norms(w, kind, 2))
+        assert groups.tiles(w, runtime, 2).shape == groups.tiles(w, kind, 2).shape
+
+
+def test_defaults_are_one_group_and_no_tile(rng):
+    """Called without group / xdimen / ydimen: one conv group, and block tiles must be given."""
+    w = rng.standard_normal((6, 4, 3, 3))
+    explicit = dict(group=1, xdimen=0, ydimen=0)
+    for fn in (groups.norms, groups.zero_groups, groups.live_mask):
+        np.testing.assert_array_equal(fn(w, "row"), fn(w, "row", **explicit))
+        with pytest.raises(SolverError, match="got xdimen=0 ydimen=0"):
+            fn(w, "block")
+    per_row = np.arange(6.0).reshape(1, 6)
+    np.testing.assert_array_equal(groups.broadcast_groups(per_row, w, "row"),
+                                  groups.broadcast_groups(per_row, w, "row", **explicit))
+    assert groups.tiles(w, "column").shape == (1, 1, 6, 36, 1)
+    assert groups.tile_dims(w.shape, "row") == (1, 36)
+    with pytest.raises(SolverError, match="got xdimen=0 ydimen=0"):
+        groups.tiles(w, "block")
+    with pytest.raises(SolverError, match="got xdimen=2 ydimen=0"):
+        groups.tile_dims(w.shape, "block", xdimen=2)
+    [(rows, cols)] = groups.kept_rows_cols(w)
+    assert rows.tolist() == list(range(6)) and cols.tolist() == list(range(36))
+
+
+def test_three_axis_weights_use_their_last_axis_as_the_kernel(rng):
+    """A (N, C, L) blob: a channel is L consecutive columns (kernel_area = L)."""
+    w = rng.standard_normal((4, 3, 5))
+    np.testing.assert_allclose(groups.norms(w, "channel")[0],
+                               [np.linalg.norm(w[:, c, :]) for c in range(3)])
+    assert groups.kernel_area(w.shape) == 5 and groups.kernel_area((4, 3)) == 1
+
+
+def test_lowered_shapes_of_edge_blobs():
+    assert groups.lowered_shape((0, 3, 3, 3)) == (1, 0, 0)        # no filters
+    assert groups.lowered_shape((4, 3, 3, 3), 2) == (2, 2, 27)
+    assert groups.lowered_shape(()) == (1, 1, 1)                  # a 0-axis blob: one value
+    assert groups.lowered_shape((5,)) == (1, 5, 1)                # a bias
+    for bad in (0, -1, 3):
+        with pytest.raises(SolverError, match=f"conv group {bad} does not divide the 4 filters"):
+            groups.lowered_shape((4, 3, 3, 3), bad)
+
+
+def test_block_error_names_the_conv_group_only_when_there_are_several():
+    w = np.ones((6, 4, 3, 3))
+    with pytest.raises(SolverError) as one:
+        groups.norms(w, "block", 1, 5, 2)
+    assert "conv group" not in str(one.value)
+    with pytest.raises(SolverError, match=r"lowered weight matrix 3x36 .* \(conv group 2\)"):
+        groups.norms(w, "block", 2, 5, 3)
+
+
+def test_kept_rows_cols_has_one_entry_per_conv_group(rng):
+    w = rng.standard_normal((6, 4, 3, 3))                 # group 2: two 3 x 36 matrices
+    w[4] = 0                                              # row 1 of group 1
+    w[:, 1, 0, 0] = 0                                     # column 9 of both groups
+    kept = groups.kept_rows_cols(w, 2)
+    assert len(kept) == 2
+    assert kept[0][0].tolist() == [0, 1, 2] and kept[1][0].tolist() == [0, 2]
+    assert all(9 not in cols and len(cols) == 35 for _, cols in kept)
