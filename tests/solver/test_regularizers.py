@@ -127,3 +127,38 @@ def test_l1_prox_and_l2_prox(rng):
 def test_unknown_regularizer_message():
     with pytest.raises(KeyError, match="did you mean 'group_lasso'"):
         REGULARIZERS.get("group_laso")
+
+
+def test_zero_groups_raise_no_floating_point_warning(rng):
+    """Dead groups are masked out before any division: no 0/0 or x/0 even transiently."""
+    import warnings
+
+    w = rng.standard_normal((4, 6))
+    w[1] = 0
+    w[:, 2] = 0
+    for kind in ("row", "column", "layer"):
+        reg = REGULARIZERS.get("group_lasso")(kind=kind)
+        with warnings.catch_warnings(), np.errstate(all="raise"):
+            warnings.simplefilter("error")
+            diff = np.zeros_like(w)
+            reg.add_grad(w, diff, 0.3)
+            out = np.zeros_like(w) if kind == "layer" else w.copy()
+            reg.prox(out, 0.1)                # the layer case: a whole zero blob
+        assert np.all(diff[w == 0] == 0)
+
+
+def test_regularizer_params_are_frozen():
+    import dataclasses
+
+    for name in REGULARIZERS.names():
+        reg = REGULARIZERS.get(name)()
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            reg.params.kind = "column"
+
+
+def test_block_group_lasso_needs_its_tile():
+    from minicaffe.errors import SolverError
+
+    with pytest.raises(SolverError, match="got xdimen=0 ydimen=0"):
+        REGULARIZERS.get("group_lasso")(kind="block").validate((4, 6))
+    REGULARIZERS.get("group_lasso")(kind="block", xdimen=3, ydimen=2).validate((4, 6))
