@@ -5,6 +5,8 @@
 
 Each multiplier differs from 1 and from the others, so a rule that drops one, applies one to
 the wrong blob or swaps two steps gives other numbers."""
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -111,3 +113,55 @@ def test_clip_acts_on_the_accumulated_gradient_before_normalisation(rtype):
     db = gb * scale + p.weight_decay * B_SPEC["decay_mult"] * _decay_grad(b, rtype)
     solver.step(1)
     np.testing.assert_allclose(net.b.data, b - p.base_lr * B_SPEC["lr_mult"] * db, rtol=1e-11)
+
+
+def test_iter_size_below_one_is_refused():
+    from minicaffe.errors import SolverError
+
+    X, Y, _ = planted_problem()
+    with pytest.raises(SolverError, match=r"^solver: iter_size must be >= 1 \(got 0\)$"):
+        SGDSolver(solver_param(iter_size=0), train_net=LeastSquaresNet(X, Y), test_nets=[])
+
+
+def test_learning_rate_is_logged_only_every_display_iterations(caplog):
+    import logging
+
+    solver, _ = _solver("L2", "SUBGRADIENT", display=3)
+    with caplog.at_level(logging.INFO, logger="minicaffe.solver"):
+        solver.step(5)
+    logged = [r.getMessage() for r in caplog.records if ", lr = " in r.getMessage()]
+    assert [m.split(",")[0] for m in logged] == ["Iteration 0", "Iteration 3"]
+
+
+@pytest.mark.parametrize("mode", ["DISCONNECTED_ELTWISE", "DISCONNECTED_GRPWISE"])
+def test_connectivity_masks_of_four_axis_conv_weights(mode):
+    """A conv weight (N, C, kh, kw) is masked like its lowered (N, C*kh*kw) matrix."""
+    X, Y, _ = planted_problem(k=8)
+    w0 = np.random.default_rng(3).standard_normal((3, 2, 2, 2)) * 0.1
+    w0[1] = 0                                  # a dead filter (row)
+    w0[:, 0, 1, 0] = 0                         # a dead shape fibre (column 2)
+    w0[0, 1, 1, 1] = 0                         # a stray zero in a live row and column
+    net = LeastSquaresNet(X, Y, w_shape=(3, 2, 2, 2), connectivity_mode=mode, w0=w0)
+    solver = SGDSolver(solver_param(base_lr=0.1, momentum=0.9), train_net=net, test_nets=[])
+    solver.step(10)
+    w = net.w.data
+    assert np.all(w[1] == 0) and np.all(w[:, 0, 1, 0] == 0)
+    assert (w[0, 1, 1, 1] == 0) == (mode == "DISCONNECTED_ELTWISE")
+    assert np.count_nonzero(w) == 24 - 8 - 2 - (mode == "DISCONNECTED_ELTWISE")
+
+
+def test_params_without_a_spec_take_caffes_defaults():
+    """A ParamInfo without a ParamSpec: lr_mult 1, decay_mult 1, no group terms."""
+    X, Y, _ = planted_problem()
+    net = LeastSquaresNet(X, Y)
+    net.param_infos = [dataclasses.replace(info, spec=None) for info in net.param_infos]
+    solver = SGDSolver(solver_param(base_lr=LR, weight_decay=DECAY, breadth_decay=BREADTH,
+                                    zero_threshold=0.0),
+                       train_net=net, test_nets=[])
+    assert not solver.has_group_terms
+    p = solver.param
+    w, b = net.w.data.copy(), net.b.data.copy()
+    gw, gb = net.gradient(w, b)
+    solver.step(1)
+    np.testing.assert_allclose(net.w.data, w - p.base_lr * (gw + p.weight_decay * w), rtol=1e-12)
+    np.testing.assert_allclose(net.b.data, b - p.base_lr * (gb + p.weight_decay * b), rtol=1e-12)
