@@ -155,29 +155,42 @@ def test_bad_group_and_tile_errors():
 def test_kinds_compare_by_value_not_identity(rng):
     """Group kinds read from a solver file are new str objects, not the interned literals."""
     w = rng.standard_normal((6, 4, 3, 3))
-    for kind in ("row", "column", "channel", "filter2d", "layer"):
+    for kind in ("row", "column", "channel", "filter2d", "layer", "block"):
         runtime = "".join(list(kind))                # equal, but not the same object
-        np.testing.assert_array_equal(groups.norms(w, runtime, 2), groups.norms(w, kind, 2))
-        assert groups.tiles(w, runtime, 2).shape == groups.tiles(w, kind, 2).shape
+        np.testing.assert_array_equal(groups.norms(w, runtime, 2, 9, 3),
+                                      groups.norms(w, kind, 2, 9, 3))
+        assert groups.tiles(w, runtime, 2, 9, 3).shape == groups.tiles(w, kind, 2, 9, 3).shape
+
+
+@pytest.mark.parametrize("kind", ["bias", "a", "rows", "Row", ""])
+def test_unknown_kinds_are_named_whatever_they_sort_like(kind):
+    with pytest.raises(SolverError, match=f"unknown group kind '{kind}'"):
+        groups.norms(np.ones((4, 3)), kind, 1, 1, 1)
 
 
 def test_defaults_are_one_group_and_no_tile(rng):
-    """Called without group / xdimen / ydimen: one conv group, and block tiles must be given."""
+    """Called without group / xdimen / ydimen: one conv group, and block tiles must be given.
+    Columns, not rows, tell one group from two (a row's norm is the same either way)."""
     w = rng.standard_normal((6, 4, 3, 3))
+    w[:3, 0, 1, 2] = 0                               # column 5 dead in the first 3 rows only
     explicit = dict(group=1, xdimen=0, ydimen=0)
     for fn in (groups.norms, groups.zero_groups, groups.live_mask):
-        np.testing.assert_array_equal(fn(w, "row"), fn(w, "row", **explicit))
+        np.testing.assert_array_equal(fn(w, "column"), fn(w, "column", **explicit))
         with pytest.raises(SolverError, match="got xdimen=0 ydimen=0"):
             fn(w, "block")
-    per_row = np.arange(6.0).reshape(1, 6)
-    np.testing.assert_array_equal(groups.broadcast_groups(per_row, w, "row"),
-                                  groups.broadcast_groups(per_row, w, "row", **explicit))
+    per_column = np.arange(36.0).reshape(1, 36)
+    np.testing.assert_array_equal(groups.broadcast_groups(per_column, w, "column"),
+                                  groups.broadcast_groups(per_column, w, "column", **explicit))
+    with pytest.raises(SolverError, match="got xdimen=0 ydimen=0"):
+        groups.broadcast_groups(per_column, w, "block")
     assert groups.tiles(w, "column").shape == (1, 1, 6, 36, 1)
-    assert groups.tile_dims(w.shape, "row") == (1, 36)
+    assert groups.tile_dims(w.shape, "column") == (6, 1)
     with pytest.raises(SolverError, match="got xdimen=0 ydimen=0"):
         groups.tiles(w, "block")
     with pytest.raises(SolverError, match="got xdimen=2 ydimen=0"):
         groups.tile_dims(w.shape, "block", xdimen=2)
+    with pytest.raises(SolverError, match="got xdimen=0 ydimen=2"):
+        groups.tile_dims(w.shape, "block", ydimen=2)
     [(rows, cols)] = groups.kept_rows_cols(w)
     assert rows.tolist() == list(range(6)) and cols.tolist() == list(range(36))
 
