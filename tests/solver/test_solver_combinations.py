@@ -141,7 +141,8 @@ def test_connectivity_masks_of_four_axis_conv_weights(mode):
     w0[1] = 0                                  # a dead filter (row)
     w0[:, 0, 1, 0] = 0                         # a dead shape fibre (column 2)
     w0[0, 1, 1, 1] = 0                         # a stray zero in a live row and column
-    net = LeastSquaresNet(X, Y, w_shape=(3, 2, 2, 2), connectivity_mode=mode, w0=w0)
+    net = LeastSquaresNet(X, Y, w_shape=(3, 2, 2, 2), w0=w0,
+                          connectivity_mode="".join(list(mode)))    # as parsed: not interned
     solver = SGDSolver(solver_param(base_lr=0.1, momentum=0.9), train_net=net, test_nets=[])
     solver.step(10)
     w = net.w.data
@@ -156,7 +157,7 @@ def test_params_without_a_spec_take_caffes_defaults():
     net = LeastSquaresNet(X, Y)
     net.param_infos = [dataclasses.replace(info, spec=None) for info in net.param_infos]
     solver = SGDSolver(solver_param(base_lr=LR, weight_decay=DECAY, breadth_decay=BREADTH,
-                                    zero_threshold=0.0),
+                                    kernel_shape_decay=KERNEL_SHAPE, zero_threshold=0.0),
                        train_net=net, test_nets=[])
     assert not solver.has_group_terms
     p = solver.param
@@ -165,3 +166,59 @@ def test_params_without_a_spec_take_caffes_defaults():
     solver.step(1)
     np.testing.assert_allclose(net.w.data, w - p.base_lr * (gw + p.weight_decay * w), rtol=1e-12)
     np.testing.assert_allclose(net.b.data, b - p.base_lr * (gb + p.weight_decay * b), rtol=1e-12)
+
+
+# -- the rest of the update path, boundary by boundary (mutation-driven) ----------------------
+def test_reported_loss_is_the_mean_over_iter_size_passes():
+    solver, net = _solver("L2", "SUBGRADIENT", iter_size=2)
+    w, b = net.w.data.copy(), net.b.data.copy()
+    r = net.X @ w.T + b - net.Y
+    solver.step(1)
+    assert solver.smoothed_loss == pytest.approx(0.5 * (r * r).sum() / len(net.X), rel=1e-12)
+
+
+def test_weights_exactly_at_the_zero_threshold_are_kept():
+    X, Y, _ = planted_problem()
+    net = LeastSquaresNet(X, Y)
+    solver = SGDSolver(solver_param(base_lr=0.0, zero_threshold=0.25), train_net=net,
+                       test_nets=[])
+    net.b.data[...] = [0.25, -0.25, 0.2499]
+    solver.step(1)
+    assert net.b.data.tolist() == [0.25, -0.25, 0.0]
+
+
+def test_clip_gradients_zero_clips_everything_and_a_large_clip_nothing():
+    """Caffe returns only for clip_gradients < 0: 0 scales every gradient to 0; a clip above
+    the gradient norm leaves the gradients as they are (never scales them up)."""
+    for clip, factor in ((0.0, 0.0), (1e6, 1.0)):
+        X, Y, _ = planted_problem()
+        net = LeastSquaresNet(X, Y)
+        solver = SGDSolver(solver_param(base_lr=0.1, clip_gradients=clip), train_net=net,
+                           test_nets=[])
+        w, b = net.w.data.copy(), net.b.data.copy()
+        gw, _ = net.gradient(w, b)
+        solver.step(1)
+        np.testing.assert_allclose(net.w.data, w - 0.1 * factor * gw, rtol=1e-12)
+
+
+def _masked_net(mode, first_param_dense=False):
+    """The least-squares net with a zero in W (index 0) and in a 2-D bias (index 1)."""
+    X, Y, _ = planted_problem()
+    w0 = np.random.default_rng(3).standard_normal((3, 8)) * 0.1
+    w0[0, 2] = 0
+    net = LeastSquaresNet(X, Y, w0=w0, connectivity_mode="".join(list(mode)))  # not interned
+    net.b.reshape((1, 3))
+    net.b.data[...] = [[0.0, 0.1, 0.1]]
+    if first_param_dense:                  # a blob that gets no mask comes first
+        net.param_infos = net.param_infos[::-1]
+        net.learnable_params = net.learnable_params[::-1]
+    return net
+
+
+@pytest.mark.parametrize("first_param_dense", [False, True])
+def test_masks_cover_blob_zero_of_a_layer_only(first_param_dense):
+    net = _masked_net("DISCONNECTED_ELTWISE", first_param_dense)
+    solver = SGDSolver(solver_param(base_lr=0.1), train_net=net, test_nets=[])
+    solver.step(3)
+    assert net.w.data[0, 2] == 0                      # blob 0: masked
+    assert net.b.data[0, 0] != 0                      # blob 1 (2-D here): never masked
