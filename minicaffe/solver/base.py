@@ -116,6 +116,7 @@ class Solver:
                         for b in self._params]
         self._layer_params = self._layer_param_map()
         self._decay, self._terms = self._build_regularization()
+        self._log_group_terms()
         self._masks = None            # built on the first step (from the loaded weights)
         self._losses = collections.deque(maxlen=max(1, p.average_loss))
         self.smoothed_loss = 0.0
@@ -209,6 +210,14 @@ class Solver:
                 blob_terms.append(_Term(reg, float(strength), label))
             terms.append(blob_terms)
         return decay, terms
+
+    def _log_group_terms(self):
+        """One line per blob with group-Lasso terms: which groupings, at what strength."""
+        for i, blob_terms in enumerate(self._terms):
+            if blob_terms:
+                log.info("Group Lasso (%s) on %s: %s", self.param.group_lasso_update,
+                         self._blob_name(i),
+                         ", ".join(f"{t.name} {t.strength:g}" for t in blob_terms))
 
     @property
     def has_group_terms(self):

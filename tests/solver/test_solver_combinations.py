@@ -222,3 +222,21 @@ def test_masks_cover_blob_zero_of_a_layer_only(first_param_dense):
     solver.step(3)
     assert net.w.data[0, 2] == 0                      # blob 0: masked
     assert net.b.data[0, 0] != 0                      # blob 1 (2-D here): never masked
+
+
+def test_active_group_terms_are_logged_with_their_strengths(caplog):
+    import logging
+
+    from tests.solver.fakes import BlockGroupLassoSpec
+
+    X, Y, _ = planted_problem()
+    spec = ParamSpec(breadth_decay_mult=2.0, kernel_shape_decay_mult=0.5,
+                     block_group_lasso=[BlockGroupLassoSpec(xdimen=4, ydimen=3,
+                                                            block_decay_mult=1.0)])
+    net = LeastSquaresNet(X, Y, weight_spec=spec)
+    with caplog.at_level(logging.INFO, logger="minicaffe.solver"):
+        SGDSolver(solver_param(breadth_decay=0.25, kernel_shape_decay=0.5, block_group_decay=0.125,
+                               group_lasso_update="PROXIMAL"), train_net=net, test_nets=[])
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Group Lasso")]
+    assert lines == ["Group Lasso (PROXIMAL) on layer 'fc' param 0 (3, 8): row 0.5, "
+                     "column 0.25, block 3x4 0.125"]
