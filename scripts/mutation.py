@@ -81,6 +81,56 @@ TARGETS = {
 }
 
 
+@dataclass(frozen=True)
+class Equivalent:
+    """A surviving mutant judged equivalent (no test can tell it from the original): the
+    module, cosmic-ray's operator name, the original line (stripped) and why."""
+    module: str
+    operator: str
+    line: str
+    why: str
+
+
+# Survivors examined and judged equivalent; the report counts them apart. Matched on module,
+# operator and the original source line, so an entry outlives session ids (and stops matching
+# when the line changes: then look again).
+EQUIVALENT = [
+    Equivalent("minicaffe/groups.py", "core/ReplaceComparisonOperator_Eq_GtE",
+               'if kind == "row":',
+               "_group_shape only sees valid kinds (tile_dims raised otherwise); of them only "
+               "'row' >= 'row'"),
+    Equivalent("minicaffe/groups.py", "core/ReplaceComparisonOperator_Eq_GtE",
+               'if kind == "layer":',
+               "reached by filter2d, block and layer only; of them only 'layer' >= 'layer'"),
+    *[Equivalent("minicaffe/groups.py", op, "return math.prod(shape[2:]) if len(shape) > 2 else 1",
+                 "math.prod of an empty tuple is 1, so any guard on len(shape) <= 2 agrees")
+      for op in ("core/ReplaceComparisonOperator_Gt_NotEq", "core/ReplaceComparisonOperator_Gt_GtE",
+                 "core/NumberReplacer")],
+    Equivalent("minicaffe/groups.py", "core/ReplaceComparisonOperator_Gt_NotEq",
+               '+ (f" (conv group {g})" if g > 1 else "")',
+               "g >= 1 always (lowered_shape refuses smaller), so g != 1 is g > 1"),
+    *[Equivalent("minicaffe/groups.py", "core/NumberReplacer", line,
+                 "index 0 and -1 are the same element of a length-1 axis")
+      for line in ("return per_tile[:, :, 0]", "return per_tile[:, 0, :]")],
+]
+
+
+def _original_line(diff):
+    for line in diff.splitlines():
+        if line.startswith("-") and not line.startswith("---"):
+            return line[1:].strip()
+    return ""
+
+
+def equivalent_of(module, operator, diff):
+    """The Equivalent entry matching a survivor, or None."""
+    line = _original_line(diff)
+    for e in EQUIVALENT:
+        if e.module == module and e.operator == operator and e.line == line:
+            return e
+    return None
+
+
 def _line_ranges(path, names):
     """[(first, last)] source lines of the named functions / methods / properties of `path`."""
     tree = ast.parse(path.read_text())
@@ -188,11 +238,12 @@ def run(name, fresh=False, retest=False, wrap=()):
 
 
 def results(name):
-    """(counts dict, [(job id, module, line, operator, diff)] of survivors) of a session."""
+    """(counts dict, [(job id, module, line, operator, diff, Equivalent or None)] of the
+    survivors) of a session."""
     from cosmic_ray.work_db import WorkDB, use_db                  # noqa: PLC0415
     from cosmic_ray.work_item import TestOutcome, WorkerOutcome    # noqa: PLC0415
 
-    counts = dict(mutants=0, killed=0, survived=0, incompetent=0, pending=0)
+    counts = dict(mutants=0, killed=0, survived=0, equivalent=0, incompetent=0, pending=0)
     survivors = []
     with use_db(str(OUT / f"{name}.sqlite"), WorkDB.Mode.open) as db:
         done = dict(db.results)
@@ -206,10 +257,11 @@ def results(name):
             elif result.test_outcome == TestOutcome.KILLED:
                 counts["killed"] += 1
             elif result.test_outcome == TestOutcome.SURVIVED:
-                counts["survived"] += 1
                 m = item.mutations[0]
+                same = equivalent_of(str(m.module_path), m.operator_name, result.diff or "")
+                counts["equivalent" if same else "survived"] += 1
                 survivors.append((item.job_id, str(m.module_path), m.start_pos[0],
-                                  m.operator_name, result.diff or ""))
+                                  m.operator_name, result.diff or "", same))
             else:                                   # the mutant did not import / run at all
                 counts["incompetent"] += 1
     return counts, survivors
@@ -224,16 +276,18 @@ def report(names, show_survivors=True):
         tested = counts["killed"] + counts["survived"]
         score = 100.0 * counts["killed"] / tested if tested else float("nan")
         rows.append((name, counts, score))
-        if show_survivors and survivors:
-            print(f"\n== {name}: {len(survivors)} surviving mutant(s)")
-            for job, module, line, operator, diff in survivors:
+        live = [s for s in survivors if s[5] is None]
+        if show_survivors and live:
+            print(f"\n== {name}: {len(live)} surviving mutant(s) not judged equivalent")
+            for job, module, line, operator, diff, _ in live:
                 print(f"-- {module}:{line} {operator} ({job})")
                 print(textwrap.indent(diff.strip(), "   "))
-    print("\n| target | mutants | killed | survived | incompetent | pending | killed / (killed + survived) |")
-    print("|---|---|---|---|---|---|---|")
+    print("\n| target | mutants | killed | survived | equivalent | incompetent | pending "
+          "| score: killed / (mutants - equivalent - incompetent) |")
+    print("|---|---|---|---|---|---|---|---|")
     for name, c, score in rows:
-        print(f"| {name} | {c['mutants']} | {c['killed']} | {c['survived']} | {c['incompetent']} "
-              f"| {c['pending']} | {score:.1f}% |")
+        print(f"| {name} | {c['mutants']} | {c['killed']} | {c['survived']} | {c['equivalent']} "
+              f"| {c['incompetent']} | {c['pending']} | {score:.1f}% |")
 
 
 def main(argv=None):
