@@ -64,8 +64,10 @@ def poly(p, it, current_step):
 def sigmoid(p, it, current_step):
     """lr = base_lr / (1 + exp(-gamma * (it - stepsize)))."""
     z = -p.gamma * (it - p.stepsize)
-    # exp overflows for very negative rates; the limit is 0
-    return (p.base_lr / (1.0 + math.exp(z)) if z < 700 else 0.0), current_step
+    try:
+        return p.base_lr / (1.0 + math.exp(z)), current_step
+    except OverflowError:       # exp(z) past the double range: Caffe's exp gives inf, rate 0
+        return 0.0, current_step
 
 
 def learning_rate(param, it, current_step=0):

@@ -51,3 +51,34 @@ def test_errors():
         learning_rate(P(lr_policy="stpe"), 5)
     with pytest.raises(SolverError, match="max_iter > 0"):
         learning_rate(P(lr_policy="poly"), 5)
+
+
+def test_sigmoid_far_past_the_step_is_caffes_value_down_to_zero():
+    """1 / (1 + exp(z)) in doubles: tiny but not zero until exp overflows (z > 709.78)."""
+    for z in (699.0, 700.0, 705.0, 709.0):
+        p = P(lr_policy="sigmoid", gamma=-1.0, stepsize=0, base_lr=1.0)
+        assert learning_rate(p, z)[0] == 1.0 / (1.0 + math.exp(z)) > 0.0
+    assert learning_rate(P(lr_policy="sigmoid", gamma=-1.0, base_lr=1.0), 710)[0] == 0.0
+    assert learning_rate(P(lr_policy="sigmoid", gamma=-1.0, base_lr=1.0), 10 ** 6)[0] == 0.0
+
+
+def test_multistep_past_many_stepvalues():
+    """More step values than CPython caches small ints for: current_step compares by value."""
+    p = P(lr_policy="multistep", stepvalue=list(range(1, 301)), gamma=0.99)
+    step = 0
+    for it in range(1, 400):
+        rate, step = learning_rate(p, it, step)
+    assert step == 300 and rate == pytest.approx(0.01 * 0.99 ** 300)
+
+
+def test_current_step_starts_at_zero_by_default():
+    assert learning_rate(P(lr_policy="multistep", stepvalue=[5, 10]), 3) == (0.01, 0)
+    assert learning_rate(P(lr_policy="multistep", stepvalue=[5, 10]), 7) == \
+        (pytest.approx(0.001), 1)
+
+
+@pytest.mark.parametrize("field, policy", [("stepsize", "step"), ("max_iter", "poly")])
+def test_positive_fields_refuse_negatives_and_accept_one(field, policy):
+    with pytest.raises(SolverError, match=f"{field} > 0 \\(got -1\\)"):
+        learning_rate(P(lr_policy=policy, **{field: -1}), 0)
+    assert learning_rate(P(lr_policy=policy, **{field: 1}), 0)[0] == pytest.approx(0.01)

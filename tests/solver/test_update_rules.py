@@ -93,3 +93,62 @@ def test_updates_work_in_float32_in_place():
     sgd_update(d, hist, 0.01, 0.9)
     assert id(d) == ident and d.dtype == np.float32
     np.testing.assert_allclose(d, [0.01, -0.02], rtol=1e-6)
+
+
+def test_solvers_keep_caffes_number_of_history_blobs():
+    from minicaffe.solver import SOLVERS
+    from tests.solver.fakes import LeastSquaresNet, planted_problem, solver_param
+
+    X, Y, _ = planted_problem()
+    want = {"SGD": 1, "Nesterov": 1, "AdaGrad": 1, "RMSProp": 1, "AdaDelta": 2, "Adam": 2}
+    for name, count in want.items():
+        extra = {"momentum": 0.9} if name in ("SGD", "Nesterov", "Adam", "AdaDelta") else {}
+        solver = SOLVERS.get(name)(solver_param(**extra), train_net=LeastSquaresNet(X, Y),
+                                   test_nets=[])
+        assert [len(h) for h in solver.history] == [count, count], name
+
+
+@pytest.mark.parametrize("decay, ok", [(-0.5, False), (0.0, True), (0.98, True), (1.0, False),
+                                       (1.5, False)])
+def test_rmsprop_decay_must_be_in_0_1(decay, ok):
+    from minicaffe.errors import SolverError
+    from minicaffe.solver import SOLVERS
+    from tests.solver.fakes import LeastSquaresNet, planted_problem, solver_param
+
+    X, Y, _ = planted_problem()
+    make = lambda: SOLVERS.get("RMSProp")(solver_param(rms_decay=decay),  # noqa: E731
+                                          train_net=LeastSquaresNet(X, Y), test_nets=[])
+    if ok:
+        make()
+    else:
+        with pytest.raises(SolverError, match="rms_decay"):
+            make()
+
+
+def test_adagrad_refuses_any_momentum():
+    from minicaffe.errors import SolverError
+    from minicaffe.solver import SOLVERS
+    from tests.solver.fakes import LeastSquaresNet, planted_problem, solver_param
+
+    X, Y, _ = planted_problem()
+    with pytest.raises(SolverError, match=r"momentum must be 0 \(got -0.5\)"):
+        SOLVERS.get("AdaGrad")(solver_param(momentum=-0.5), train_net=LeastSquaresNet(X, Y),
+                               test_nets=[])
+
+
+def test_adam_solver_corrects_bias_from_iteration_one():
+    """The solver passes t = iter + 1: the first step is lr * sqrt(1-b2) / (1-b1) * m / ..."""
+    from minicaffe.solver import SOLVERS
+    from tests.solver.fakes import LeastSquaresNet, planted_problem, solver_param
+
+    X, Y, _ = planted_problem()
+    net = LeastSquaresNet(X, Y)
+    solver = SOLVERS.get("Adam")(solver_param(base_lr=0.001, momentum=0.9), train_net=net,
+                                 test_nets=[])
+    p = solver.param
+    w, b = net.w.data.copy(), net.b.data.copy()
+    g, _ = net.gradient(w, b)
+    m, v = (1 - p.momentum) * g, (1 - p.momentum2) * g * g
+    step = p.base_lr * math.sqrt(1 - p.momentum2) / (1 - p.momentum) * m / (np.sqrt(v) + p.delta)
+    solver.step(1)
+    np.testing.assert_allclose(net.w.data, w - step, rtol=1e-10)
