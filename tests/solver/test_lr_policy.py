@@ -82,3 +82,16 @@ def test_positive_fields_refuse_negatives_and_accept_one(field, policy):
     with pytest.raises(SolverError, match=f"{field} > 0 \\(got -1\\)"):
         learning_rate(P(lr_policy=policy, **{field: -1}), 0)
     assert learning_rate(P(lr_policy=policy, **{field: 1}), 0)[0] == pytest.approx(0.01)
+
+
+def test_multistep_catches_up_one_step_per_iteration():
+    """As Caffe: a repeated step value or a resumed iteration past a step value still advances
+    (it >= stepvalue), at most one step per call."""
+    p = P(lr_policy="multistep", stepvalue=[3, 3, 8])
+    steps = []
+    step = 0
+    for it in range(2, 6):
+        _, step = learning_rate(p, it, step)
+        steps.append(step)
+    assert steps == [0, 1, 2, 2]
+    assert learning_rate(P(lr_policy="multistep", stepvalue=[5]), 10, 0) == (pytest.approx(0.001), 1)

@@ -152,3 +152,15 @@ def test_adam_solver_corrects_bias_from_iteration_one():
     step = p.base_lr * math.sqrt(1 - p.momentum2) / (1 - p.momentum) * m / (np.sqrt(v) + p.delta)
     solver.step(1)
     np.testing.assert_allclose(net.w.data, w - step, rtol=1e-10)
+
+
+@pytest.mark.parametrize("momentum", [-0.5, 0.5])
+def test_rmsprop_refuses_momentum(momentum):
+    from minicaffe.errors import SolverError
+    from minicaffe.solver import SOLVERS
+    from tests.solver.fakes import LeastSquaresNet, planted_problem, solver_param
+
+    X, Y, _ = planted_problem()
+    with pytest.raises(SolverError, match="momentum"):
+        SOLVERS.get("RMSProp")(solver_param(momentum=momentum, rms_decay=0.9),
+                               train_net=LeastSquaresNet(X, Y), test_nets=[])
