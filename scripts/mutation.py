@@ -84,49 +84,76 @@ TARGETS = {
 @dataclass(frozen=True)
 class Equivalent:
     """A surviving mutant judged equivalent (no test can tell it from the original): the
-    module, cosmic-ray's operator name, the original line (stripped) and why."""
+    module, cosmic-ray's operator name, the original line and the mutated one (stripped; None:
+    any mutant of that operator on that line) and why."""
     module: str
     operator: str
     line: str
+    mutated: str
     why: str
 
 
+def _eq(module, operator, line, mutated, why):
+    return Equivalent(module, operator, line, mutated, why)
+
+
+GROUPS, GROUP_LASSO = "minicaffe/groups.py", "minicaffe/solver/regularizers/group_lasso.py"
+_AREA = "return math.prod(shape[2:]) if len(shape) {} else 1"
+_GRAD = "diff += xp.where(live, scale * w / xp.where(live, n, {}), 0)"
+_PROX = "factor = xp.where(live, xp.maximum(1 - step / xp.where(live, n, {}), 0), {})"
+
 # Survivors examined and judged equivalent; the report counts them apart. Matched on module,
-# operator and the original source line, so an entry outlives session ids (and stops matching
-# when the line changes: then look again).
+# operator and the original and mutated source lines, so an entry outlives session ids (and
+# stops matching when the line changes: then look again).
 EQUIVALENT = [
-    Equivalent("minicaffe/groups.py", "core/ReplaceComparisonOperator_Eq_GtE",
-               'if kind == "row":',
-               "_group_shape only sees valid kinds (tile_dims raised otherwise); of them only "
-               "'row' >= 'row'"),
-    Equivalent("minicaffe/groups.py", "core/ReplaceComparisonOperator_Eq_GtE",
-               'if kind == "layer":',
-               "reached by filter2d, block and layer only; of them only 'layer' >= 'layer'"),
-    *[Equivalent("minicaffe/groups.py", op, "return math.prod(shape[2:]) if len(shape) > 2 else 1",
-                 "math.prod of an empty tuple is 1, so any guard on len(shape) <= 2 agrees")
-      for op in ("core/ReplaceComparisonOperator_Gt_NotEq", "core/ReplaceComparisonOperator_Gt_GtE",
-                 "core/NumberReplacer")],
-    Equivalent("minicaffe/groups.py", "core/ReplaceComparisonOperator_Gt_NotEq",
-               '+ (f" (conv group {g})" if g > 1 else "")',
-               "g >= 1 always (lowered_shape refuses smaller), so g != 1 is g > 1"),
-    *[Equivalent("minicaffe/groups.py", "core/NumberReplacer", line,
-                 "index 0 and -1 are the same element of a length-1 axis")
-      for line in ("return per_tile[:, :, 0]", "return per_tile[:, 0, :]")],
+    _eq(GROUPS, "core/ReplaceComparisonOperator_Eq_GtE", 'if kind == "row":',
+        'if kind >= "row":', "_group_shape only sees valid kinds (tile_dims raised otherwise); "
+        "of them only 'row' >= 'row'"),
+    _eq(GROUPS, "core/ReplaceComparisonOperator_Eq_GtE", 'if kind == "layer":',
+        'if kind >= "layer":', "reached by filter2d, block and layer only; of them only "
+        "'layer' >= 'layer'"),
+    *[_eq(GROUPS, op, _AREA.format("> 2"), _AREA.format(cond),
+          "math.prod of an empty tuple is 1, so any guard true only for len(shape) <= 2 agrees")
+      for op, cond in (("core/ReplaceComparisonOperator_Gt_NotEq", "!= 2"),
+                       ("core/ReplaceComparisonOperator_Gt_GtE", ">= 2"),
+                       ("core/NumberReplacer", "> 1"))],
+    _eq(GROUPS, "core/ReplaceComparisonOperator_Gt_NotEq",
+        '+ (f" (conv group {g})" if g > 1 else "")', '+ (f" (conv group {g})" if g != 1 else "")',
+        "g >= 1 always (lowered_shape refuses smaller), so g != 1 is g > 1"),
+    *[_eq(GROUPS, "core/NumberReplacer", f"return per_tile[{i}]", f"return per_tile[{m}]",
+          "index 0 and -1 are the same element of a length-1 axis")
+      for i, m in ((":, :, 0", ":, :, -1"), (":, 0, :", ":, -1, :"))],
+    _eq(GROUP_LASSO, "core/ReplaceComparisonOperator_Gt_NotEq", "live = n > 0", "live = n != 0",
+        "group norms are >= 0, so n != 0 is n > 0 for finite weights (a NaN group diverges "
+        "either way)"),
+    _eq(GROUP_LASSO, "core/ReplaceFalseWithTrue", "w *= factor.astype(w.dtype, copy=False)",
+        "w *= factor.astype(w.dtype, copy=True)", "copy=True only costs a copy"),
+    _eq(GROUP_LASSO, "core/NumberReplacer", _GRAD.format(1), _GRAD.format(2),
+        "the placeholder divisor of dead groups is masked out by the outer where"),
+    _eq(GROUP_LASSO, "core/NumberReplacer", _PROX.format(1, 0), _PROX.format(2, 0),
+        "the placeholder divisor of dead groups is masked out by the outer where"),
+    *[_eq(GROUP_LASSO, "core/NumberReplacer", _PROX.format(1, 0), _PROX.format(1, f), "a dead "
+          "group is all zeros: scaling it by 1 or -1 leaves it 0 (-0.0 == 0)") for f in (1, -1)],
 ]
 
 
-def _original_line(diff):
+def _changed_lines(diff):
+    """(original, mutated) first changed lines of a unified diff, stripped."""
+    old = new = ""
     for line in diff.splitlines():
-        if line.startswith("-") and not line.startswith("---"):
-            return line[1:].strip()
-    return ""
+        if line.startswith("-") and not line.startswith("---") and not old:
+            old = line[1:].strip()
+        elif line.startswith("+") and not line.startswith("+++") and not new:
+            new = line[1:].strip()
+    return old, " ".join(new.split())
 
 
 def equivalent_of(module, operator, diff):
     """The Equivalent entry matching a survivor, or None."""
-    line = _original_line(diff)
+    old, new = _changed_lines(diff)
     for e in EQUIVALENT:
-        if e.module == module and e.operator == operator and e.line == line:
+        if (e.module, e.operator, e.line) == (module, operator, old) and \
+                (e.mutated is None or " ".join(e.mutated.split()) == new):
             return e
     return None
 
