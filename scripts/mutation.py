@@ -98,6 +98,11 @@ def _eq(module, operator, line, mutated, why):
 
 
 GROUPS, GROUP_LASSO = "minicaffe/groups.py", "minicaffe/solver/regularizers/group_lasso.py"
+BASE = "minicaffe/solver/base.py"
+_MASK = "if {} or info.{} or w.{}:"
+_DECAY = "decay.append((REGULARIZERS.get(rtype)(), local) if local else (None, {}))"
+_ROW = 'wanted = [("row", p.breadth_decay * _spec(spec, "breadth_decay_mult", 0.0), {}, {}),'
+_COLUMN = '("column", p.kernel_shape_decay * _spec(spec, "kernel_shape_decay_mult", 0.0),'
 _AREA = "return math.prod(shape[2:]) if len(shape) {} else 1"
 _GRAD = "diff += xp.where(live, scale * w / xp.where(live, n, {}), 0)"
 _PROX = "factor = xp.where(live, xp.maximum(1 - step / xp.where(live, n, {}), 0), {})"
@@ -134,6 +139,60 @@ EQUIVALENT = [
         "the placeholder divisor of dead groups is masked out by the outer where"),
     *[_eq(GROUP_LASSO, "core/NumberReplacer", _PROX.format(1, 0), _PROX.format(1, f), "a dead "
           "group is all zeros: scaling it by 1 or -1 leaves it 0 (-0.0 == 0)") for f in (1, -1)],
+    # -- the solver's update path (minicaffe/solver/base.py)
+    *[_eq(BASE, op, _MASK.format('mode == "CONNECTED"', "index != 0", "ndim < 2"),
+          _MASK.format(*parts), why) for op, parts, why in (
+        ("core/ReplaceComparisonOperator_Eq_Lt", ('mode < "CONNECTED"', "index != 0", "ndim < 2"),
+         "no mode sorts before CONNECTED: CONNECTED then falls through both elifs, no mask"),
+        ("core/ReplaceComparisonOperator_Eq_LtE", ('mode <= "CONNECTED"', "index != 0",
+                                                   "ndim < 2"),
+         "of the three modes only CONNECTED is <= 'CONNECTED'"),
+        ("core/ReplaceComparisonOperator_Eq_Is", ('mode is "CONNECTED"', "index != 0", "ndim < 2"),
+         "a CONNECTED mode not skipped here matches neither elif: no mask either way"),
+        ("core/ReplaceComparisonOperator_NotEq_Gt", ('mode == "CONNECTED"', "index > 0",
+                                                     "ndim < 2"),
+         "a param index is >= 0, so index > 0 is index != 0"))],
+    _eq(BASE, "core/ReplaceComparisonOperator_Eq_LtE",
+        'return self.param.group_lasso_update == "PROXIMAL"',
+        'return self.param.group_lasso_update <= "PROXIMAL"',
+        "the enum has PROXIMAL and SUBGRADIENT, and 'SUBGRADIENT' > 'PROXIMAL'"),
+    _eq(BASE, "core/ReplaceComparisonOperator_Eq_LtE", 'if mode == "DISCONNECTED_ELTWISE":',
+        'if mode <= "DISCONNECTED_ELTWISE":',
+        "CONNECTED was skipped; of the other two only ELTWISE is <= 'DISCONNECTED_ELTWISE'"),
+    *[_eq(BASE, op, 'elif mode == "DISCONNECTED_GRPWISE":', f'elif mode {cmp} "DISCONNECTED_GRPWISE":',
+          "only DISCONNECTED_GRPWISE reaches this test") for op, cmp in (
+        ("core/ReplaceComparisonOperator_Eq_LtE", "<="),
+        ("core/ReplaceComparisonOperator_Eq_GtE", ">="))],
+    _eq(BASE, "core/ReplaceComparisonOperator_Eq_LtE",
+        "if self.param.display and self.iter % self.param.display == 0:",
+        "if self.param.display and self.iter % self.param.display <= 0:",
+        "iter % display is never negative"),
+    *[_eq(BASE, op, "if scale != 1.0:", f"if scale {cmp}:",
+          "the guard only skips multiplying the diff by 1.0") for op, cmp in (
+        ("core/ReplaceComparisonOperator_NotEq_Lt", "< 1.0"),
+        ("core/ReplaceComparisonOperator_NotEq_LtE", "<= 1.0"),
+        ("core/NumberReplacer", "!= 2.0"), ("core/NumberReplacer", "!= 0.0"))],
+    *[_eq(BASE, op, 'label = kind if kind != "block" else f"block {yd}x{xd}"',
+          f'label = kind if kind {cmp} "block" else f"block {{yd}}x{{xd}}"', why) for op, cmp, why in (
+        ("core/ReplaceComparisonOperator_NotEq_Gt", ">",
+         "the kinds here are row, column and block, and 'row' and 'column' sort after 'block'"),
+        ("core/ReplaceComparisonOperator_NotEq_IsNot", "is not",
+         "the kinds here are literals of this function, so they are the interned 'block'"))],
+    *[_eq(BASE, op, "if thr > 0:", f"if thr {cmp}:",
+          "the threshold is >= 0; with 0 the mask |w| < 0 selects nothing") for op, cmp in (
+        ("core/ReplaceComparisonOperator_Gt_NotEq", "!= 0"),
+        ("core/ReplaceComparisonOperator_Gt_GtE", ">= 0"), ("core/NumberReplacer", "> -1"))],
+    _eq(BASE, "core/ReplaceComparisonOperator_Gt_GtE", "if norm > clip:", "if norm >= clip:",
+        "at norm == clip the scale factor clip / norm is 1"),
+    *[_eq(BASE, "core/NumberReplacer", _DECAY.format("0.0"), _DECAY.format(v),
+          "the local decay of a blob without a decay regularizer is never read") for v in
+      ("1.0", "-1.0")],
+    *[_eq(BASE, "core/NumberReplacer", line, mutated,
+          "row and column groupings ignore xdimen/ydimen (only blocks read them)")
+      for line, mutated in (
+          *[(_ROW.format(0, 0), _ROW.format(x, y)) for x, y in ((1, 0), (-1, 0), (0, 1), (0, -1))],
+          *[(_COLUMN, _COLUMN.replace("0.0),", f"0.0), {x}, 0)]")) for x in (1, -1)],
+          *[("0, 0)]", f"0, {y})]") for y in (1, -1)])],
 ]
 
 

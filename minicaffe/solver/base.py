@@ -288,22 +288,21 @@ class Solver:
         if self._masks is None:
             self.refresh_masks()
         scale = 1.0 / self.param.iter_size
+        local_rates = [rate * _spec(info.spec, "lr_mult", 1.0) for info in self._infos]
         for i, blob in enumerate(self._params):
             if scale != 1.0:
                 blob.diff[...] *= scale
             self.regularize(i)
             if i in self._masks:
                 blob.diff[...] *= self._masks[i]
-            local_rate = rate * _spec(self._infos[i].spec, "lr_mult", 1.0)
-            self.compute_update_value(blob.diff, self.history[i], local_rate)
+            self.compute_update_value(blob.diff, self.history[i], local_rates[i])
         for blob in self._params:
             blob.data[...] -= blob.diff
         if self.proximal:
             for i, blob in enumerate(self._params):
-                local_rate = rate * _spec(self._infos[i].spec, "lr_mult", 1.0)
                 # fixed order: row, column, then block terms as listed in the param spec
                 for term in self._terms[i]:
-                    term.reg.prox(blob.data, local_rate * term.strength)
+                    term.reg.prox(blob.data, local_rates[i] * term.strength)
         thr = self.zero_threshold
         for i, blob in enumerate(self._params):
             if thr > 0:

@@ -240,3 +240,54 @@ def test_active_group_terms_are_logged_with_their_strengths(caplog):
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Group Lasso")]
     assert lines == ["Group Lasso (PROXIMAL) on layer 'fc' param 0 (3, 8): row 0.5, "
                      "column 0.25, block 3x4 0.125"]
+
+
+def test_update_mode_read_from_a_file_is_compared_by_value(tmp_path):
+    """A solver file's enum value is a fresh str: PROXIMAL must still select the prox step."""
+    from minicaffe.prototxt import parse_solver
+
+    X, Y, _ = planted_problem()
+    param = parse_solver('base_lr: 0.1 lr_policy: "fixed" group_lasso_update: PROXIMAL '
+                         'breadth_decay: 0.3 zero_threshold: 0')
+    net = LeastSquaresNet(X, Y, weight_spec=ParamSpec(breadth_decay_mult=1.0))
+    solver = SGDSolver(param, train_net=net, test_nets=[])
+    assert solver.proximal
+    w, b = net.w.data.copy(), net.b.data.copy()
+    gw, _ = net.gradient(w, b)
+    u = w - 0.1 * gw
+    want = _shrink(u, np.linalg.norm(u, axis=1, keepdims=True), 0.1 * param.breadth_decay)
+    solver.step(1)
+    np.testing.assert_allclose(net.w.data, want, rtol=1e-12)
+
+
+def test_group_lasso_is_not_a_weight_decay_type():
+    from minicaffe.errors import SolverError
+
+    X, Y, _ = planted_problem()
+    net = LeastSquaresNet(X, Y, weight_spec=ParamSpec(regularization_type="group_lasso"))
+    with pytest.raises(SolverError, match=r"layer 'fc' param 0 \(3, 8\): regularization_type "
+                                          r"\"group_lasso\" is unknown \(expected \"L1\" or "
+                                          r"\"L2\"\)"):
+        SGDSolver(solver_param(weight_decay=0.1), train_net=net, test_nets=[])
+
+
+def test_connectivity_masks_leave_one_axis_blobs_alone():
+    """A layer whose blob 0 is 1-D (Scale's per-channel factor) gets no mask, even when its
+    layer asks for one: masks follow the lowered-matrix groupings of 2-D and conv weights."""
+    import minicaffe as caffe
+    from minicaffe.prototxt import parse_net
+
+    net = caffe.Net(parse_net("""
+        layer { name: "in" type: "Input" top: "x" top: "y"
+                input_param { shape { dim: 4 dim: 3 } shape { dim: 4 dim: 3 } } }
+        layer { name: "sc" type: "Scale" bottom: "x" top: "z" connectivity_mode: DISCONNECTED_ELTWISE
+                scale_param { axis: 1 num_axes: 1 } }
+        layer { name: "loss" type: "EuclideanLoss" bottom: "z" bottom: "y" top: "loss" }
+    """), caffe.TRAIN)
+    rng = np.random.default_rng(0)
+    net.blobs["x"].data[...] = rng.standard_normal((4, 3))
+    net.blobs["y"].data[...] = rng.standard_normal((4, 3))
+    net.params["sc"][0].data[...] = [0.0, 1.0, 2.0]
+    solver = SGDSolver(solver_param(base_lr=0.5), train_net=net, test_nets=[])
+    solver.step(1)
+    assert net.params["sc"][0].data[0] != 0
