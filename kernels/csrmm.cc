@@ -11,13 +11,19 @@
 MC_ISA_BEGIN
 namespace {
 
-// One 64-byte vector of T, loadable from any T-aligned address (GCC/Clang vector extension;
-// with -march=native it is one AVX-512 register, else two AVX2 or four SSE registers).
+// One vector register of T for this instruction set (SSE2 16 bytes, AVX2 32, AVX-512 64),
+// loadable from any T-aligned address (GCC/Clang vector extension). A vector wider than the
+// instruction set's registers (what a fixed 64 bytes was on AVX2 and SSE2) is split by the
+// compiler into pieces that it keeps in memory, not in registers.
 template <typename T>
 struct Vec {
-  typedef T type __attribute__((vector_size(64), aligned(sizeof(T))));
-  static constexpr int lanes = 64 / sizeof(T);
+  typedef T type __attribute__((vector_size(kVectorBytes), aligned(sizeof(T))));
+  static constexpr int lanes = kVectorBytes / sizeof(T);
 };
+
+// Accumulator vectors of one column block: 256 bytes of C per row on AVX-512 and AVX2 (four
+// zmm, eight ymm: half or all of AVX2's sixteen registers), 128 on SSE2 (eight of sixteen xmm).
+constexpr int kBlockVectors = MC_ISA_LEVEL == 2 ? 4 : 8;
 
 // Rows m0..m1 of C, V*lanes columns: c[m - m0][:] (row stride ldc) = sum over the row's nonzeros t
 // of data[t] * b[indices[t]][:] (row stride ldb). The accumulators stay in vector registers.
@@ -62,15 +68,17 @@ void pack_panel(const T* b, int64_t K, int64_t N, int64_t j0, int64_t w, int64_t
     std::copy(b + k * N + j0, b + k * N + j0 + w, panel->data() + k * width);
 }
 
-template <typename T>
-void rows_block_v(int V, const int64_t* indptr, const int64_t* indices, const T* data, const T* b,
+// rows_block with a run-time V in 1..kBlockVectors.
+template <typename T, int V = kBlockVectors>
+void rows_block_v(int v, const int64_t* indptr, const int64_t* indices, const T* data, const T* b,
                   int64_t ldb, T* c, int64_t ldc, int64_t m0, int64_t m1) {
-  switch (V) {
-    case 1: rows_block<T, 1>(indptr, indices, data, b, ldb, c, ldc, m0, m1); break;
-    case 2: rows_block<T, 2>(indptr, indices, data, b, ldb, c, ldc, m0, m1); break;
-    case 3: rows_block<T, 3>(indptr, indices, data, b, ldb, c, ldc, m0, m1); break;
-    default: rows_block<T, 4>(indptr, indices, data, b, ldb, c, ldc, m0, m1); break;
+  if constexpr (V > 1) {
+    if (v < V) {
+      rows_block_v<T, V - 1>(v, indptr, indices, data, b, ldb, c, ldc, m0, m1);
+      return;
+    }
   }
+  rows_block<T, V>(indptr, indices, data, b, ldb, c, ldc, m0, m1);
 }
 
 // Columns j0 .. j0+width of C; the thread computing it also writes columns lo .. j0.
@@ -104,9 +112,10 @@ void csrmm(int64_t M, int64_t N, int64_t K, const int64_t* indptr, const int64_t
   const char* op = sizeof(T) == 4 ? "f32_csrmm" : "f64_csrmm";
   check_csr_product(op, M, N, K, indptr, indices, nnz);
   if (M == 0 || N == 0) return;
-  // 256-byte column blocks: 64 floats / 32 doubles = four AVX-512 registers of accumulators,
-  // and a K x 256 B panel of B that stays in L2 while a chunk of rows reuses it.
-  constexpr int LANES = Vec<T>::lanes, WIDE = 4 * LANES;
+  // Column blocks of kBlockVectors registers of accumulators (256 bytes: 64 floats / 32
+  // doubles on AVX-512 and AVX2), and a K x 256 B panel of B that stays in L2 while a chunk of
+  // rows reuses it.
+  constexpr int LANES = Vec<T>::lanes, WIDE = kBlockVectors * LANES;
   // Two ways to share the work. Many column blocks (large batches): threads take whole blocks
   // (dynamic), each B panel is read by one thread. Few blocks (13x13 images, one image): each
   // thread takes a contiguous range of columns (all rows), so the part of B it reads, about
@@ -136,10 +145,11 @@ void csrmm(int64_t M, int64_t N, int64_t K, const int64_t* indptr, const int64_t
       // apart (TLB and prefetch friendly).
       if (N * int64_t(sizeof(T)) >= 4096 && indptr[m1] - indptr[m0] >= 4 * K) {
         pack_panel(b, K, N, blk.j0, WIDE, WIDE, &panel);
-        rows_block<T, 4>(indptr, indices, data, panel.data(), WIDE, c + m0 * N + blk.j0, N, m0,
-                         m1);
+        rows_block<T, kBlockVectors>(indptr, indices, data, panel.data(), WIDE,
+                                     c + m0 * N + blk.j0, N, m0, m1);
       } else {
-        rows_block<T, 4>(indptr, indices, data, b + blk.j0, N, c + m0 * N + blk.j0, N, m0, m1);
+        rows_block<T, kBlockVectors>(indptr, indices, data, b + blk.j0, N, c + m0 * N + blk.j0,
+                                     N, m0, m1);
       }
       return;
     }
