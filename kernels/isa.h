@@ -238,7 +238,7 @@ void add_bias_rows(T* y, int64_t rows, int64_t cols, const T* bias);
 // beta != 0, an empty product, or B wider than it handles well); the caller then uses the BLAS.
 bool tile_sgemm(int m, int n, int k, const float* a, int lda, const float* b, int ldb,
                 float beta, float* c, int ldc, const int64_t* c_rows = nullptr);
-constexpr bool kHasTileGemm = MC_ISA_LEVEL >= 2;
+constexpr bool kHasTileGemm = MC_ISA_LEVEL >= 1;
 
 // One thread's share of a product: the convolution forward (Tiles) tries our kernel first.
 // c_rows (beta == 0 only): row i of the product goes to row c_rows[i] of C; the BLAS, which

@@ -16,7 +16,7 @@
 
 MC_ISA_BEGIN
 
-#if MC_ISA_LEVEL >= 2
+#if MC_ISA_LEVEL == 2
 namespace {
 
 constexpr int kTileRows = 8;       // rows of A broadcast per k step
@@ -103,7 +103,108 @@ bool tile_sgemm(int m, int n, int k, const float* a, int lda, const float* b, in
   return true;
 }
 
-#else  // no kernel of our own for this instruction set: the BLAS does every product
+#elif MC_ISA_LEVEL == 1
+namespace {
+
+// AVX2 has 16 vector registers of 8 floats: a tile of 6 rows x 2 vectors keeps 12
+// accumulators, the 2 vectors of B and one broadcast of A in registers (the shape BLIS and
+// OpenBLAS use on Haswell). B is packed 48 columns at a time, as three 16-column sub-strips,
+// each contiguous over the whole K; a tile of 6 rows of A runs all three sub-strips in turn, so
+// A's rows come from cache the second and third time instead of from memory.
+constexpr int kTileRows = 6;
+constexpr int kSubCols = 16;              // columns of one tile: 2 vectors of 8 floats
+constexpr int kStripCols = 3 * kSubCols;  // columns of B packed per strip
+constexpr int64_t kWideB = 1536;          // beyond this many columns per call, the BLAS
+
+// Lanes [0, count) of a vector set, as maskload/maskstore want them (sign bit per lane).
+inline __m256i first_lanes(int count) {
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(count), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+// strip[s][k][16] = B[k][n0 + 16 s ..] for the sub-strips s of a strip `width` columns wide,
+// zero past the last existing column (masked loads: nothing past it is read).
+void pack_strip(int k, const float* b, int ldb, int width, float* strip) {
+  for (int s = 0; s * kSubCols < width; ++s) {
+    const int w = std::min(kSubCols, width - s * kSubCols);
+    const float* src = b + s * kSubCols;
+    float* dst = strip + int64_t(s) * k * kSubCols;
+    const __m256i m0 = first_lanes(w), m1 = first_lanes(w - 8);
+    for (int kk = 0; kk < k; ++kk, src += ldb, dst += kSubCols) {
+      _mm256_storeu_ps(dst, w >= 8 ? _mm256_loadu_ps(src) : _mm256_maskload_ps(src, m0));
+      _mm256_storeu_ps(dst + 8, w == kSubCols ? _mm256_loadu_ps(src + 8)
+                                              : _mm256_maskload_ps(src + 8, m1));
+    }
+  }
+}
+
+// C[rows][width] = A[rows][k] x sub[k][NV*8] (width <= NV*8). A is read in place, rows past
+// `rows` re-read the last row and are never stored; row i of the tile goes to crow[i] + col.
+// Fully unrolled over the tile so that the 6 x NV accumulators stay in registers.
+template <int NV>
+void tile(int k, const float* a, int lda, const float* sub, float* const* crow, int col,
+          int rows, int width) {
+  const float* row[kTileRows];
+#pragma GCC unroll 6
+  for (int i = 0; i < kTileRows; ++i) row[i] = a + int64_t(std::min(i, rows - 1)) * lda;
+  __m256 acc[kTileRows][NV];
+#pragma GCC unroll 6
+  for (int i = 0; i < kTileRows; ++i)
+#pragma GCC unroll 2
+    for (int v = 0; v < NV; ++v) acc[i][v] = _mm256_setzero_ps();
+  for (int kk = 0; kk < k; ++kk, sub += kSubCols) {
+    __m256 bv[NV];
+#pragma GCC unroll 2
+    for (int v = 0; v < NV; ++v) bv[v] = _mm256_loadu_ps(sub + v * 8);
+#pragma GCC unroll 6
+    for (int i = 0; i < kTileRows; ++i) {
+      const __m256 ai = _mm256_broadcast_ss(row[i] + kk);
+#pragma GCC unroll 2
+      for (int v = 0; v < NV; ++v) acc[i][v] = _mm256_fmadd_ps(ai, bv[v], acc[i][v]);
+    }
+  }
+  const __m256i tail = first_lanes(width - (NV - 1) * 8);
+#pragma GCC unroll 6
+  for (int i = 0; i < kTileRows; ++i) {
+    if (i >= rows) break;
+    float* out = crow[i] + col;
+#pragma GCC unroll 2
+    for (int v = 0; v < NV - 1; ++v) _mm256_storeu_ps(out + v * 8, acc[i][v]);
+    if (width == NV * 8) _mm256_storeu_ps(out + (NV - 1) * 8, acc[i][NV - 1]);
+    else _mm256_maskstore_ps(out + (NV - 1) * 8, tail, acc[i][NV - 1]);
+  }
+}
+
+}  // namespace
+
+bool tile_sgemm(int m, int n, int k, const float* a, int lda, const float* b, int ldb,
+                float beta, float* c, int ldc, const int64_t* c_rows) {
+  if (n > kWideB || m < 1 || n < 1 || k < 1 || beta != 0.f) return false;
+  thread_local std::vector<float> strip;
+  const int tiles = (m + kTileRows - 1) / kTileRows;
+  strip.resize(int64_t(k) * kStripCols);
+  for (int n0 = 0; n0 < n; n0 += kStripCols) {
+    const int width = std::min(kStripCols, n - n0);
+    pack_strip(k, b + n0, ldb, width, strip.data());
+    for (int t = 0; t < tiles; ++t) {
+      const int rows = std::min(kTileRows, m - t * kTileRows);
+      const float* at = a + int64_t(t) * kTileRows * lda;
+      float* crow[kTileRows];
+      for (int i = 0; i < rows; ++i) {
+        const int64_t r = int64_t(t) * kTileRows + i;
+        crow[i] = c + (c_rows ? c_rows[r] : r) * ldc + n0;
+      }
+      for (int s = 0; s * kSubCols < width; ++s) {
+        const int w = std::min(kSubCols, width - s * kSubCols);
+        const float* sub = strip.data() + int64_t(s) * k * kSubCols;
+        if (w > 8) tile<2>(k, at, lda, sub, crow, s * kSubCols, rows, w);
+        else tile<1>(k, at, lda, sub, crow, s * kSubCols, rows, w);
+      }
+    }
+  }
+  return true;
+}
+
+#else  // baseline: no kernel of our own, the BLAS does every product
 
 bool tile_sgemm(int, int, int, const float*, int, const float*, int, float, float*, int,
                 const int64_t*) {

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.native
 
 # The instruction sets that have a GEMM of their own (the baseline leaves every product to the
 # BLAS; the row map through the BLAS is tested below under every instruction set).
-TILE_ISAS = ("avx512",)
+TILE_ISAS = ("avx2", "avx512")
 
 
 @pytest.fixture(params=TILE_ISAS)
