@@ -104,60 +104,144 @@ inline void lower_row(const RowPlan& p, const T* plane, const Geom& g, int64_t o
   }
 }
 
-#if MC_ISA_LEVEL >= 2
+#if MC_ISA_LEVEL >= 1
 // Short output rows at stride 1 (13x13 AlexNet conv3-5, 27x27 conv2, CIFAR-10's 32x32 and
 // 8x8, LeNet's 24x24): each output row is one or two masked stores. The load masks drop the
 // padding columns, so nothing is fixed up afterwards; the contiguous-copy path below spent most
-// of its time on per-row calls and fix-ups at these sizes.
+// of its time on per-row calls and fix-ups at these sizes. ShortRow<T>: one vector of T with
+// masked load/store; range(lo, hi) is the mask of lanes [lo, hi), clipped to the vector.
 template <typename T>
 struct ShortRow;
 
+#if MC_ISA_LEVEL == 2
 template <>
 struct ShortRow<float> {
   static constexpr int64_t lanes = 16;
   using Mask = __mmask16;
+  static Mask range(int64_t lo, int64_t hi) {
+    lo = std::max<int64_t>(lo, 0);
+    hi = std::min<int64_t>(hi, lanes);
+    return hi <= lo ? Mask(0) : Mask(((1u << hi) - 1) & ~((1u << lo) - 1));
+  }
   static void copy(const float* src, Mask load, float* dst, Mask store) {
     _mm512_mask_storeu_ps(dst, store, _mm512_maskz_loadu_ps(load, src));
   }
   static void zero(float* dst, Mask store) {
     _mm512_mask_storeu_ps(dst, store, _mm512_setzero_ps());
   }
+  static constexpr bool whole_stores = false;  // AVX-512's masked stores are as fast
+  static void copy_whole(const float* src, Mask load, float* dst) { copy(src, load, dst, 0xffff); }
+  static void zero_whole(float* dst) { zero(dst, 0xffff); }
 };
 
 template <>
 struct ShortRow<double> {
   static constexpr int64_t lanes = 8;
   using Mask = __mmask8;
+  static Mask range(int64_t lo, int64_t hi) {
+    lo = std::max<int64_t>(lo, 0);
+    hi = std::min<int64_t>(hi, lanes);
+    return hi <= lo ? Mask(0) : Mask(((1u << hi) - 1) & ~((1u << lo) - 1));
+  }
   static void copy(const double* src, Mask load, double* dst, Mask store) {
     _mm512_mask_storeu_pd(dst, store, _mm512_maskz_loadu_pd(load, src));
   }
   static void zero(double* dst, Mask store) {
     _mm512_mask_storeu_pd(dst, store, _mm512_setzero_pd());
   }
+  static constexpr bool whole_stores = false;
+  static void copy_whole(const double* src, Mask load, double* dst) { copy(src, load, dst, 0xff); }
+  static void zero_whole(double* dst) { zero(dst, 0xff); }
 };
+#else
+// AVX2: vmaskmov, the mask a vector whose lanes' sign bits select (8 floats, 4 doubles). As
+// with AVX-512, masked-off lanes are neither read nor faulted on.
+template <>
+struct ShortRow<float> {
+  static constexpr int64_t lanes = 8;
+  using Mask = __m256i;
+  static Mask range(int64_t lo, int64_t hi) {
+    const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256i l = _mm256_set1_epi32(int(std::clamp<int64_t>(lo, -1, lanes)));
+    const __m256i h = _mm256_set1_epi32(int(std::clamp<int64_t>(hi, -1, lanes)));
+    return _mm256_andnot_si256(_mm256_cmpgt_epi32(l, idx), _mm256_cmpgt_epi32(h, idx));
+  }
+  static void copy(const float* src, Mask load, float* dst, Mask store) {
+    _mm256_maskstore_ps(dst, store, _mm256_maskload_ps(src, load));
+  }
+  static void zero(float* dst, Mask store) { _mm256_maskstore_ps(dst, store, _mm256_setzero_ps()); }
+  static constexpr bool whole_stores = true;  // vmaskmov stores are slow on AMD cores
+  static void copy_whole(const float* src, Mask load, float* dst) {
+    _mm256_storeu_ps(dst, _mm256_maskload_ps(src, load));
+  }
+  static void zero_whole(float* dst) { _mm256_storeu_ps(dst, _mm256_setzero_ps()); }
+};
+
+template <>
+struct ShortRow<double> {
+  static constexpr int64_t lanes = 4;
+  using Mask = __m256i;
+  static Mask range(int64_t lo, int64_t hi) {
+    const __m256i idx = _mm256_setr_epi64x(0, 1, 2, 3);
+    const __m256i l = _mm256_set1_epi64x(std::clamp<int64_t>(lo, -1, lanes));
+    const __m256i h = _mm256_set1_epi64x(std::clamp<int64_t>(hi, -1, lanes));
+    return _mm256_andnot_si256(_mm256_cmpgt_epi64(l, idx), _mm256_cmpgt_epi64(h, idx));
+  }
+  static void copy(const double* src, Mask load, double* dst, Mask store) {
+    _mm256_maskstore_pd(dst, store, _mm256_maskload_pd(src, load));
+  }
+  static void zero(double* dst, Mask store) {
+    _mm256_maskstore_pd(dst, store, _mm256_setzero_pd());
+  }
+  static constexpr bool whole_stores = true;
+  static void copy_whole(const double* src, Mask load, double* dst) {
+    _mm256_storeu_pd(dst, _mm256_maskload_pd(src, load));
+  }
+  static void zero_whole(double* dst) { _mm256_storeu_pd(dst, _mm256_setzero_pd()); }
+};
+#endif
 
 // Up to two vectors per output row. Measured against the contiguous-copy path, lowering alone,
 // one thread: 1.3-1.9x faster for two-vector rows (27x27, 32x32, 24x24) while the lowered block
 // stays in cache, as the convolution forwards keep it; three or four vectors (40-56 wide) were
-// 0.6-1.07x, and so are blocks far beyond the caches (below).
+// 0.6-1.07x, and so are blocks far beyond the caches (below). (AVX-512 figures; AVX2: the
+// short-row lowering in docs/KERNELS.md.)
 constexpr int64_t kShortRowVectors = 2;
 // Two-vector rows only up to this many lowered bytes per call: past the caches the old path's
 // large memcpy (whose stores need no read for ownership) won, 0.91-1.0x at 10-19 MB.
 constexpr int64_t kShortRowBlockBytes = int64_t(4) << 20;
 
-// Lanes [lo, hi) of one vector, clipped to its lanes.
-template <typename T>
-inline typename ShortRow<T>::Mask lane_range(int64_t lo, int64_t hi) {
-  lo = std::max<int64_t>(lo, 0);
-  hi = std::min<int64_t>(hi, ShortRow<T>::lanes);
-  if (hi <= lo) return 0;
-  return typename ShortRow<T>::Mask(((1u << hi) - 1) & ~((1u << lo) - 1));
+// Output rows [0, end) of one lowered row as whole vectors, V per row: a store spills into the
+// next row, which is written after it. Returns `end`; src is the input row of output row ylo.
+template <int V, typename T>
+inline int64_t whole_rows(int64_t end, int64_t ylo, int64_t yhi, const T* src, int64_t step,
+                          int64_t ow, typename ShortRow<T>::Mask load0,
+                          typename ShortRow<T>::Mask load1, T* dst) {
+  using S = ShortRow<T>;
+  constexpr int64_t L = S::lanes;
+  int64_t y = 0;
+  for (; y < std::min(ylo, end); ++y, dst += ow) {
+    S::zero_whole(dst);
+    if constexpr (V == 2) S::zero_whole(dst + L);
+  }
+  for (src += (y - ylo) * step; y < std::min(yhi, end); ++y, dst += ow, src += step) {
+    S::copy_whole(src, load0, dst);
+    if constexpr (V == 2) S::copy_whole(src + L, load1, dst + L);
+  }
+  for (; y < end; ++y, dst += ow) {
+    S::zero_whole(dst);
+    if constexpr (V == 2) S::zero_whole(dst + L);
+  }
+  return end;
 }
 
 // One lowered row of one image: output rows above and below the input are masked stores of
 // zeros, the rest masked copies. Sizes come by value: a vector store may alias anything, so
 // the compiler reloaded a Geom's fields after every store. Masked-off lanes are never read
-// (AVX-512 suppresses their faults), so `src` may point up to pw elements before a plane's row.
+// (the masked loads suppress their faults), so `src` may point up to pw elements before a
+// plane's row. Where masked stores are slow (ShortRow::whole_stores: AVX2's vmaskmov on AMD
+// cores, where this lowering ran at half the speed of the copy path), the rows whose whole
+// vectors still end inside this image's oh*ow block are stored whole first.
 template <typename T>
 inline void lower_short_row(const RowPlan& p, const T* plane, int64_t W, int64_t sh, int64_t oh,
                             int64_t ow, T* dst) {
@@ -165,16 +249,26 @@ inline void lower_short_row(const RowPlan& p, const T* plane, int64_t W, int64_t
   constexpr int64_t L = S::lanes;
   const int64_t step = sh * W, ylo = p.ylo, yhi = p.yhi;
   const T* src = plane + ylo * step + p.yoff * W + p.xoff;
-  const typename S::Mask store0 = lane_range<T>(0, ow), load0 = lane_range<T>(p.xlo, p.xhi);
+  const typename S::Mask store0 = S::range(0, ow), load0 = S::range(p.xlo, p.xhi);
   int64_t y = 0;
+  if constexpr (S::whole_stores) {
+    // row y's whole vectors end at y*ow + V*L, inside the block while that is <= oh*ow
+    const int64_t V = ow <= L ? 1 : 2;
+    const int64_t end = oh * ow >= V * L ? std::min(oh, (oh * ow - V * L) / ow + 1) : 0;
+    y = V == 1 ? whole_rows<1>(end, ylo, yhi, src, step, ow, load0, load0, dst)
+               : whole_rows<2>(end, ylo, yhi, src, step, ow, load0,
+                               S::range(p.xlo - L, p.xhi - L), dst);
+    dst += y * ow;
+    if (y > ylo) src += (std::min(y, yhi) - ylo) * step;
+  }
   if (ow <= L) {
     for (; y < ylo; ++y, dst += ow) S::zero(dst, store0);
     for (; y < yhi; ++y, dst += ow, src += step) S::copy(src, load0, dst, store0);
     for (; y < oh; ++y, dst += ow) S::zero(dst, store0);
     return;
   }
-  const typename S::Mask store1 = lane_range<T>(0, ow - L);
-  const typename S::Mask load1 = lane_range<T>(p.xlo - L, p.xhi - L);
+  const typename S::Mask load1 = S::range(p.xlo - L, p.xhi - L);
+  const typename S::Mask store1 = S::range(0, ow - L);
   for (; y < ylo; ++y, dst += ow) {
     S::zero(dst, store0);
     S::zero(dst + L, store1);

@@ -16,10 +16,13 @@ GEOMETRIES = {
     "rect_all": (3, 11, 7, 5, 3, 2, 1, 3, 2, 1, 2),
     "alexnet_conv1_small": (3, 23, 23, 11, 11, 0, 0, 4, 4, 1, 1),
     "kernel_eq_input": (2, 3, 4, 3, 4, 0, 0, 1, 1, 1, 1),
-    # At stride 1, output rows of up to two vectors (16 float / 8 double lanes each) take the
-    # masked-vector path, one or two stores per row; longer ones the contiguous-copy path:
-    # both sides of each boundary, for both dtypes.
+    # At stride 1, output rows of up to two vectors (AVX-512: 16 float / 8 double lanes each;
+    # AVX2: 8 / 4) take the masked-vector path, one or two stores per row; longer ones the
+    # contiguous-copy path: both sides of each boundary, for both dtypes and both instruction
+    # sets (the `engine` fixture runs each).
     "same_13": (3, 13, 13, 3, 3, 1, 1, 1, 1, 1, 1),
+    "row_4": (2, 5, 4, 3, 3, 1, 1, 1, 1, 1, 1),
+    "row_5": (2, 5, 5, 3, 3, 1, 1, 1, 1, 1, 1),
     "row_8": (2, 6, 8, 3, 3, 1, 1, 1, 1, 1, 1),
     "row_9": (2, 6, 9, 3, 3, 1, 1, 1, 1, 1, 1),
     "row_16": (2, 5, 16, 3, 3, 1, 1, 1, 1, 1, 1),
@@ -112,6 +115,27 @@ def test_im2col_rows_same_on_both_sides_of_the_cached_block_size(isa, dtype, geo
         np.testing.assert_array_equal(batch[:, n * g.cols:(n + 1) * g.cols], one)
     want = reference.im2col_batch(x[:2], *GEOM_ARGS(g)).astype(dtype)
     np.testing.assert_array_equal(batch[:, :2 * g.cols], want)
+
+
+# Output blocks (one lowered row of one image) of at most two vectors: AVX2 stores all but the
+# last rows as whole vectors, spilling into the rows after them; a spill must never leave the
+# block (past the array, or into the next image's block that another thread wrote already).
+@pytest.mark.parametrize("geometry", [
+    (64, 4, 4, 3, 3, 0, 0, 1, 1),   # 2x2 outputs: 4 values, less than one vector
+    (64, 5, 5, 3, 3, 0, 0, 1, 1),   # 3x3: 9 values, one vector plus one
+    (16, 3, 10, 3, 3, 1, 1, 1, 1),  # 3x10: two vectors per row, 30 values
+    (16, 13, 13, 3, 3, 1, 1, 1, 1),  # 13x13, AlexNet conv3-5
+])
+def test_short_rows_stay_inside_their_block(engine, threads, geometry, rng):
+    g = ConvGeometry(*geometry)
+    n = 16
+    x = rng.standard_normal((n, g.C, g.H, g.W)).astype(np.float32)
+    size = g.rows * n * g.cols
+    flat = np.full(size + 64, 7.0, np.float32)
+    out = flat[:size].reshape(g.rows, n * g.cols)
+    ops.im2col_rows(x, g, np.arange(g.rows, dtype=np.int64), out=out)
+    np.testing.assert_array_equal(out, reference.im2col_batch(x, *GEOM_ARGS(g)))
+    assert (flat[size:] == 7.0).all()
 
 
 def test_out_is_written_in_place(engine, rng):
