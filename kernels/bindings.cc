@@ -4,6 +4,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <climits>
 #include <cstring>
 #include <functional>
@@ -193,10 +194,9 @@ void gemm(const py::array& a, const py::array& b, py::array out, double alpha, d
   run_released(bind_gemm(a, b, out, alpha, beta, trans_a, trans_b));
 }
 
-// The convolution forward's own kernel alone, for its tests: out = a b when it applies
-// (returns True), untouched otherwise (returns False: the forward would use the BLAS).
-bool tile_sgemm(const py::array& a, const py::array& b, py::array out) {
-  const char* op = "tile_sgemm";
+// Shapes of out = a b for the float32 products below: a (M, K), b (K, N), out (M, N),
+// C-contiguous, sizes within 32 bits.
+void check_sgemm(const char* op, const py::array& a, const py::array& b, const py::array& out) {
   if (float_size(op, "a", a) != 4) fail(op, "a has dtype float64; expected float32");
   if (a.ndim() != 2) fail(op, "a has shape ", shape_str(a), "; expected 2 dimensions");
   if (b.ndim() != 2) fail(op, "b has shape ", shape_str(b), "; expected 2 dimensions");
@@ -206,11 +206,34 @@ bool tile_sgemm(const py::array& a, const py::array& b, py::array out) {
   check_array(op, "a", a, 4, {M, K});
   check_array(op, "b", b, 4, {K, N});
   check_array(op, "out", out, 4, {M, N}, true);
+}
+
+// The convolution forward's own kernel alone, for its tests: out = a b when it applies
+// (returns True), untouched otherwise (returns False: the forward would use the BLAS).
+bool tile_sgemm(const py::array& a, const py::array& b, py::array out) {
+  check_sgemm("tile_sgemm", a, b, out);
+  const int64_t M = a.shape(0), K = a.shape(1), N = b.shape(1);
   const float *pa = cptr<float>(a), *pb = cptr<float>(b);
   float* pc = mptr<float>(out);
   py::gil_scoped_release release;
   return mc::active().tile_sgemm(int(M), int(N), int(K), pa, int(K), pb, int(N), 0.f, pc, int(N),
                                  nullptr);
+}
+
+// out = a b the way the convolution forwards multiply (the benchmark compares it with the
+// BLAS on the same shapes).
+void forward_sgemm(const py::array& a, const py::array& b, py::array out) {
+  check_sgemm("forward_sgemm", a, b, out);
+  const int64_t M = a.shape(0), K = a.shape(1), N = b.shape(1);
+  const float *pa = cptr<float>(a), *pb = cptr<float>(b);
+  float* pc = mptr<float>(out);
+  py::gil_scoped_release release;
+  if (M == 0 || N == 0) return;
+  if (K == 0) {
+    std::fill(pc, pc + M * N, 0.f);
+    return;
+  }
+  mc::active().forward_sgemm(int(M), int(N), int(K), pa, pb, pc);
 }
 
 template <typename T>
@@ -782,6 +805,9 @@ PYBIND11_MODULE(_kernels, m) {
         "out = a b (float32) by the active instruction set's own GEMM (the convolution forward's); "
         "False where it does not apply (no such kernel for the instruction set, B too wide, an "
         "empty product).");
+  m.def("forward_sgemm", &forward_sgemm, py::arg("a"), py::arg("b"), py::arg("out"),
+        "out = a b (float32) the way the convolution forwards multiply: split over the threads, "
+        "each share by the active instruction set's own GEMM where it applies, else the BLAS.");
   m.def("gemm_compact", &gemm_compact, py::arg("packed"), py::arg("rows"), py::arg("cols"),
         py::arg("b"), py::arg("out"),
         "out (M, N) = A b with A's kept block `packed`; cols None: b is (k_kept, N), else (K, N).");

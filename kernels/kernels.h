@@ -117,6 +117,10 @@ struct Kernels {
   bool (*tile_sgemm)(int m, int n, int k, const float* a, int lda, const float* b, int ldb,
                      float beta, float* c, int ldc, const int64_t* c_rows);
   bool has_tile_gemm;  // this instruction set has one (else the BLAS does every product)
+  // c[m][n] = a[m][k] b[k][n] (float32, row-major) the way the convolution forwards multiply:
+  // split over the threads as blas_gemm does, each share through tile_sgemm where it applies
+  // (and tile_gemm_enabled()), else the BLAS.
+  void (*forward_sgemm)(int m, int n, int k, const float* a, const float* b, float* c);
   int vector_bits;     // width of the vectors its kernels use
   // FP32 multiply-add throughput of the calling thread's core with vectors of vector_bits.
   double (*fma_gflops)(double seconds);

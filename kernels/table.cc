@@ -49,8 +49,12 @@ constexpr TypedKernels<T> typed() {
           &softmax_forward<T>,  &add_bias_rows<T>};
 }
 
-const Kernels kTable = {MC_ISA_ENUM, typed<float>(),  typed<double>(), &tile_sgemm,
-                        kHasTileGemm, kVectorBytes * 8, &fma_gflops};
+void forward_sgemm(int m, int n, int k, const float* a, const float* b, float* c) {
+  blas_gemm<float, true>(false, false, m, n, k, 1.f, a, k, b, n, 0.f, c, n);
+}
+
+const Kernels kTable = {MC_ISA_ENUM,  typed<float>(), typed<double>(),  &tile_sgemm,
+                        kHasTileGemm, &forward_sgemm, kVectorBytes * 8, &fma_gflops};
 
 }  // namespace
 

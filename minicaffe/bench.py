@@ -11,14 +11,21 @@ group), it times, interleaved and reported as medians:
   torch-conv2d    PyTorch's dense conv2d on the same layer (when torch is installed)
   dense-gemm      the GEMM alone on a prepared lowered matrix (the paper's measurement)
   compact-gemm    the compacted GEMM alone (kept rows of the lowered matrix prepared)
+  sgemm-ours      the compacted product (padded kept filters x kept lowered rows) as the
+                  forward multiplies: the active instruction set's own GEMM where it applies,
+                  else the BLAS (compiled kernels only)
+  sgemm-blas      the same product by the BLAS (ops.gemm)
   csr-ours        our CSR x dense at Table 4's L1 (non-structured) sparsity, GEMM alone
   csr-scipy, csr-torch, csr-mkl   the same product in scipy.sparse, torch.sparse, MKL
 `speedup_vs_dense` compares forward engines with `dense` and GEMM-only engines with
 `dense-gemm`; `ideal_speedup` is M*K / (m_kept*k_kept) for compact and 1/(1-s) for CSR.
+The kernels run with the instruction set minicaffe chose (MINICAFFE_ISA=avx2 measures the AVX2
+path on an AVX-512 machine, OpenBLAS with its Haswell kernels).
 A first row reports sgemm 2048^3 in GFLOP/s against the 117 GFLOP/s single-core peak.
 """
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -78,7 +85,22 @@ def l1_weights(layer, rng, dtype=np.float32):
     return w
 
 
+# PyTorch's own instruction-set caps (oneDNN for conv2d, MKL for torch.sparse), applied when
+# minicaffe runs an instruction set below the CPU's best (MINICAFFE_ISA=avx2 on an AVX-512
+# machine), so that the peer measures what it would run on a CPU without the wider vectors.
+_PEER_ISA_ENV = {"avx2": {"ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"},
+                 "baseline": {"ONEDNN_MAX_CPU_ISA": "SSE41",
+                              "MKL_ENABLE_INSTRUCTIONS": "SSE4_2"}}
+
+
 def _torch():
+    """torch (the benchmark peer) or None; capped to minicaffe's instruction set when that is
+    below the CPU's best (the caps take effect only if torch is not imported yet; a user's
+    ONEDNN_MAX_CPU_ISA / MKL_ENABLE_INSTRUCTIONS win)."""
+    available = ops.available_isas()
+    if available and ops.get_isa() != available[-1]:
+        for name, value in _PEER_ISA_ENV.get(ops.get_isa(), {}).items():
+            os.environ.setdefault(name, value)
     try:
         import torch  # noqa: PLC0415  (optional benchmark peer)
     except ImportError:
@@ -135,6 +157,19 @@ def layer_engines(layer, batch, rng, torch=None):
         o[...] = sp @ cols
     engines["csr-scipy"] = engine("csr-scipy", scipy_csr, ref_l1)
     k = ops.native.kernels()
+    if k is not None:
+        # The compacted product alone (padded kept filters x kept lowered rows), as the forward
+        # multiplies (our own GEMM where the instruction set has one) and by the BLAS.
+        packed = compact._padded
+        ref_packed = packed.astype(np.float64) @ kept_cols
+
+        def sgemm_engine(name, run):
+            outs[name] = np.full((packed.shape[0], batch * g.cols), np.nan, np.float32)
+            return (lambda: run(outs[name])), close(name, ref_packed)
+        engines["sgemm-ours"] = sgemm_engine(
+            "sgemm-ours", lambda o: k.forward_sgemm(packed, kept_cols, o))
+        engines["sgemm-blas"] = sgemm_engine(
+            "sgemm-blas", lambda o: ops.gemm(packed, kept_cols, out=o))
     if k is not None and hasattr(k, "csrmm_mkl"):
         engines["csr-mkl"] = engine("csr-mkl", lambda o: k.csrmm_mkl(
             csr.indptr, csr.indices, csr.data, g.rows, cols, o), ref_l1)
@@ -165,7 +200,8 @@ def layer_engines(layer, batch, rng, torch=None):
                                        atol=1e-3 * np.abs(ref_l1).max())
         engines["torch-conv2d"] = (torch_conv, check_torch_conv)
         engines["csr-torch"] = (torch_csr, check_torch_csr)
-    ideal = {"compact": compact.ideal_speedup, "compact-gemm": compact.ideal_speedup}
+    ideal = {"compact": compact.ideal_speedup, "compact-gemm": compact.ideal_speedup,
+             "sgemm-ours": compact.ideal_speedup, "sgemm-blas": compact.ideal_speedup}
     for name in ("csr-ours", "csr-scipy", "csr-mkl", "csr-torch"):
         ideal[name] = 1.0 / (1.0 - csr.sparsity)
     return engines, ideal
@@ -221,7 +257,8 @@ def sgemm_row(threads, n, rounds, clock=time.perf_counter):
     return row
 
 
-GEMM_ONLY = ("dense-gemm", "compact-gemm", "csr-ours", "csr-scipy", "csr-mkl", "csr-torch")
+GEMM_ONLY = ("dense-gemm", "compact-gemm", "sgemm-ours", "sgemm-blas", "csr-ours", "csr-scipy",
+             "csr-mkl", "csr-torch")
 
 
 CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
@@ -290,6 +327,12 @@ def summary(rows):
             out.append(f"batch {batch}: compact vs torch conv2d = {np.mean(vs_torch):.2f} x ideal "
                        f"(target >= 0.75); dense forward / torch conv2d time = "
                        f"{', '.join(f'{d:.2f}' for d in dense_vs)} (target <= 1.4)")
+        if all((n, e, batch) in by for n in names for e in ("sgemm-ours", "sgemm-blas")):
+            rate = [by[(n, "sgemm-blas", batch)]["seconds"] / by[(n, "sgemm-ours", batch)]
+                    ["seconds"] for n in names]
+            out.append(f"batch {batch}: the forward's GEMM / OpenBLAS sgemm on the compacted "
+                       f"shapes = {', '.join(f'{100 * r:.0f}%' for r in rate)} "
+                       f"(target >= 90% each)")
         csr_engines = [e for e in ("csr-scipy", "csr-torch", "csr-mkl")
                        if all((n, e, batch) in by for n in names)]
         if csr_engines:
@@ -325,6 +368,8 @@ def main(argv=None):
     layers = [layer for layer in ALEXNET if layer.name in args.layer] if args.layer else None
     rows = run_gemm(args.threads, tuple(args.batch or (1, 8)), args.quick, layers,
                     log=lambda *a, **k: print(*a, **k), clock=args.clock)
+    print(f"instruction set {info['isa']}, {info['threads']} thread(s); BLAS: "
+          f"{info['blas_version']}")
     print(format_table(rows))
     print(summary(rows))
     if args.json:

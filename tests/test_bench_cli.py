@@ -30,6 +30,7 @@ def test_every_engine_computes_its_product(batch, rng):
     engines, ideal = bench.layer_engines(TINY, batch, rng, torch)
     assert {"dense", "compact", "dense-gemm", "compact-gemm", "csr-ours", "csr-scipy"} <= set(
         engines)
+    assert not ops.native.available() or {"sgemm-ours", "sgemm-blas"} <= set(engines)
     assert torch is None or {"torch-conv2d", "csr-torch"} <= set(engines)
     for fn, check in engines.values():
         with pytest.raises(AssertionError):
@@ -42,7 +43,8 @@ def test_every_engine_computes_its_product(batch, rng):
 
 
 @pytest.mark.parametrize("idle", ["dense", "compact", "dense-gemm", "compact-gemm", "csr-ours",
-                                  "csr-scipy"])
+                                  "csr-scipy"]
+                         + (["sgemm-ours", "sgemm-blas"] if ops.native.available() else []))
 def test_an_engine_that_does_nothing_fails_its_check(idle):
     """Every other engine computed its (partly identical) product; the idle one still fails."""
     engines, _ = bench.layer_engines(TINY, 1, np.random.default_rng(7), bench._torch())

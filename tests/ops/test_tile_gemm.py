@@ -76,6 +76,28 @@ def test_bad_arguments_raise(k):
         k.tile_sgemm(f32((2, 3), np.float32), f32((3, 4), np.float32), f32((2, 5), np.float32))
 
 
+# Shapes around the tiles (AVX-512 8 x 48, AVX2 6 x 16 within 48-column strips), one wider than
+# the tile kernels take (the BLAS then), and one that two threads split by rows.
+@pytest.mark.parametrize("m, n, kk", [(1, 1, 1), (7, 17, 5), (13, 49, 33), (104, 169, 264),
+                                      (9, 1600, 20), (600, 40, 30)])
+def test_forward_sgemm_matches_float64_product(isa, threads, rng, m, n, kk):
+    """The convolution forwards' GEMM path under each instruction set (the baseline's is the
+    BLAS), as the benchmark times it against the BLAS."""
+    k = native.kernels()
+    a = rng.standard_normal((m, kk)).astype(np.float32)
+    b = rng.standard_normal((kk, n)).astype(np.float32)
+    out = np.full((m, n), np.nan, np.float32)
+    k.forward_sgemm(a, b, out)
+    np.testing.assert_allclose(out, a.astype(np.float64) @ b, rtol=1e-5, atol=1e-5 * np.sqrt(kk))
+    zero_k = np.full((2, 3), np.nan, np.float32)
+    k.forward_sgemm(np.ones((2, 0), np.float32), np.ones((0, 3), np.float32), zero_k)
+    assert (zero_k == 0).all()
+    with pytest.raises(ValueError, match=r"^forward_sgemm: b has shape \(3, 4\); expected "
+                                         r"\(2, 4\)$"):
+        k.forward_sgemm(np.ones((2, 2), np.float32), np.ones((3, 4), np.float32),
+                        np.ones((2, 4), np.float32))
+
+
 SWITCH = """
 import numpy as np
 from minicaffe import ops
