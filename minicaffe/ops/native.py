@@ -47,7 +47,23 @@ def _requested_isa():
     return os.environ.get("MINICAFFE_ISA", "").strip().lower() or "auto"
 
 
+# NumPy's run-time CPU detection (CPUID, with the OS's register support checked) -> the
+# /proc/cpuinfo names used here.
+_NUMPY_FEATURES = {"SSE42": "sse4_2", "AVX2": "avx2", "FMA3": "fma", "AVX512F": "avx512f",
+                   "AVX512CD": "avx512cd", "AVX512BW": "avx512bw", "AVX512DQ": "avx512dq",
+                   "AVX512VL": "avx512vl"}
+
+
 def _cpu_flags():
+    """The CPU's features as /proc/cpuinfo names, from what the CPU itself reports (NumPy's
+    CPUID detection): /proc/cpuinfo describes the host, which an emulator (qemu-user) or a
+    virtual machine may not pass on. /proc/cpuinfo only where NumPy does not say."""
+    try:
+        from numpy._core._multiarray_umath import __cpu_features__  # noqa: PLC0415
+    except ImportError:
+        __cpu_features__ = None
+    if __cpu_features__:
+        return {name for key, name in _NUMPY_FEATURES.items() if __cpu_features__.get(key)}
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:

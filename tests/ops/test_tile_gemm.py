@@ -114,7 +114,7 @@ def test_minicaffe_tile_gemm_0_turns_it_off_with_the_same_results(k, tmp_path):
     results = {}
     for value in ("0", "1"):
         path = str(tmp_path / f"y{value}.npy")
-        env = dict(os.environ, MINICAFFE_TILE_GEMM=value)
+        env = dict(os.environ, MINICAFFE_TILE_GEMM=value, MINICAFFE_ISA=native.get_isa())
         run = subprocess.run([sys.executable, "-c", SWITCH.format(path=path)], env=env,
                              capture_output=True, text=True, check=True)
         assert run.stdout.strip() == ("False" if value == "0" else "True")
