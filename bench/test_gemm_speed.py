@@ -12,8 +12,8 @@ from minicaffe import bench, ops
 
 pytest.importorskip("pytest_benchmark")
 
-ENGINES = ["dense", "compact", "dense-gemm", "compact-gemm", "csr-ours", "csr-scipy",
-           "csr-mkl", "csr-torch", "torch-conv2d"]
+ENGINES = ["dense", "compact", "dense-gemm", "compact-gemm", "sgemm-ours", "sgemm-blas",
+           "csr-ours", "csr-scipy", "csr-mkl", "csr-torch", "torch-conv2d"]
 LAYERS = {layer.name: layer for layer in bench.ALEXNET}
 
 
@@ -28,7 +28,7 @@ def one_thread():
 def _flops(layer, batch, engine):
     g = layer.geom
     dense = 2.0 * layer.M * g.rows * g.cols * batch
-    if engine.startswith("compact"):
+    if engine.startswith(("compact", "sgemm")):
         return dense * (1 - layer.row_sparsity) * (1 - layer.col_sparsity), dense
     if engine.startswith("csr"):
         return dense * (1 - layer.l1_sparsity), dense
@@ -44,6 +44,8 @@ def test_conv_gemm_speed(benchmark, layer_name, batch, engine):
     engines, ideal = bench.layer_engines(layer, batch, np.random.default_rng(2016), torch)
     if engine not in engines:
         pytest.skip("built without MKL (MINICAFFE_BLAS=mkl adds csrmm_mkl)" if engine == "csr-mkl"
+                    else "minicaffe._kernels not built: no compiled GEMM to compare"
+                    if engine.startswith("sgemm")
                     else "PyTorch not installed (pip install torch==2.13.0)")
     if torch is not None:
         torch.set_num_threads(1)
@@ -57,7 +59,8 @@ def test_conv_gemm_speed(benchmark, layer_name, batch, engine):
     info = ops.build_info()
     benchmark.extra_info.update(
         gflops=work / seconds / 1e9, effective_gflops=dense_work / seconds / 1e9,
-        ideal_speedup=ideal.get(engine, 1.0), blas=info["blas_vendor"], threads=info["threads"])
+        ideal_speedup=ideal.get(engine, 1.0), blas=info["blas_vendor"], threads=info["threads"],
+        isa=info["isa"])
 
 
 def test_sgemm_2048(benchmark):
