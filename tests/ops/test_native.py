@@ -314,9 +314,10 @@ def csr_unsorted():
 
 def test_peak_gflops(k):
     widths = {"baseline": 128, "avx2": 256, "avx512": 512}
+    # positive and finite (an emulator runs at well under 1 GFLOP/s; a real core at tens)
     for name in native.available_isas():
-        assert k.peak_gflops(widths[name], 0.01) > 1.0
-    assert k.peak_gflops(0, 0.01) > 1.0  # the active instruction set's width
+        assert 0 < k.peak_gflops(widths[name], 0.01) < 1e5
+    assert 0 < k.peak_gflops(0, 0.01) < 1e5  # the active instruction set's width
     with pytest.raises(KernelError, match=r"^peak_gflops: vector_bits = 64; expected one of "
                                           r"128(, 256, 512)? \(the vector widths compiled into "
                                           r"this build\)$"):
