@@ -20,7 +20,7 @@ scikit-image needed); `net._forward(0, n-1)` is Net::ForwardFromTo behind one bo
 Without the variable Caffe's columns are left out (recorded as None).
 
     MINICAFFE_BENCH_CAFFE=$HOME/caffe/python pytest bench/test_latency_speed.py
-    MINICAFFE_BENCH_CAFFE=... python bench/test_latency_speed.py --threads 1 2 --layers
+    MINICAFFE_BENCH_CAFFE=... python bench/test_latency_speed.py --threads 1 2 --layers --profile
 """
 import argparse
 import os
@@ -278,12 +278,41 @@ def layer_table(key, threads, tmpdir, caffe_mod=None, calls=3000):
     return rows
 
 
+def profile_plain(key, forwards=3000, top=12):
+    """Lines of a table: cProfile of `forwards` plain (unplanned) forwards of `key` at batch 1,
+    the functions with the most own time per forward (the profiler inflates Python calls)."""
+    import cProfile  # noqa: PLC0415
+    import pstats  # noqa: PLC0415
+
+    net = ours(key)
+    net.use_plan = False
+    for _ in range(100):
+        net.forward()
+    prof = cProfile.Profile()
+    prof.enable()
+    for _ in range(forwards):
+        net.forward()
+    prof.disable()
+    stats = pstats.Stats(prof)
+    rows = sorted(((tt, nc, f[f.find("minicaffe"):] + f":{line}({name})" if "minicaffe" in f
+                    else name) for (f, line, name), (_, nc, tt, _, _) in stats.stats.items()),
+                  reverse=True)
+    lines = [f"{key}: {1e6 * stats.total_tt / forwards:.1f} us per profiled forward",
+             "| function | calls per forward | own us per forward | share |", "|---|---|---|---|"]
+    for tt, nc, name in rows[:top]:
+        lines.append(f"| {name} | {nc / forwards:.0f} | {1e6 * tt / forwards:.2f} "
+                     f"| {100 * tt / stats.total_tt:.0f}% |")
+    return lines
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--nets", nargs="+", default=list(NETS), choices=list(NETS))
     ap.add_argument("--layers", action="store_true", help="also the per-layer table")
     ap.add_argument("--rounds", type=int, default=21)
+    ap.add_argument("--profile", action="store_true",
+                    help="also cProfile the plain (unplanned) forward, one thread")
     args = ap.parse_args(argv)
     import tempfile  # noqa: PLC0415
 
@@ -320,6 +349,11 @@ def main(argv=None):
                                                                     caffe_mod):
                         c = "-" if theirs is None else f"{theirs:.2f}"
                         print(f"| {name} | {plain:.2f} | {planned:.2f} | {c} |", flush=True)
+    if args.profile:
+        ops.set_num_threads(1)
+        for key in args.nets:
+            print()
+            print("\n".join(profile_plain(key)), flush=True)
 
 
 if __name__ == "__main__":
