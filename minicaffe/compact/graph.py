@@ -68,8 +68,13 @@ class Version:
 
     def indices(self, units):
         """Axis-1 indices covered by `units` (in order)."""
-        parts = [np.arange(self.bounds[u], self.bounds[u + 1]) for u in units]
-        return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
+        units = np.asarray(units, dtype=np.int64).reshape(-1)
+        starts = self.bounds[units]
+        lens = self.bounds[units + 1] - starts
+        if not len(units) or np.all(lens == 1):
+            return starts.astype(np.int64)
+        offsets = np.cumsum(lens) - lens                  # where each unit starts in the result
+        return (np.repeat(starts - offsets, lens) + np.arange(int(lens.sum()))).astype(np.int64)
 
     def columns(self, units):
         """Per-sample flat indices of `units` (axis 1 and the axes after it, in memory order):
