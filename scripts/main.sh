@@ -18,4 +18,4 @@ weights=$(ls -t snapshots/lenet/lenet_ssl_iter_*.caffemodel | head -n 1)
 echo "== compaction of $weights"
 "$PY" -m minicaffe.compact --model prototxt/lenet/lenet_deploy.prototxt --weights "$weights" \
     --out runs/lenet_compact --report runs/lenet_compact/report.md \
-    --json runs/lenet_compact/report.json --modes
+    --json runs/lenet_compact/report.json --png runs/lenet_compact/report.png --modes

@@ -1,12 +1,15 @@
 """`python -m minicaffe.compact`: write the compacted (physically smaller) net of SSL weights.
 
     python -m minicaffe.compact --model M --weights W --out DIR [--report FILE] [--json FILE]
-                                [--modes [LIST]] [--rounds N] [--threads N] [--name NAME]
+                                [--png FILE] [--modes [LIST]] [--rounds N] [--threads N]
+                                [--name NAME]
 
 Writes DIR/<name>.prototxt (a deploy net) and DIR/<name>.caffemodel (<name>: the model file's
 stem unless --name), loads them back, checks that they compute the original's outputs on random
 inputs, times both nets layer by layer and prints the per-layer table (Tables 1-3 of the SSL
-paper) as Markdown; --report writes that Markdown to a file, --json the data. --modes adds the
+paper) as Markdown; --report writes that Markdown to a file, --json the data, --png a figure
+(FLOPs and forward time per layer before and after, and the first layer's connections per
+input; needs matplotlib). --modes adds the
 comparison of execution modes (dense, ccnmm, csr, compact by default). Exit status 0 on
 success, 1 on a bad input or a failed check.
 """
@@ -30,6 +33,7 @@ def _parser():
     ap.add_argument("--name", help="file name stem (default: the model file's)")
     ap.add_argument("--report", help="also write the Markdown table here")
     ap.add_argument("--json", help="write the report as JSON here")
+    ap.add_argument("--png", help="draw the report (needs matplotlib)")
     ap.add_argument("--modes", nargs="?", const="dense,ccnmm,csr,compact",
                     help="also compare execution modes (comma-separated, default "
                          "dense,ccnmm,csr,compact; auto is one more)")
@@ -60,6 +64,47 @@ def load_checked(model, weights_path, dtype=np.float32):
                          "match the net")
     net.copy_from(entries)
     return net
+
+
+def draw(report, path):
+    """A PNG of `report`: FLOPs and measured forward time per Convolution / InnerProduct
+    before and after (log scale), and the first layer's connections per input (Fig. 4b)."""
+    from minicaffe.plot import require_matplotlib
+
+    plt = require_matplotlib()
+    rows = report.rows
+    first = report.first_layer[0] if report.first_layer else None
+    panels = 3 if first else 2
+    fig, axes = plt.subplots(1, panels, figsize=(5 * panels, 4))
+    names = [r["layer"] for r in rows]
+    x = np.arange(len(rows))
+    for ax, key, title in ((axes[0], "flops", "FLOPs per image"),
+                           (axes[1], "time_ms", "forward (ms)")):
+        before = [r[key][0] or 0 for r in rows]
+        after = [r[key][1] or 0 for r in rows]
+        ax.bar(x - 0.2, before, 0.4, label="before")
+        ax.bar(x + 0.2, after, 0.4, label="compacted")
+        ax.set_xticks(x, names, rotation=30)
+        ax.set_yscale("log")
+        ax.set_title(title)
+        ax.legend()
+    if first:
+        counts = np.array(first["connections"], dtype=float)
+        shape = first["shape"]
+        if len(shape) == 3 and first["what"] == "inputs":       # (C, H, W) pixels
+            image = counts.reshape(shape).sum(axis=0)
+        elif len(shape) == 3:                                   # (C, kh, kw) shape fibres
+            image = counts.reshape(shape[0], -1) if shape[0] > 1 else counts.reshape(shape[1:])
+        else:
+            image = counts.reshape(1, -1)
+        im = axes[2].imshow(image, cmap="viridis")
+        fig.colorbar(im, ax=axes[2])
+        axes[2].set_title(f"{first['layer']}: connections per {first['what'][:-1]} "
+                          f"({first['unconnected']}/{first['count']} none)")
+    fig.suptitle(f"Compaction of '{report.net}'")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 def verify(before, after, seed=0):
@@ -148,7 +193,10 @@ def main(argv=None):
         if args.json:
             with open(args.json, "w", encoding="utf-8") as f:
                 f.write(report_json(report))
-    except (MinicaffeError, OSError, ValueError) as exc:
+        if args.png:
+            draw(report, args.png)
+            log.info("wrote %s", args.png)
+    except (MinicaffeError, OSError, ValueError, ImportError) as exc:
         log.error("%s", exc)
         return 1
     return 0
