@@ -77,7 +77,8 @@ TARGETS = {
     "conv-size": Target(("minicaffe/ops/geometry.py",),
                         ("tests/ops/test_im2col.py", "tests/ops/test_conv.py",
                          "tests/catalog/test_convolution.py")),
-    "weights": Target(("minicaffe/weights.py",), ("tests/test_weights.py",)),
+    "weights": Target(("minicaffe/weights.py",),
+                      ("tests/test_weights_caffe_rules.py", "tests/test_weights.py")),
     "wire": Target(("minicaffe/wire.py",), ("tests/data/test_wire.py", "tests/test_weights.py")),
 }
 
