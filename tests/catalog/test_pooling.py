@@ -352,9 +352,82 @@ def test_overlapping_max_gradient_sums_over_windows():
     ({"pool": "STOCHASTIC", "kernel_size": 2}, ["STOCHASTIC"]),
     ({"pool": "MAX", "global_pooling": True, "kernel_size": 2}, ["global_pooling"]),
     ({"pool": "MAX", "kernel_size": 9}, ["does not fit the 6x6 input"]),
+    ({"pool": "MAX", "kernel_h": 7, "kernel_w": 2}, ["kernel (7, 2) does not fit the 6x6 input"]),
+    ({"pool": "MAX", "kernel_h": 2, "kernel_w": 0}, ["kernel size must be positive, got (2, 0)"]),
+    ({"pool": "MAX", "kernel_h": 0, "kernel_w": 2}, ["kernel size must be positive, got (0, 2)"]),
+    ({"pool": "MAX", "kernel_size": 2, "pad_h": 2, "pad_w": 0},
+     ["pad (2, 0) must be smaller than the kernel (2, 2)"]),
+    ({"pool": "MAX", "kernel_size": 2, "pad_h": 0, "pad_w": 2},
+     ["pad (0, 2) must be smaller than the kernel (2, 2)"]),
+    ({"pool": "MAX", "kernel_size": 2, "stride_h": 0, "stride_w": 1},
+     ["stride must be positive, got (0, 1)"]),
+    ({"pool": "MAX", "kernel_size": 2, "stride_h": 1, "stride_w": 0},
+     ["stride must be positive, got (1, 0)"]),
+    ({"pool": "MAX", "global_pooling": True, "kernel_h": 2, "kernel_w": 2}, ["whole plane"]),
+    ({"pool": "MAX", "global_pooling": True, "pad": 1}, ["global_pooling needs pad 0 and stride 1"]),
+    ({"pool": "MAX", "global_pooling": True, "stride": 2}, ["needs pad 0 and stride 1"]),
+    ({"pool": "MAX", "global_pooling": True, "pad_h": 1, "pad_w": 0}, ["needs pad 0"]),
+    ({"pool": "MAX", "global_pooling": True, "stride_h": 2, "stride_w": 1}, ["needs pad 0"]),
 ])
 def test_invalid_pooling(params, frags):
     harness.expect_setup_error(TestAvePool, [(2, 3, 6, 6)], *frags, params=params)
+
+
+def test_pooling_limits_that_are_allowed():
+    """pad = kernel - 1 and stride 1 are fine; a kernel as large as the plane gives 1x1."""
+    case = TestAvePool()
+    for params, shape in [({"pool": "MAX", "kernel_size": 3, "pad": 2, "stride": 1}, (8, 8)),
+                          ({"pool": "AVE", "kernel_h": 6, "kernel_w": 1}, (1, 6)),
+                          ({"pool": "MAX", "kernel_size": 6}, (1, 1)),
+                          ({"pool": "MAX", "global_pooling": True}, (1, 1))]:
+        case.params = params
+        layer, bottom, top = case.build()
+        assert tuple(top[0].shape) == (2, 3) + shape, params
+
+
+def test_pooling_needs_a_four_axis_bottom():
+    harness.expect_setup_error(TestAvePool, [(2, 3, 6)], "expects a 4-D bottom (N, C, H, W)")
+    case = TestAvePool()
+    layer, bottom, top = case.build()
+    bottom[0].reshape((2, 3, 6))
+    with pytest.raises(Exception, match="expects a 4-D bottom"):
+        layer.reshape(bottom, top)
+
+
+def test_second_top_needs_max():
+    case = TestAvePool()
+    case.num_tops = 2
+    with pytest.raises(Exception, match=r"a second top \(the argmax mask\) needs pool: MAX, got AVE"):
+        case.build()
+
+
+def test_reshape_follows_a_new_input_size():
+    """The output size is recomputed when the bottom changes (and not otherwise)."""
+    case = TestMaxPoolAsymmetricPad()
+    layer, bottom, top = case.build()
+    assert tuple(top[0].shape[2:]) == (3, 3)
+    for shape, want in [((1, 2, 7, 9), (4, 3)), ((1, 2, 5, 9), (3, 3)), ((1, 2, 5, 12), (3, 4))]:
+        bottom[0].reshape(shape)
+        layer.reshape(bottom, top)
+        assert tuple(top[0].shape) == shape[:2] + want
+    bottom[0].reshape((1, 2, 5, 12))
+    bottom[0].data[...] = distinct(np.random.default_rng(0), (1, 2, 5, 12)).astype(np.float64)
+    layer.reshape(bottom, top)
+    case.run_forward(layer, bottom, top)
+    np.testing.assert_array_equal(top[0].data, pool_reference(np.array(bottom[0].data), "MAX",
+                                                              (3, 2), (2, 3), (1, 0)))
+
+
+def test_global_pooling_takes_each_new_plane_whole():
+    case = TestGlobalMax()
+    layer, bottom, top = case.build()
+    bottom[0].reshape((2, 3, 2, 7))
+    layer.reshape(bottom, top)
+    assert tuple(top[0].shape) == (2, 3, 1, 1)
+    bottom[0].data[...] = np.arange(84.0).reshape(2, 3, 2, 7)
+    case.run_forward(layer, bottom, top)
+    np.testing.assert_array_equal(top[0].data[:, :, 0, 0], np.arange(84.0).reshape(6, 14).max(1)
+                                  .reshape(2, 3))
 
 
 @pytest.mark.torch
