@@ -12,6 +12,8 @@ measured scores and the surviving mutants judged equivalent.
     python scripts/mutation.py --report           # the table (and survivors) of the last runs
     python scripts/mutation.py --list             # the targets
     python scripts/mutation.py --wrap cpujob      # each mutant's test run under a lock command
+                                                  # (slow where benchmarks hold the machine often:
+                                                  # there, run the whole script under the lock)
 
 cosmic-ray mutates the files IN PLACE and restores them after each mutant: run it in a clean
 checkout (a clone, with the kernels built in place) and do not edit the files meanwhile.
