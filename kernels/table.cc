@@ -8,12 +8,14 @@ MC_ISA_BEGIN
 namespace {
 
 // Single-precision multiply-add throughput of one core (thread CPU time) with this
-// instruction set's vectors: 16 independent accumulator chains cover the FMA latency on
-// current x86 cores.
+// instruction set's vectors: independent accumulator chains cover the FMA latency on current
+// x86 cores (latency 4, two pipes: 8 needed). 16 chains with AVX-512's 32 registers; 12 with
+// the 16 of AVX2 and SSE, where 16 chains and the two constants spilled to the stack (the
+// 256-bit peak then read 64 instead of about 115 GFLOP/s).
 typedef float vec __attribute__((vector_size(kVectorBytes)));
 
 double fma_gflops(double seconds) {
-  constexpr int lanes = kVectorBytes / 4, chains = 16;
+  constexpr int lanes = kVectorBytes / 4, chains = MC_ISA_LEVEL == 2 ? 16 : 12;
   vec acc[chains];
   for (int i = 0; i < chains; ++i) acc[i] = vec{} + float(i) * 1e-3f;
   const vec a = vec{} + 0.999999f, b = vec{} + 1e-7f;
