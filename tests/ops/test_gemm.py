@@ -61,3 +61,29 @@ def test_gemm_beta_without_out(engine):
 def test_gemm_rejects_1d(engine):
     with pytest.raises(KernelError, match=r"^gemm: a has shape \(3,\); expected 2 dimensions"):
         ops.gemm(np.zeros(3), np.zeros((3, 5)))
+
+
+@pytest.mark.parametrize("m,n,k", [(1, 37, 19), (23, 1, 19), (1, 1, 5)])
+@pytest.mark.parametrize("trans_a,trans_b", [(False, False), (True, False), (False, True),
+                                             (True, True)])
+@pytest.mark.parametrize("alpha,beta", [(1.0, 0.0), (0.5, -2.0)])
+def test_one_row_or_column_products(engine, rng, m, n, k, trans_a, trans_b, alpha, beta):
+    """One row or one column of C: the compiled path runs these as matrix-vector products (a
+    batch-1 fully connected layer); alpha, beta and beta = 0 over NaN behave as for GEMM."""
+    a = rng.standard_normal((k, m) if trans_a else (m, k))
+    b = rng.standard_normal((n, k) if trans_b else (k, n))
+    c = rng.standard_normal((m, n)) if beta else np.full((m, n), np.nan)
+    want = reference.gemm(a, b, None if not beta else c.copy(), alpha=alpha, beta=beta,
+                          trans_a=trans_a, trans_b=trans_b)
+    got = ops.gemm(a, b, out=c, alpha=alpha, beta=beta, trans_a=trans_a, trans_b=trans_b)
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12,
+                               err_msg=f"M,N,K={m},{n},{k} trans={trans_a},{trans_b}")
+
+
+@pytest.mark.parametrize("m,n", [(1, 4096), (4096, 1)])
+def test_one_row_or_column_split_over_threads(engine, rng, threads, m, n):
+    """Large enough to be split over the threads (>= 2M multiply-adds): every share is still a
+    one-row or one-column product."""
+    a = rng.standard_normal((m, 600)).astype(np.float32)
+    b = rng.standard_normal((600, n)).astype(np.float32)
+    np.testing.assert_allclose(ops.gemm(a, b), reference.gemm(a, b), rtol=1e-4, atol=1e-3)
