@@ -30,18 +30,23 @@ dropout.aliases = True
 def concat(ctx):
     if len(ctx.bottoms) == 1:
         return [ctx.node("Identity", ctx.bottoms, out=ctx.top(0))]
-    return [ctx.node("Concat", ctx.bottoms, out=ctx.top(0), axis=ctx.layer._axis_value)]
+    p = ctx.param.concat_param
+    axis = int(p.concat_dim) if p.has("concat_dim") else int(p.axis)
+    return [ctx.node("Concat", ctx.bottoms, out=ctx.top(0),
+                     axis=axis % ctx.bottom_shapes[0].ndim)]
 
 
 @converter("Slice")
 def slice_(ctx):
     """Split at Caffe's slice points (sizes from the net's shapes; the axis must not be the
     batch's)."""
-    axis = ctx.layer._axis_value
-    if ctx.bottom_shapes[0].dynamic[axis]:
+    p = ctx.param.slice_param
+    src = ctx.bottom_shapes[0]
+    axis = (int(p.slice_dim) if p.has("slice_dim") else int(p.axis)) % src.ndim
+    if src.dynamic[axis]:
         raise ctx.error(f"slices axis {axis}, which follows the batch; export with a fixed batch "
                         "(dynamic_batch=False / --static-batch)")
-    sizes = [hi - lo for lo, hi in ctx.layer._ranges]
+    sizes = [t[axis] for t in ctx.top_shapes]
     if len(sizes) == 1:
         return [ctx.node("Identity", ctx.bottoms, out=ctx.top(0))]
     outs = ctx.graph.split(ctx.bottoms[0], sizes, axis,
@@ -117,8 +122,8 @@ def _chain(ctx, op, values):
 
 @converter("Softmax")
 def softmax(ctx):
-    return [ctx.node("Softmax", ctx.bottoms, out=ctx.top(0),
-                     axis=ctx.layer._axis)]
+    axis = int(ctx.param.softmax_param.axis) % ctx.bottom_shapes[0].ndim
+    return [ctx.node("Softmax", ctx.bottoms, out=ctx.top(0), axis=axis)]
 
 
 @converter("Reduction")
