@@ -52,13 +52,20 @@ def _classify(plan):
             p.kind, p.reason = "sink", "a training loss, not part of inference"
         elif t in CONVERTERS:
             p.kind = "export"
-        elif t == "Python":
-            raise ExportError(f"{where(p.layer.layer_param)}layer '{p.layer.name}' (Python): "
-                              "runs user Python code, which ONNX cannot express")
         else:
-            known = ", ".join(CONVERTERS.names())
-            raise ExportError(f"{where(p.layer.layer_param)}layer '{p.layer.name}' ({t}): "
-                              f"no ONNX converter for this type (exported types: {known})")
+            # exported like any layer until the graph needs it: then an ExportError
+            p.kind = "refused"
+            if t == "Python":
+                p.reason = "runs user Python code, which ONNX cannot express"
+            else:
+                p.reason = (f"no ONNX converter for this type (exported types: "
+                            f"{', '.join(CONVERTERS.names())})")
+
+
+def _refuse(p):
+    return ExportError(f"{where(p.layer.layer_param)}layer '{p.layer.name}' ({p.layer.type}): "
+                       f"{p.reason}; an output depends on it (outputs= / --output can stop "
+                       "before it)")
 
 
 def _link(plan):
@@ -90,17 +97,17 @@ def _default_outputs(plan):
     the copies of an input (a label split between a loss and Accuracy)."""
     read = set()
     for p in plan:
-        if p.kind == "export":
+        if p.kind in ("export", "refused"):
             read.update(s for s in p.sources if s is not None)
     out = []
     for p in plan:
-        if p.kind != "export":
+        if p.kind not in ("export", "refused"):
             continue
         for t in p.tops:
             version = (p.index, t)
             if version in read or version in out:
                 continue
-            if plan[_origin(plan, version)[0]].kind != "export":
+            if plan[_origin(plan, version)[0]].kind not in ("export", "refused"):
                 continue
             out.append(version)
     return out
@@ -115,6 +122,8 @@ def _mark_live(plan, outputs):
             continue
         seen.add(version)
         p = plan[version[0]]
+        if p.kind == "refused":
+            raise _refuse(p)
         p.live = True
         if p.kind == "export":
             stack.extend(s for s in p.sources if s is not None)
@@ -257,7 +266,7 @@ class _Converter:
                         f"input{'s' if len(unused) > 1 else ''} {', '.join(unused)} "
                         f"{'are' if len(unused) > 1 else 'is'} not read by the exported graph: "
                         "left out")
-            elif p.kind == "export" and not p.live and not self._aliases(p):
+            elif p.kind in ("export", "refused") and not p.live and not self._aliases(p):
                 self.report.dropped.append((p.layer.name, p.layer.type,
                                             "no exported output depends on it"))
         if not self.outputs:

@@ -148,3 +148,15 @@ def test_an_input_can_be_an_output():
     x = normal((2, 3))
     got = session(model).run(None, {"x": x})
     np.testing.assert_array_equal(got[0], x)
+
+
+def test_a_python_layer_no_output_needs_is_no_obstacle():
+    net = make_net('layer { name: "r" type: "ReLU" bottom: "x" top: "y" }\n'
+                   'layer { name: "w" type: "Python" bottom: "y" top: "z" python_param { '
+                   'module: "minicaffe.testing.python_layers" layer: "AffineLayer" } }',
+                   {"x": (2, 3)})
+    with pytest.raises(ExportError, match="layer 'w' \\(Python\\): runs user Python code.*"
+                                          "--output can stop before it"):
+        to_onnx(net)
+    model = to_onnx(net, outputs=["y"])
+    assert [n.op_type for n in model.graph.node] == ["Relu"]
