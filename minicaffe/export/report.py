@@ -54,7 +54,8 @@ class ExportReport:
             return ""
         names = ", ".join(f"{f.layer} ({f.mode})" for f in sparse)
         d, m = self.dense_flops, self.minicaffe_flops
-        return (f"ONNX has no structured-sparse convolution: {names} are exported with dense "
+        verb = "is" if len(sparse) == 1 else "are"
+        return (f"ONNX has no structured-sparse convolution: {names} {verb} exported with dense "
                 f"weights (removed filters and shape fibres as zeros). Per sample, ONNX Runtime "
                 f"computes {d / 1e6:.3f} MFLOP in the convolutions and inner products where "
                 f"minicaffe computes {m / 1e6:.3f} MFLOP ({d / max(m, 1):.2f}x the work).")
