@@ -31,9 +31,12 @@ def require_matplotlib():
 
 
 class Curves:
-    """The series of one stage, iterations shifted by `offset` (to follow a previous stage)."""
+    """The series of one stage, iterations shifted by `offset` (to follow a previous stage).
 
-    def __init__(self, label, records, offset=0):
+    FLOPs are fractions of `dense` ({layer: dense FLOPs}) when given (a compacted net's
+    fine-tuning drawn against the original net), else of the stage's own dense net."""
+
+    def __init__(self, label, records, offset=0, dense=None):
         self.label, self.offset = label, offset
         self.train = [(r["iter"] + offset, r["loss"]) for r in records
                       if r.get("kind") == "train" and "loss" in r]
@@ -44,9 +47,9 @@ class Curves:
             rows = r.get("sparsity")
             if not rows:
                 continue
-            dense = sum(x["flops_dense"] for x in rows)
-            per = {x["layer"]: x["flops_left"] / max(x["flops_dense"], 1) for x in rows}
-            per["total"] = sum(x["flops_left"] for x in rows) / max(dense, 1)
+            ref = {x["layer"]: (dense or {}).get(x["layer"], x["flops_dense"]) for x in rows}
+            per = {x["layer"]: x["flops_left"] / max(ref[x["layer"]], 1) for x in rows}
+            per["total"] = sum(x["flops_left"] for x in rows) / max(sum(ref.values()), 1)
             self.flops.append((r["iter"] + offset, per))
         iters = [i for i, _ in self.train] + [i for i, _ in self.test]
         self.end = max(iters) if iters else offset
@@ -55,8 +58,9 @@ class Curves:
 
 def stages_from_logs(paths, labels=None):
     """[Curves] for the runs in `paths`, laid end to end: a resumed section continues at its
-    own iteration, a new file starts where the previous one ended."""
-    out, offset = [], 0
+    own iteration, a new file starts where the previous one ended. FLOPs left are counted
+    against the dense net of the first log (a later stage on a compacted net included)."""
+    out, offset, dense = [], 0, None
     for k, path in enumerate(paths):
         runs = read_log(path)
         if not runs:
@@ -66,7 +70,11 @@ def stages_from_logs(paths, labels=None):
         base = offset
         for j, (header, records) in enumerate(runs):
             label = name if len(runs) == 1 else f"{name} (run {header.get('run', j + 1)})"
-            c = Curves(label, records, base)
+            if dense is None:
+                first = next((r["sparsity"] for r in records if r.get("sparsity")), None)
+                if first:
+                    dense = {x["layer"]: x["flops_dense"] for x in first}
+            c = Curves(label, records, base, dense)
             c.start = base + int(header.get("iter", 0) or 0)
             out.append(c)
             offset = max(offset, c.end)

@@ -71,6 +71,10 @@ def test_stages_are_laid_end_to_end_and_resumes_keep_their_iterations(tmp_path):
     assert [s.label for s in stages] == ["dense", "fine-tune (run 1)", "fine-tune (run 2)"]
     assert [s.start for s in stages] == [0, 6, 12]
     assert stages[2].test[-1][0] == 6 + 9
+    # FLOPs are fractions of the first log's dense net
+    ft_rows = [json.loads(x) for x in open(second)][-1]["sparsity"]
+    want = sum(x["flops_left"] for x in ft_rows) / sum(x["flops_dense"] for x in ft_rows)
+    assert stages[2].flops[-1][1]["total"] == pytest.approx(want)
     out = tmp_path / "all.png"
     assert plot.main([first, second, "--label", "dense", "--label", "fine-tune", "--out",
                       str(out), "--title", "pipeline"]) == 0
@@ -88,3 +92,17 @@ def test_bad_input_is_named(tmp_path, capsys):
     assert "empty_log.jsonl: no records" in capsys.readouterr().err
     assert plot.main([str(tmp_path / "missing_log.jsonl")]) == 1
     assert "missing_log.jsonl" in capsys.readouterr().err
+
+
+def test_a_compacted_stage_is_measured_against_the_first_dense_net(tmp_path):
+    def log(path, dense, left):
+        rows = [{"layer": "conv1", "flops_dense": dense, "flops_left": left}]
+        path.write_text(json.dumps({"kind": "run", "run": 1, "iter": 0}) + "\n"
+                        + json.dumps({"kind": "train", "iter": 0, "loss": 1.0,
+                                      "sparsity": rows}) + "\n")
+        return str(path)
+    first = log(tmp_path / "a_log.jsonl", 1000, 1000)
+    compacted = log(tmp_path / "b_log.jsonl", 250, 250)      # a net of a quarter the size
+    a, b = plot.stages_from_logs([first, compacted])
+    assert a.flops[0][1]["total"] == 1.0 and b.flops[0][1]["total"] == 0.25
+    assert b.flops[0][1]["conv1"] == 0.25
