@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# The main job: train LeNet on Fashion-MNIST with SSL (group Lasso on filters and shape fibres),
-# print the sparsity report, then compact the learned net (python -m minicaffe.compact: the
-# smaller deploy net in runs/lenet_compact/, checked against the original) and print the
-# per-layer table and the execution modes (dense, LOWERED_CCNMM, CSR, compacted) side by side.
+# The main job: the SSL paper's pipeline on LeNet / Fashion-MNIST (python -m minicaffe.experiments
+# lenet): a dense baseline; SSL from its weights (filters + channels, and filter shapes);
+# compaction; fine-tuning of the compacted nets with their zero groups frozen; a dense net trained
+# as long for comparison; then the closing table in the form of the paper's Tables 1-2 (error,
+# filters and channels, filter sizes, FLOPs and measured speedups per layer and end to end, batch
+# 1 and 64) and the figures, all in results/lenet/. A status line per stage shows the ETA.
+# Extra arguments go to the experiment (e.g. --quick for a shortened smoke run, --out DIR).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -12,10 +15,4 @@ bash scripts/setup.sh
 # Debian's dataset-fashion-mnist when it could; `get` copies it, or downloads, verified).
 "$PY" -m minicaffe.data get fashion-mnist --dir data/fashion-mnist
 
-"$PY" -m minicaffe.train --solver prototxt/lenet/lenet_ssl_solver.prototxt "$@"
-
-weights=$(ls -t snapshots/lenet/lenet_ssl_iter_*.caffemodel | head -n 1)
-echo "== compaction of $weights"
-"$PY" -m minicaffe.compact --model prototxt/lenet/lenet_deploy.prototxt --weights "$weights" \
-    --out runs/lenet_compact --report runs/lenet_compact/report.md \
-    --json runs/lenet_compact/report.json --png runs/lenet_compact/report.png --modes
+"$PY" -m minicaffe.experiments lenet --dataset fashion-mnist "$@"

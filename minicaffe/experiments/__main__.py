@@ -1,0 +1,60 @@
+"""`python -m minicaffe.experiments NAME [--quick] [--out DIR] ...`: run one of the SSL paper's
+experiments (see minicaffe/experiments/__init__.py for the list) and write its Markdown table,
+JSON and PNG figures into `results/NAME/` (or --out)."""
+import argparse
+import importlib
+import os
+import sys
+
+from minicaffe.experiments import EXPERIMENTS
+
+
+def _parser():
+    ap = argparse.ArgumentParser(prog="python -m minicaffe.experiments",
+                                 description=__doc__.split("\n")[0])
+    ap.add_argument("name", choices=sorted(EXPERIMENTS), help="the experiment")
+    ap.add_argument("--quick", action="store_true",
+                    help="shortened schedules (a smoke test; numbers not comparable)")
+    ap.add_argument("--out", help="output folder (default results/NAME)")
+    ap.add_argument("--data", default="data", help="data root (default data/)")
+    ap.add_argument("--dataset", default=None,
+                    help="lenet, mlp, lenet-tradeoff, l1-vs-ssl: auto (MNIST when present, else "
+                         "Fashion-MNIST), mnist or fashion-mnist; convnet, resnet-depth: auto "
+                         "(CIFAR-10 when present, else Fashion-MNIST padded to 32x32) or cifar10")
+    ap.add_argument("--jobs", type=int, default=None,
+                    help="training runs at a time (default: one per logical CPU)")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="compute threads per run (default 1; alexnet-speed: the 'all threads' "
+                         "count, default all logical CPUs)")
+    return ap
+
+
+def main(argv=None):
+    args = _parser().parse_args(argv)
+    from minicaffe.errors import MinicaffeError  # noqa: PLC0415
+    from minicaffe.experiments.jobs import JobError  # noqa: PLC0415
+
+    module = importlib.import_module(EXPERIMENTS[args.name])
+    kwargs = {"out_dir": args.out or os.path.join("results", args.name), "quick": args.quick,
+              "data_root": args.data}
+    if args.dataset:
+        kwargs["dataset"] = args.dataset
+    if args.jobs:
+        kwargs["jobs_n"] = args.jobs
+    if args.threads:
+        kwargs["threads"] = args.threads
+    try:
+        result = module.run(**kwargs, log=lambda *a, **k: print(*a, file=sys.stderr))
+    except (MinicaffeError, OSError, JobError, KeyError) as exc:
+        print(f"python -m minicaffe.experiments {args.name}: {exc}", file=sys.stderr)
+        return 1
+    md = os.path.join(kwargs["out_dir"], f"{args.name}.md")
+    with open(md) as f:
+        print(f.read())
+    print(f"written: {md}, {os.path.splitext(md)[0]}.json"
+          + "".join(f", {p}" for p in result.get("figures", [])), file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,226 @@
+"""`python -m minicaffe.sweep`: a lambda sweep as independent runs, collected into an
+error-vs-FLOPs table.
+
+    python -m minicaffe.sweep --solver S --set breadth_decay=0.001,0.003,0.01 [--set K=V1,V2 ...]
+        [--zip] [--weights W] [--finetune FS] [--jobs N] [--threads T] [--out DIR]
+
+Each point of the grid (every combination of the `--set` values; with `--zip` the i-th values
+go together) is one run, in its own folder `DIR/<k>_<field>=<value>...`:
+  1. train solver S with those SolverParameter fields overridden, from `--weights` (the
+     paper starts SSL from the dense baseline's weights);
+  2. compact the result (minicaffe.compact: zero filters, dead channels both ways, zero shape
+     fibres) and count the multiply-adds left;
+  3. with `--finetune FS`: fine-tune the compacted net with solver FS, its zero rows and
+     columns frozen, and test it.
+Runs go `--jobs` at a time as local processes with `--threads` compute threads each. The
+table (`DIR/sweep.md`, `DIR/sweep.json`) has one row per point: the overrides, the test error
+after SSL and after fine-tuning, conv and whole-net FLOPs left, filters / channels per layer;
+`DIR/tradeoff.png` plots error vs conv FLOPs with the starting weights' own error marked.
+Any SolverParameter field can be swept (a solver that steers its lambdas to a `flops_target`
+is swept the same way). Exit status 0 when every run finished, 1 otherwise.
+"""
+import argparse
+import itertools
+import json
+import os
+import sys
+import time
+
+from minicaffe.errors import MinicaffeError, SolverError
+from minicaffe.experiments import common, jobs, pipeline
+
+
+def parse_set(text):
+    """'field=v1,v2' -> ('field', ['v1', 'v2']); SolverError for a malformed argument."""
+    if "=" not in text:
+        raise SolverError(f"--set {text}: expected FIELD=VALUE[,VALUE...]")
+    name, values = text.split("=", 1)
+    vals = [v.strip() for v in values.split(",") if v.strip()]
+    if not name.strip() or not vals:
+        raise SolverError(f"--set {text}: expected FIELD=VALUE[,VALUE...]")
+    return name.strip(), vals
+
+
+def grid(sets, zipped=False):
+    """[{field: value}] for every point: the product of the value lists, or with `zipped`
+    their element-wise pairing (all lists of one length, else SolverError)."""
+    if not sets:
+        return [{}]
+    names = [n for n, _ in sets]
+    if len(set(names)) != len(names):
+        raise SolverError(f"--set names a field twice: {', '.join(names)}")
+    lists = [v for _, v in sets]
+    if zipped:
+        if len({len(v) for v in lists}) != 1:
+            raise SolverError("--zip needs the same number of values in every --set (got "
+                              + ", ".join(f"{n}: {len(v)}" for n, v in sets) + ")")
+        combos = zip(*lists)
+    else:
+        combos = itertools.product(*lists)
+    return [dict(zip(names, c)) for c in combos]
+
+
+def point_name(k, overrides):
+    parts = [f"{name}={value}" for name, value in overrides.items()]
+    return f"{k:02d}_" + ("_".join(parts) if parts else "base")
+
+
+def run_point(spec):
+    """One sweep point (runs in a worker process): SSL stage, compaction, optional fine-tune
+    (minicaffe.experiments.pipeline.ssl_chain). spec: {"name", "solver", "overrides",
+    "weights", "finetune", "out"}; returns the table row (also written to OUT/point.json)."""
+    row = pipeline.ssl_chain(dict(spec, label=spec["name"], every=spec.get("every", 60.0)))
+    row.pop("train_param", None)
+    row["overrides"] = spec["overrides"]
+    if spec.get("finetune"):
+        row["finetune_error"] = row["error"]
+    with open(os.path.join(spec["out"], "point.json"), "w") as f:
+        json.dump(row, f, indent=1)
+    return row
+
+
+def baseline_point(solver, weights, dataset=None):
+    """The starting weights' own test error (FLOPs 100%): the reference of the curve."""
+    param = pipeline.solver_param(solver, dataset=dataset)
+    from minicaffe.prototxt import filter_net  # noqa: PLC0415
+
+    iters = param.test_iter[0] if param.test_iter else 1
+    outs = pipeline.evaluate(filter_net(param.net_param, "TEST"), weights, iters)
+    acc = outs.get("accuracy")
+    return {"name": "starting weights", "weights": weights,
+            "error": None if acc is None else 1.0 - acc}
+
+
+def _pct(a, b):
+    return f"{100 * b / a:.1f}%" if a else "–"
+
+
+def _err(e):
+    return "–" if e is None else f"{100 * e:.2f}%"
+
+
+def format_markdown(result):
+    """The sweep's table as Markdown."""
+    rows = sorted(result["points"], key=lambda r: r["conv_flops"][1])
+    lines = [f"# Sweep of {result['solver']}", "",
+             f"Solver `{result['solver']}`" + (f", from `{result['weights']}`"
+                                               if result.get("weights") else "")
+             + (f", fine-tuned with `{result['finetune']}`" if result.get("finetune") else "")
+             + f". Machine: {common.machine_line(result['machine'])}.", ""]
+    if result.get("baseline") and result["baseline"].get("error") is not None:
+        lines += [f"Starting weights: test error {_err(result['baseline']['error'])} at 100% "
+                  "FLOPs.", ""]
+    fields = list(rows[0]["overrides"]) if rows else []
+    layers = [x["layer"] for x in rows[0]["layers"]] if rows else []
+    header = fields + ["error after SSL"] + (["error after fine-tune"] if result.get("finetune")
+                                             else []) + \
+        ["conv FLOPs left", "all FLOPs left"] + [f"{n} filters / channels" for n in layers]
+    body = []
+    for r in rows:
+        cells = [r["overrides"][f] for f in fields] + [_err(r["ssl_error"])]
+        if result.get("finetune"):
+            cells.append(_err(r.get("finetune_error")))
+        cells += [_pct(*r["conv_flops"]), _pct(*r["flops"])]
+        cells += [f"{x['filters'][1]}/{x['filters'][0]} / {x['channels'][1]}/{x['channels'][0]}"
+                  for x in r["layers"]]
+        body.append(cells)
+    lines.append(common.markdown_table(header, body))
+    return "\n".join(lines) + "\n"
+
+
+def draw_tradeoff(result, path):
+    """Error vs conv FLOPs left, one point per run, the starting weights marked."""
+    from minicaffe.experiments import figures  # noqa: PLC0415
+
+    pts = [(100 * r["conv_flops"][1] / r["conv_flops"][0], 100 * r["error"],
+            ",".join(f"{v}" for v in r["overrides"].values()))
+           for r in result["points"] if r.get("error") is not None]
+    marks = []
+    if result.get("baseline") and result["baseline"].get("error") is not None:
+        marks.append(("starting weights", 100.0, 100 * result["baseline"]["error"]))
+    return figures.tradeoff({"sweep": pts}, marks, path,
+                            title=os.path.basename(result["solver"]))
+
+
+def run_sweep(solver, sets, out, weights=None, finetune=None, zipped=False, jobs_n=1,
+              threads=1, executor=None, log=print, dataset=None, every=60.0):
+    """Run every point; returns the result dict (also written as sweep.json / sweep.md).
+
+    `dataset` (experiments.datasets.Dataset) retargets the nets' Data layers; `executor` (a
+    concurrent.futures Executor) replaces the local process pool."""
+    points = grid(sets, zipped)
+    for overrides in points:     # fail before training on a misspelled field or bad value
+        pipeline.solver_param(solver, overrides, dataset=dataset)
+    out = os.fspath(out)
+    os.makedirs(out, exist_ok=True)
+    specs = [{"solver": os.path.abspath(solver), "overrides": o,
+              "weights": os.path.abspath(weights) if weights else None,
+              "finetune": os.path.abspath(finetune) if finetune else None,
+              "out": os.path.join(out, point_name(k, o)), "name": point_name(k, o),
+              "dataset": dataset, "every": every}
+             for k, o in enumerate(points)]
+    t0 = time.perf_counter()
+    log(f"sweep: {len(specs)} run(s), {jobs_n} at a time, {threads} thread(s) each -> {out}",
+        file=sys.stderr)
+
+    def done(i, row):
+        finished.append(i)
+        elapsed = time.perf_counter() - t0
+        eta = elapsed / len(finished) * (len(specs) - len(finished))
+        log(f"sweep: {row['name']} done: error {_err(row['error'])}, conv FLOPs "
+            f"{_pct(*row['conv_flops'])} ({len(finished)}/{len(specs)}, ETA "
+            f"{common.fmt_duration(eta)})", file=sys.stderr)
+
+    finished = []
+    rows = jobs.run_jobs(run_point, specs, jobs=jobs_n, threads=threads, executor=executor,
+                         name=lambda s, i: s["name"], on_done=done)
+    result = {"solver": solver, "weights": weights, "finetune": finetune, "sets": sets,
+              "dataset": None if dataset is None else dataset.__dict__,
+              "zip": zipped, "machine": common.machine(), "points": rows,
+              "seconds": round(time.perf_counter() - t0, 1)}
+    if weights:
+        result["baseline"] = baseline_point(solver, weights, dataset)
+    o = common.Output(out)
+    o.write_json("sweep.json", result)
+    o.write_text("sweep.md", format_markdown(result))
+    try:
+        result["figure"] = draw_tradeoff(result, o.path("tradeoff.png"))
+    except ImportError as exc:
+        log(f"sweep: no figure ({exc})", file=sys.stderr)
+    return result
+
+
+def _parser():
+    ap = argparse.ArgumentParser(prog="python -m minicaffe.sweep",
+                                 description=__doc__.split("\n")[0])
+    ap.add_argument("--solver", required=True, help="solver .prototxt of the SSL stage")
+    ap.add_argument("--set", action="append", default=[], metavar="FIELD=V1,V2",
+                    help="SolverParameter field and its values (repeatable)")
+    ap.add_argument("--zip", action="store_true", help="pair the i-th values of every --set "
+                    "instead of taking every combination")
+    ap.add_argument("--weights", help="weights every run starts from (the dense baseline)")
+    ap.add_argument("--finetune", help="fine-tuning solver run on each compacted net")
+    ap.add_argument("--jobs", type=int, default=1, help="runs at a time (local processes)")
+    ap.add_argument("--threads", type=int, default=1, help="compute threads per run")
+    ap.add_argument("--out", default="runs/sweep", help="output folder (default runs/sweep)")
+    return ap
+
+
+def main(argv=None):
+    args = _parser().parse_args(argv)
+    if args.jobs < 1 or args.threads < 1:
+        print("python -m minicaffe.sweep: --jobs and --threads must be >= 1", file=sys.stderr)
+        return 1
+    try:
+        sets = [parse_set(s) for s in args.set]
+        result = run_sweep(args.solver, sets, args.out, args.weights, args.finetune, args.zip,
+                           args.jobs, args.threads)
+    except (MinicaffeError, OSError, jobs.JobError) as exc:
+        print(f"python -m minicaffe.sweep: {exc}", file=sys.stderr)
+        return 1
+    print(format_markdown(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

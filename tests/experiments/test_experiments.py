@@ -1,0 +1,179 @@
+"""`python -m minicaffe.experiments NAME --quick` and `python -m minicaffe.sweep`, end to end on
+tiny generated data with schedules of a few iterations: every experiment writes its Markdown
+table, JSON and figures, and its numbers hang together."""
+import json
+import os
+
+import pytest
+
+pytest.importorskip("matplotlib")
+pytest.importorskip("minicaffe.compact")
+
+from minicaffe import sweep                                      # noqa: E402
+from minicaffe.experiments import __main__ as cli                # noqa: E402
+from minicaffe.experiments import lenet, lenet_tradeoff          # noqa: E402
+
+TINY = {"baseline": 30, "ssl": 20, "finetune": 10, "test_iter": 2, "rounds": 2}
+
+
+def is_png(path):
+    with open(path, "rb") as f:
+        return f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture
+def tiny_schedules(monkeypatch):
+    monkeypatch.setattr(lenet, "QUICK", dict(TINY))
+
+
+def test_lenet_pipeline_writes_the_closing_table(tiny_data, tmp_path, tiny_schedules, capsys):
+    out = tmp_path / "lenet"
+    rc = cli.main(["lenet", "--quick", "--out", str(out), "--data", tiny_data])
+    assert rc == 0
+    printed = capsys.readouterr()
+    assert "| LeNet 1 (baseline) |" in printed.out and "LeNet 2 (SSL filters + channels)" in printed.out
+    assert "[1/2] baseline: dense LeNet" in printed.err and "total ETA" in printed.err
+    res = json.load(open(out / "lenet.json"))
+    keys = [r["key"] for r in res["table"]]
+    assert keys == ["baseline", "reference", "fc", "shape"]
+    base, ref, fc, shape = res["table"]
+    assert base["conv_flops_pct"] == 100.0 and base["filters"] == [20, 50]
+    assert ref["iterations"] == fc["iterations"] == sum(TINY[k] for k in ("baseline", "ssl", "finetune"))
+    for r in (fc, shape):
+        assert 0 < r["conv_flops_pct"] <= 100.0
+        assert set(r["speedup"]) == {"1", "64"}
+        assert all(v is None or v > 0 for v in r["speedup"]["1"].values())
+    # the fine-tuned net is the compacted one: its weights have the compacted shapes
+    from minicaffe import weights as weights_io
+    layers = {n: a for n, _, a in weights_io.load(res["fc"]["weights"])}
+    assert layers["conv1"][0].shape[0] == fc["filters"][0]
+    for name in ("lenet_conv1_filters.png", "lenet_curves_fc.png", "lenet_curves_shape.png",
+                 "lenet_tradeoff.png"):
+        assert is_png(out / name), name
+    md = (out / "lenet.md").read_text()
+    assert "Data: Fashion-MNIST (256 training, 200 test images" in md and "Machine:" in md
+    assert "--quick" in md
+    for stage in ("baseline", "ssl-fc", "finetune-fc", "ssl-shape", "finetune-shape"):
+        assert (out / "runs" / f"{stage}_summary.json").exists(), stage
+
+
+def test_sweep_cli_collects_error_and_flops(tiny_data, tmp_path, monkeypatch):
+    from minicaffe.experiments import datasets, pipeline
+    from minicaffe.prototxt import to_text
+    ds = datasets.mnist_like(tiny_data)
+    short = {"max_iter": 10, "test_iter": [2], "test_interval": 10}
+    files = {}
+    for key in ("lenet_ssl_solver", "lenet_finetune_solver", "lenet_solver"):
+        p = pipeline.solver_param(f"prototxt/lenet/{key}.prototxt", short, dataset=ds)
+        files[key] = tmp_path / f"{key}.prototxt"
+        files[key].write_text(to_text(p))
+    base = pipeline.train_stage("base", pipeline.solver_param(str(files["lenet_solver"])),
+                                tmp_path / "base", None)
+    out = tmp_path / "sweep"
+    rc = sweep.main(["--solver", str(files["lenet_ssl_solver"]), "--set",
+                     "breadth_decay=0.5,5", "--set", "block_group_decay=1", "--weights",
+                     base.weights, "--finetune", str(files["lenet_finetune_solver"]),
+                     "--jobs", "2", "--out", str(out)])
+    assert rc == 0
+    res = json.load(open(out / "sweep.json"))
+    assert [p["overrides"] for p in res["points"]] == [
+        {"breadth_decay": "0.5", "block_group_decay": "1"},
+        {"breadth_decay": "5", "block_group_decay": "1"}]
+    weak, strong = res["points"]
+    assert strong["conv_flops"][1] <= weak["conv_flops"][1] <= weak["conv_flops"][0]
+    assert res["baseline"]["error"] == pytest.approx(base.error, abs=1e-6)
+    assert all("finetune_error" in p for p in res["points"])
+    assert is_png(out / "tradeoff.png")
+    assert "| breadth_decay | block_group_decay | error after SSL |" in (out / "sweep.md").read_text()
+    assert os.path.exists(out / "00_breadth_decay=0.5_block_group_decay=1" / "point.json")
+
+
+def test_tradeoff_quick(tiny_data, tmp_path, monkeypatch):
+    monkeypatch.setattr(lenet_tradeoff, "QUICK", {"baseline": 20, "ssl": 10, "finetune": 5,
+                                                  "test_iter": 2, "scales": [0.5, 3.0]})
+    rc = cli.main(["lenet-tradeoff", "--quick", "--out", str(tmp_path / "t"), "--data",
+                   tiny_data, "--jobs", "1"])
+    assert rc == 0
+    res = json.load(open(tmp_path / "t" / "lenet-tradeoff.json"))
+    assert [p["scale"] for p in res["points"]] == [0.5, 3.0]
+    assert res["marks"][0][0] == "LeNet 1 (baseline)"
+    assert is_png(tmp_path / "t" / "lenet_tradeoff.png")
+
+
+def test_alexnet_speed_quick(tmp_path):
+    from minicaffe.experiments import alexnet_speed
+    res = alexnet_speed.run(out_dir=str(tmp_path / "a"), quick=True, threads=1,
+                            layers=["conv3"], log=lambda *a, **k: None)
+    rows = {(r["net"], r["method"]): r for r in res["table"]}
+    ssl = rows[("AlexNet 2 (SSL)", "SSL compacted GEMM")]
+    assert ssl["paper"] == [1.05, 3.37, 6.27, 9.73, 4.93]
+    assert ssl["measured"][2] > 0 and ssl["measured"][0] is None
+    assert is_png(tmp_path / "a" / "alexnet_speedups.png")
+    assert "AlexNet 1 (L1)" in (tmp_path / "a" / "alexnet-speed.md").read_text()
+
+
+def test_mlp_quick(tiny_data, tmp_path, monkeypatch):
+    from minicaffe.experiments import mlp
+    monkeypatch.setattr(mlp, "QUICK", {"baseline": 20, "ssl": 10, "finetune": 5})
+    monkeypatch.setattr(mlp, "STRENGTHS", {"MLP 2": 0.5, "MLP 3": 5.0})
+    res = mlp.run(out_dir=str(tmp_path / "m"), data_root=tiny_data, quick=True, jobs_n=1,
+                  log=lambda *a, **k: None)
+    base, weak, strong = res["rows"]
+    assert base["neurons"] == [300, 100, 10] and base["pixels"] == 784
+    assert strong["neurons"][0] <= weak["neurons"][0] <= 300
+    assert strong["pixels"] <= weak["pixels"] <= 784
+    assert is_png(tmp_path / "m" / "mlp_neurons_pixels.png")
+    assert "input pixels—hidden 1—hidden 2—output" in (tmp_path / "m" / "mlp.md").read_text()
+
+
+def test_convnet_quick_on_the_padded_stand_in(tiny_data, tmp_path, monkeypatch):
+    from minicaffe.experiments import convnet
+    monkeypatch.setattr(convnet, "QUICK", {"baseline": 4, "ssl": 3, "finetune": 2,
+                                           "test_iter": 2})
+    monkeypatch.setattr(convnet, "STRENGTHS", {"ConvNet 2": (2.0, 2.0), "ConvNet 3": (0.5, 0.5)})
+    res = convnet.run(out_dir=str(tmp_path / "c"), data_root=tiny_data, quick=True, jobs_n=1,
+                      batches=(1,), log=lambda *a, **k: None)
+    assert res["dataset"]["name"] == "fashion-mnist-32"
+    assert [r["net"] for r in res["rows"]] == ["ConvNet 1 (baseline)", "ConvNet 2", "ConvNet 3"]
+    assert all(0 <= s <= 1 for r in res["rows"] for s in r["row_sparsity"] + r["column_sparsity"])
+    md = (tmp_path / "c" / "convnet.md").read_text()
+    assert "stand-in for CIFAR-10" in md and "17.9%" in md
+    assert is_png(tmp_path / "c" / "convnet_speedups.png")
+
+
+def test_resnet_depth_quick(tiny_data, tmp_path, monkeypatch):
+    from minicaffe.experiments import resnet_depth
+    monkeypatch.setattr(resnet_depth, "QUICK", {"baseline": 1, "ssl": 1, "finetune": 1,
+                                                "test_iter": 1, "batch": 2})
+    monkeypatch.setattr(resnet_depth, "STRENGTHS", [1e4])
+    res = resnet_depth.run(out_dir=str(tmp_path / "r"), data_root=tiny_data, quick=True,
+                           jobs_n=1, log=lambda *a, **k: None)
+    (p,) = res["points"]
+    # a strength this large empties every residual convolution: conv1 and fc are left
+    assert p["layers"] == 2 and len(p["removed"]) == 18
+    assert is_png(tmp_path / "r" / "resnet_depth.png")
+
+
+def test_depth_groups_cover_whole_residual_convolutions(tiny_data):
+    from minicaffe.experiments import datasets, resnet_depth
+    net = resnet_depth.depth_net("prototxt/resnet20/resnet20_train_test.prototxt",
+                                 datasets.cifar_like(tiny_data))
+    blocks = {lp.name: (lp.param[0].block_group_lasso[0].xdimen,
+                        lp.param[0].block_group_lasso[0].ydimen)
+              for lp in net.layer if lp.type == "Convolution" and lp.param[0].block_group_lasso}
+    assert len(blocks) == 18 and "conv1" not in blocks and "res2_1_proj" not in blocks
+    assert blocks["res1_1_a"] == (16 * 9, 16) and blocks["res2_1_a"] == (16 * 9, 32)
+    assert blocks["res3_3_b"] == (64 * 9, 64)
+
+
+def test_l1_vs_ssl_quick(tiny_data, tmp_path, monkeypatch):
+    from minicaffe.experiments import l1_vs_ssl
+    monkeypatch.setattr(l1_vs_ssl, "QUICK", {"baseline": 20, "ssl": 10, "finetune": 5,
+                                             "test_iter": 2})
+    monkeypatch.setattr(l1_vs_ssl, "STRENGTHS", [0.05])
+    res = l1_vs_ssl.run(out_dir=str(tmp_path / "l"), data_root=tiny_data, quick=True, jobs_n=1,
+                        batches=(1,), log=lambda *a, **k: None)
+    ssl, l1 = res["rows"]
+    assert ssl["method"] == "SSL, compacted GEMM" and l1["method"] == "L1, CSR x dense"
+    assert all(0 <= s <= 1 for s in l1["sparsity"])
+    assert is_png(tmp_path / "l" / "l1_vs_ssl.png")
