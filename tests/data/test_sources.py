@@ -312,6 +312,28 @@ def test_hdf5_errors(tmp_path, rng):
         HDF5Source(str(tmp_path / "none.txt"), ["data"])
 
 
+@pytest.mark.parametrize("kind", ["strings", "group", "truncated"])
+def test_hdf5_datasets_that_are_not_numbers_name_the_file(tmp_path, kind):
+    """A dataset of strings, a group where a dataset belongs, a truncated file: DataErrors
+    naming the file (a guard: these already were)."""
+    import h5py
+    path = tmp_path / "odd.h5"
+    with h5py.File(path, "w") as f:
+        if kind == "strings":
+            f["data"] = np.array([b"a", b"b"])
+        elif kind == "group":
+            f.create_group("data")
+        else:
+            f["data"] = np.zeros((4, 3))
+        f["label"] = np.zeros(2)
+    if kind == "truncated":
+        raw = path.read_bytes()
+        path.write_bytes(raw[: len(raw) - 600])
+    (tmp_path / "list.txt").write_text("odd.h5\n")
+    with pytest.raises(DataError, match=r"odd\.h5: "):
+        HDF5Source(str(tmp_path / "list.txt"), ["data", "label"])
+
+
 # -- image lists ------------------------------------------------------------------------------
 def _write_images(tmp_path, rng, n=5, size=(6, 4), mode="RGB"):
     from PIL import Image
