@@ -71,3 +71,119 @@ def assert_contract(fn, *args, allowed=(MinicaffeError,), what=""):
     except Exception as exc:  # noqa: BLE001  (exactly what the fuzzers look for)
         raise AssertionError(f"{getattr(fn, '__name__', fn)} raised {type(exc).__name__}: {exc} "
                              f"(not a minicaffe error) on {what or args!r}"[:3000]) from exc
+
+
+# -- targets: one reader each, bytes in (shared with the optional atheris driver below) ----------
+def _every_accessor(data):
+    """Parse protobuf wire bytes, then read each field in every way a reader might."""
+    from minicaffe import wire
+
+    fields = wire.parse(data)
+    for number in fields.numbers():
+        for read in (fields.int, fields.bool, fields.float, fields.double, fields.bytes,
+                     fields.string, fields.message, fields.messages, fields.floats,
+                     fields.doubles, fields.ints):
+            try:
+                read(number)
+            except wire.WireError:
+                pass
+
+
+def _in_file(suffix, read):
+    """A target that writes the bytes to a temporary file named `*suffix` and reads it."""
+    def target(data):
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as folder:
+            path = os.path.join(folder, "fuzz" + suffix)
+            with open(path, "wb") as f:
+                f.write(data)
+            return read(path)
+    return target
+
+
+def _prototxt(data):
+    from minicaffe.prototxt import parse_net
+
+    return parse_net(data)
+
+
+def _caffemodel(data):
+    from minicaffe import weights
+
+    return weights.decode_caffemodel(data, "fuzz.caffemodel")
+
+
+def _blobproto(data):
+    from minicaffe import wire
+
+    return wire.decode_blob_proto(data, "fuzz.binaryproto")
+
+
+def _datum(data):
+    from minicaffe.data.datum import datum_to_array, decode_datum
+
+    return datum_to_array(decode_datum(data, "fuzz record"), "fuzz record")
+
+
+def _reader(module, name):
+    def read(path):
+        import importlib
+
+        return getattr(importlib.import_module(module), name)(path)
+    return read
+
+
+TARGETS = {
+    "prototxt": _prototxt,
+    "wire": _every_accessor,
+    "caffemodel": _caffemodel,
+    "binaryproto": _blobproto,
+    "datum": _datum,
+    "mean": _in_file(".binaryproto", _reader("minicaffe.data.transform", "read_mean_file")),
+    "npz": _in_file(".npz", _reader("minicaffe.weights", "load")),
+    "idx": _in_file("-images-idx3-ubyte", _reader("minicaffe.data.idx", "read_idx")),
+    "idx-gz": _in_file("-images-idx3-ubyte.gz", _reader("minicaffe.data.idx", "read_idx")),
+    "cifar": _in_file(".bin", _reader("minicaffe.data.cifar", "read_cifar_batch")),
+}
+
+
+def main(argv=None):
+    """`python -m minicaffe.testing.fuzz TARGET [libFuzzer options] [CORPUS_DIR ...]`: coverage-
+    guided fuzzing of one reader with atheris (optional: `pip install atheris`). A contract
+    violation is reported as a crash and its input saved (crash-<hash>); make it a regression
+    test. Example: `python -m minicaffe.testing.fuzz caffemodel -max_total_time=600 corpus/`."""
+    import sys
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in TARGETS:
+        print(f"usage: python -m minicaffe.testing.fuzz {{{','.join(TARGETS)}}} [libFuzzer "
+              "options] [corpus dirs]", file=sys.stderr)
+        return 2
+    try:
+        import atheris
+    except ImportError:
+        print("atheris is not installed (pip install atheris); the Hypothesis fuzzers run with "
+              "`python -m pytest -m fuzz` instead", file=sys.stderr)
+        return 2
+    name = argv.pop(0)
+    with atheris.instrument_imports():
+        import minicaffe.data.cifar  # noqa: F401
+        import minicaffe.data.datum  # noqa: F401
+        import minicaffe.data.idx  # noqa: F401
+        import minicaffe.data.transform  # noqa: F401
+        import minicaffe.prototxt  # noqa: F401
+        import minicaffe.weights  # noqa: F401
+        import minicaffe.wire  # noqa: F401
+    target = TARGETS[name]
+
+    def one_input(data):
+        assert_contract(target, data, what=data[:200])
+
+    atheris.Setup([sys.argv[0], *argv], one_input)
+    atheris.Fuzz()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
