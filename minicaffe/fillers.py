@@ -20,7 +20,8 @@ FILLERS = Registry("filler type")
 
 
 def register_filler(type_name):
-    """Function decorator: `fn(filler_param, shape) -> float64 ndarray of that shape`."""
+    """Function decorator: `fn(filler_param, shape, out)` writes the values into `out` (a
+    host array of that shape, the blob's dtype), drawing a chunk at a time (`_draw`)."""
     return FILLERS.register(type_name)
 
 
@@ -48,11 +49,28 @@ def fill(blob, filler_param):
                           filler_param)
     if blob.count == 0:
         return
+    on_host = isinstance(blob.data, np.ndarray) and blob.data.flags.c_contiguous
+    out = blob.data if on_host else np.empty(blob.shape, dtype=blob.dtype)
     try:
-        values = FILLERS.get(ftype)(filler_param, tuple(blob.shape))
+        FILLERS.get(ftype)(filler_param, tuple(blob.shape), out)
     except LayerSetupError as exc:
         raise FillerError(str(exc), filler_param) from None
-    blob.data[...] = backend.xp_of(blob.data).asarray(values.astype(blob.dtype))
+    if not on_host:
+        blob.data[...] = backend.xp_of(blob.data).asarray(out)
+
+
+# Values are drawn in float64 a chunk at a time and stored in the blob's dtype: a whole-blob
+# float64 draw needed 3x the blob's memory (a 6.5 GB weight blob from a mistyped dimension
+# took 23 GB, and the OOM killer). NumPy's legacy generator draws the same stream either way.
+_CHUNK = 1 << 20
+
+
+def _draw(out, sample):
+    """Fill `out` (C-contiguous) with `sample(n)` (float64, n values) a chunk at a time."""
+    flat = out.reshape(-1)
+    for start in range(0, flat.size, _CHUNK):
+        stop = min(flat.size, start + _CHUNK)
+        flat[start:stop] = sample(stop - start)
 
 
 def fan_in_out(shape):
@@ -77,24 +95,23 @@ def _variance_n(filler_param, shape):
 
 
 @register_filler("constant")
-def _constant(p, shape):
+def _constant(p, shape, out):
     """Every value = `value` (default 0)."""
-    return np.full(shape, float(p.value))
+    out[...] = float(p.value)
 
 
 @register_filler("uniform")
-def _uniform(p, shape):
+def _uniform(p, shape, out):
     """U[min, max] (defaults 0, 1)."""
     if p.max < p.min:
         raise LayerSetupError(f"uniform filler: max ({p.max}) < min ({p.min})")
-    return np.random.uniform(p.min, p.max, size=shape)
+    _draw(out, lambda n: np.random.uniform(p.min, p.max, size=n))
 
 
 @register_filler("gaussian")
-def _gaussian(p, shape):
+def _gaussian(p, shape, out):
     """N(mean, std). With `sparse: s` (>= 0) each value is kept with probability
     s / shape[0] (s expected non-zero inputs per output) and set to 0 otherwise."""
-    values = np.random.normal(p.mean, p.std, size=shape)
     if p.sparse >= 0:
         if len(shape) < 1 or shape[0] == 0:
             raise LayerSetupError(f"gaussian filler: sparse needs a blob with a first axis, got {shape}")
@@ -102,37 +119,46 @@ def _gaussian(p, shape):
         if keep > 1:
             raise LayerSetupError(f"gaussian filler: sparse={p.sparse} exceeds the {shape[0]} outputs "
                                   f"of blob shape {shape}")
-        values *= np.random.binomial(1, keep, size=shape)
-    return values
+    _draw(out, lambda n: np.random.normal(p.mean, p.std, size=n))
+    if p.sparse >= 0:
+        flat = out.reshape(-1)
+        for start in range(0, flat.size, _CHUNK):
+            stop = min(flat.size, start + _CHUNK)
+            flat[start:stop] *= np.random.binomial(1, keep, size=stop - start)
 
 
 @register_filler("positive_unitball")
-def _positive_unitball(p, shape):
+def _positive_unitball(p, shape, out):
     """U[0, 1], then each of the shape[0] slices scaled to sum to 1."""
-    values = np.random.uniform(0.0, 1.0, size=shape)
     if not shape:
-        return np.ones(shape)
-    flat = values.reshape(shape[0], -1)
-    flat /= flat.sum(axis=1, keepdims=True)
-    return values
+        np.random.uniform(0.0, 1.0, size=shape)      # one draw, as a whole-array call makes
+        out[...] = 1.0
+        return
+    rows = out.reshape(shape[0], -1)
+    per = max(1, _CHUNK // max(1, rows.shape[1]))
+    for start in range(0, rows.shape[0], per):
+        stop = min(rows.shape[0], start + per)
+        block = np.random.uniform(0.0, 1.0, size=(stop - start, rows.shape[1]))
+        block /= block.sum(axis=1, keepdims=True)
+        rows[start:stop] = block
 
 
 @register_filler("xavier")
-def _xavier(p, shape):
+def _xavier(p, shape, out):
     """U[-sqrt(3/n), sqrt(3/n)], n from variance_norm (fan_in by default)."""
     scale = math.sqrt(3.0 / _variance_n(p, shape))
-    return np.random.uniform(-scale, scale, size=shape)
+    _draw(out, lambda n: np.random.uniform(-scale, scale, size=n))
 
 
 @register_filler("msra")
-def _msra(p, shape):
+def _msra(p, shape, out):
     """N(0, sqrt(2/n)), n from variance_norm (fan_in by default)."""
     std = math.sqrt(2.0 / _variance_n(p, shape))
-    return np.random.normal(0.0, std, size=shape)
+    _draw(out, lambda n: np.random.normal(0.0, std, size=n))
 
 
 @register_filler("bilinear")
-def _bilinear(p, shape):
+def _bilinear(p, shape, out):
     """Bilinear-upsampling kernel for a (N, C, K, K) deconvolution weight:
     w[y][x] = (1 - |x/f - c|) (1 - |y/f - c|), f = ceil(K/2), c = (K-1)/(2f)."""
     if len(shape) != 4 or shape[2] != shape[3]:
@@ -141,4 +167,4 @@ def _bilinear(p, shape):
     f = math.ceil(k / 2.0)
     c = (k - 1) / (2.0 * f)
     t = 1.0 - np.abs(np.arange(k) / f - c)
-    return np.broadcast_to(np.outer(t, t), shape).copy()
+    out[...] = np.outer(t, t)
