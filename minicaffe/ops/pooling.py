@@ -231,6 +231,9 @@ def _np_ave_pool_backward(dy, g, dx):
 def _geometry(op, shape, kernel, pad, stride, out_size):
     """(N, C, H, W, kh, kw, ph, pw, sh, sw, oh, ow), checked as the kernel checks it."""
     N, C, H, W = shape
+    for name, value in (("H", H), ("W", W)):
+        if value < 1:               # as the kernel's check: an empty plane has no window
+            raise _checks.KernelError(f"{op}: geom.{name} = {value}; expected >= 1")
     fields = {}
     for name, value, low in (("kernel", kernel, 1), ("pad", pad, 0), ("stride", stride, 1),
                              ("out_size", out_size, 1)):

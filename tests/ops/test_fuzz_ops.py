@@ -4,7 +4,7 @@ the documented TypeError / KernelError, never another exception or a crash (a si
 test run). Budgets: minicaffe.testing.fuzz (MINICAFFE_FUZZ_SCALE for a long run)."""
 import numpy as np
 import pytest
-from hypothesis import assume, given
+from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
 from minicaffe import ops
@@ -177,6 +177,8 @@ pairs = st.one_of(st.tuples(ints, ints), st.tuples(ints), st.just((1.5, 2)), st.
 @fuzz_settings(150)
 @given(x=arrays(4, st.integers(0, 5)), kernel=pairs, pad=pairs, stride=pairs, out_size=pairs,
        ave=st.booleans())
+@example(x=np.zeros((1, 1, 0, 0), np.float32), kernel=(2, 2), pad=(1, 1), stride=(1, 1),
+         out_size=(1, 1), ave=False)                 # an empty plane: mask 0 on the NumPy path
 def test_pooling(engine, x, kernel, pad, stride, out_size, ave):
     try:
         if ave:

@@ -415,3 +415,14 @@ def test_the_kernel_itself_refuses_a_scratch_it_cannot_hold():
             k.ave_pool_forward(x, geom, out)
         with pytest.raises(ValueError, match=r"max_pool_forward: .*phase scratch"):
             k.max_pool_forward(x, geom, out, np.zeros((1, 1, 2, 2), np.int32))
+
+
+# Found by tests/ops/test_fuzz_ops.py (MINICAFFE_FUZZ_SCALE=10): the NumPy twin accepted an
+# empty plane (H = W = 0) and returned mask 0, outside [0, H*W); the kernel refuses it.
+@pytest.mark.parametrize("shape", [(1, 1, 0, 0), (2, 3, 0, 4), (1, 1, 5, 0)])
+def test_an_empty_plane_is_refused_on_both_paths(engine, shape):
+    x = np.zeros(shape)
+    with pytest.raises(KernelError, match=r"^max_pool_forward: geom\.[HW] = 0; expected >= 1$"):
+        ops.max_pool_forward(x, (2, 2), (1, 1), (1, 1), (1, 1))
+    with pytest.raises(KernelError, match=r"^ave_pool_forward: geom\.[HW] = 0; expected >= 1$"):
+        ops.ave_pool_forward(x, (2, 2), (1, 1), (1, 1), (1, 1))
