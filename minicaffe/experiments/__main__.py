@@ -26,6 +26,12 @@ def _parser():
     ap.add_argument("--threads", type=int, default=None,
                     help="compute threads per run (default 1; alexnet-speed: the 'all threads' "
                          "count, default all logical CPUs)")
+    ap.add_argument("--reference", action="store_true",
+                    help="lenet: also train the dense net as long as SSL + fine-tuning (the "
+                         "equal-iteration comparison; about 10 minutes more)")
+    ap.add_argument("--full-schedule", action="store_true",
+                    help="lenet: the solver files' schedules (8000 fine-tuning iterations) "
+                         "instead of the main job's 15-minute cut")
     return ap
 
 
@@ -43,6 +49,13 @@ def main(argv=None):
         kwargs["jobs_n"] = args.jobs
     if args.threads:
         kwargs["threads"] = args.threads
+    for flag in ("reference", "full_schedule"):
+        if getattr(args, flag):
+            if args.name != "lenet":
+                print(f"python -m minicaffe.experiments {args.name}: --{flag.replace('_', '-')} "
+                      "is an option of lenet only", file=sys.stderr)
+                return 2
+            kwargs[flag] = True
     try:
         result = module.run(**kwargs, log=lambda *a, **k: print(*a, file=sys.stderr))
     except (MinicaffeError, OSError, JobError, KeyError) as exc:

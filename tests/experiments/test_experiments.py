@@ -28,7 +28,7 @@ def tiny_schedules(monkeypatch):
 
 def test_lenet_pipeline_writes_the_closing_table(tiny_data, tmp_path, tiny_schedules, capsys):
     out = tmp_path / "lenet"
-    rc = cli.main(["lenet", "--quick", "--out", str(out), "--data", tiny_data])
+    rc = cli.main(["lenet", "--quick", "--reference", "--out", str(out), "--data", tiny_data])
     assert rc == 0
     printed = capsys.readouterr()
     assert "| LeNet 1 (baseline) |" in printed.out and "LeNet 2 (SSL filters + channels)" in printed.out
@@ -55,6 +55,19 @@ def test_lenet_pipeline_writes_the_closing_table(tiny_data, tmp_path, tiny_sched
     assert "--quick" in md
     for stage in ("baseline", "ssl-fc", "finetune-fc", "ssl-shape", "finetune-shape"):
         assert (out / "runs" / f"{stage}_summary.json").exists(), stage
+
+
+def test_lenet_without_reference_says_so(tiny_data, tmp_path, tiny_schedules):
+    out = tmp_path / "lenet"
+    assert cli.main(["lenet", "--quick", "--out", str(out), "--data", tiny_data]) == 0
+    res = json.load(open(out / "lenet.json"))
+    assert [r["key"] for r in res["table"]] == ["baseline", "fc", "shape"]
+    assert "No dense reference trained as long" in (out / "lenet.md").read_text()
+
+
+def test_reference_is_an_option_of_lenet_only(capsys):
+    assert cli.main(["mlp", "--quick", "--reference"]) == 2
+    assert "--reference is an option of lenet only" in capsys.readouterr().err
 
 
 def test_sweep_cli_collects_error_and_flops(tiny_data, tmp_path, monkeypatch):
