@@ -32,6 +32,9 @@ def _parser():
     ap.add_argument("--full-schedule", action="store_true",
                     help="lenet: the solver files' schedules (8000 fine-tuning iterations) "
                          "instead of the main job's 15-minute cut")
+    ap.add_argument("--scales", default=None,
+                    help="lenet-tradeoff: comma-separated factors on the SSL solver's "
+                         "group-Lasso strengths (default 0.25,0.5,0.75,1,1.5,2.5)")
     return ap
 
 
@@ -56,6 +59,17 @@ def main(argv=None):
                       "is an option of lenet only", file=sys.stderr)
                 return 2
             kwargs[flag] = True
+    if args.scales:
+        if args.name != "lenet-tradeoff":
+            print(f"python -m minicaffe.experiments {args.name}: --scales is an option of "
+                  "lenet-tradeoff only", file=sys.stderr)
+            return 2
+        try:
+            kwargs["scales"] = [float(x) for x in args.scales.split(",")]
+        except ValueError:
+            print(f"python -m minicaffe.experiments {args.name}: --scales {args.scales!r}: "
+                  "expected comma-separated numbers, e.g. 0.5,1,2", file=sys.stderr)
+            return 2
     try:
         result = module.run(**kwargs, log=lambda *a, **k: print(*a, file=sys.stderr))
     except (MinicaffeError, OSError, JobError, KeyError) as exc:

@@ -70,6 +70,13 @@ def test_reference_is_an_option_of_lenet_only(capsys):
     assert "--reference is an option of lenet only" in capsys.readouterr().err
 
 
+def test_scales_are_checked(capsys):
+    assert cli.main(["lenet", "--quick", "--scales", "0.5,2"]) == 2
+    assert "--scales is an option of lenet-tradeoff only" in capsys.readouterr().err
+    assert cli.main(["lenet-tradeoff", "--quick", "--scales", "0.5,x"]) == 2
+    assert "expected comma-separated numbers" in capsys.readouterr().err
+
+
 def test_sweep_cli_collects_error_and_flops(tiny_data, tmp_path, monkeypatch):
     from minicaffe.experiments import datasets, pipeline
     from minicaffe.prototxt import to_text
@@ -103,9 +110,9 @@ def test_sweep_cli_collects_error_and_flops(tiny_data, tmp_path, monkeypatch):
 
 def test_tradeoff_quick(tiny_data, tmp_path, monkeypatch):
     monkeypatch.setattr(lenet_tradeoff, "QUICK", {"baseline": 20, "ssl": 10, "finetune": 5,
-                                                  "test_iter": 2, "scales": [0.5, 3.0]})
+                                                  "test_iter": 2, "scales": [9.0]})
     rc = cli.main(["lenet-tradeoff", "--quick", "--out", str(tmp_path / "t"), "--data",
-                   tiny_data, "--jobs", "1"])
+                   tiny_data, "--jobs", "1", "--scales", "0.5,3"])
     assert rc == 0
     res = json.load(open(tmp_path / "t" / "lenet-tradeoff.json"))
     assert [p["scale"] for p in res["points"]] == [0.5, 3.0]
