@@ -87,8 +87,23 @@ def element_sparsity(weights_path):
     return out
 
 
+def _prior_baseline(path, ds):
+    """The lenet experiment's dense baseline (a StageResult) when `path` (its lenet.json) is a
+    full run on the same data whose weights are still there; else None."""
+    res = pipeline.full_lenet_result(path, ds)
+    if res is None:
+        return None
+    b = res["baseline"]
+    return pipeline.StageResult(name="baseline", weights=b["weights"], net_param=None,
+                                test=b["test"], iterations=b["iterations"],
+                                seconds=b["seconds"], log=b["log"], summary=b["summary"])
+
+
 def run(out_dir="results/l1-vs-ssl", root=".", data_root="data", dataset="fashion-mnist",
-        quick=False, jobs_n=2, threads=1, rounds=30, batches=(1, 64), log=print, **_):
+        quick=False, jobs_n=2, threads=1, rounds=30, batches=(1, 64), log=print,
+        lenet_result="results/lenet/lenet.json", **_):
+    """`lenet_result`: the lenet experiment's lenet.json; its dense baseline is reused when it
+    ran in full on the same data (the baseline is trained here otherwise)."""
     t0 = time.time()
     out = common.Output(out_dir)
     ds = datasets.mnist_like(data_root, dataset)
@@ -101,12 +116,17 @@ def run(out_dir="results/l1-vs-ssl", root=".", data_root="data", dataset="fashio
     runs = out.path("runs")
     base_param = pipeline.solver_param(path["baseline"], q.get("baseline"), dataset=ds)
     progress = common.Progress([("baseline", base_param.max_iter), ("chains", 1)], every=every)
-    restore = common.log_to_file(os.path.join(runs, "baseline.log"))
-    try:
-        base = pipeline.train_stage("baseline", base_param, runs, None, progress,
-                                    what=f"dense LeNet, {base_param.max_iter} iterations")
-    finally:
-        restore()
+    base = None if quick else _prior_baseline(lenet_result, ds)
+    if base is not None:
+        log(f"l1-vs-ssl: the dense baseline from {lenet_result} ({base.weights})")
+        progress = common.Progress([("chains", 1)], every=every)
+    else:
+        restore = common.log_to_file(os.path.join(runs, "baseline.log"))
+        try:
+            base = pipeline.train_stage("baseline", base_param, runs, None, progress,
+                                        what=f"dense LeNet, {base_param.max_iter} iterations")
+        finally:
+            restore()
     frozen = eltwise_net(path["net"], ds)
     specs = [{"kind": "ssl", "name": "ssl", "label": "SSL (filters + channels)",
               "solver": path["ssl"], "overrides": q.get("ssl", {}), "finetune": path["finetune"],

@@ -8,7 +8,6 @@ baseline (and the reference) come from `results/lenet/lenet.json` when the lenet
 ran on the same data; otherwise the baseline is trained here. A solver that steers its own
 lambdas to a FLOP target replaces the scale list by a list of targets (one more --set field).
 """
-import json
 import os
 import time
 
@@ -29,16 +28,6 @@ def sets_for(ssl_param, scales):
             if getattr(ssl_param, name)]
 
 
-def _lenet_result(path, ds):
-    if not os.path.exists(path):
-        return None
-    with open(path) as f:
-        res = json.load(f)
-    if res.get("dataset", {}).get("name") != ds.name or res.get("quick"):
-        return None
-    return res if os.path.exists(res["baseline"]["weights"]) else None
-
-
 def run(out_dir="results/lenet-tradeoff", root=".", data_root="data",
         dataset="fashion-mnist", quick=False, jobs_n=2, threads=1, log=print,
         lenet_result="results/lenet/lenet.json", scales=None, **_):
@@ -48,7 +37,7 @@ def run(out_dir="results/lenet-tradeoff", root=".", data_root="data",
     path = {k: os.path.join(root, v) for k, v in FILES.items()}
     scales = scales or (QUICK["scales"] if quick else SCALES)
     marks, base_weights = [], None
-    prior = None if quick else _lenet_result(lenet_result, ds)
+    prior = None if quick else pipeline.full_lenet_result(lenet_result, ds)
     if prior:
         base_weights = prior["baseline"]["weights"]
         for row in prior["table"]:

@@ -15,6 +15,7 @@ are overridden by name (`overrides`): any SolverParameter field, so a solver tha
 lambdas (a `flops_target`) is one more override, not a new pipeline.
 """
 import copy
+import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -366,6 +367,19 @@ def time_compaction(dense_deploy, dense_weights, chain, batches, rounds):
         compact.measure(rep, before, after, rounds=rounds)
         out[batch] = rep.to_dict()
     return out
+
+
+def full_lenet_result(path, dataset):
+    """The lenet experiment's result dict from `path` (its lenet.json) when that was a full
+    (not --quick) run on `dataset` and its baseline weights are still there; else None. The
+    trade-off sweep and l1-vs-ssl reuse its dense baseline instead of training another."""
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        res = json.load(f)
+    if res.get("dataset", {}).get("name") != dataset.name or res.get("quick"):
+        return None
+    return res if os.path.exists(res["baseline"]["weights"]) else None
 
 
 # -- structure --------------------------------------------------------------------------------

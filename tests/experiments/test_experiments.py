@@ -197,3 +197,19 @@ def test_l1_vs_ssl_quick(tiny_data, tmp_path, monkeypatch):
     assert ssl["method"] == "SSL, compacted GEMM" and l1["method"] == "L1, CSR x dense"
     assert all(0 <= s <= 1 for s in l1["sparsity"])
     assert is_png(tmp_path / "l" / "l1_vs_ssl.png")
+
+
+def test_full_lenet_result_is_reused_only_from_a_full_run_on_the_same_data(tiny_data, tmp_path):
+    from minicaffe.experiments import datasets, pipeline
+    ds = datasets.mnist_like(tiny_data)
+    weights = tmp_path / "lenet_iter_10000.caffemodel"
+    weights.write_bytes(b"")
+    path = tmp_path / "lenet.json"
+    res = {"dataset": {"name": ds.name}, "quick": False, "baseline": {"weights": str(weights)}}
+    path.write_text(json.dumps(res))
+    assert pipeline.full_lenet_result(str(path), ds)["baseline"]["weights"] == str(weights)
+    for change in ({"quick": True}, {"dataset": {"name": "mnist"}},
+                   {"baseline": {"weights": str(tmp_path / "gone.caffemodel")}}):
+        path.write_text(json.dumps(dict(res, **change)))
+        assert pipeline.full_lenet_result(str(path), ds) is None, change
+    assert pipeline.full_lenet_result(str(tmp_path / "missing.json"), ds) is None
