@@ -35,6 +35,9 @@ def _parser():
     ap.add_argument("--scales", default=None,
                     help="lenet-tradeoff: comma-separated factors on the SSL solver's "
                          "group-Lasso strengths (default 0.25,0.5,0.75,1,1.5,2.5)")
+    ap.add_argument("--schedule", type=float, default=None,
+                    help="convnet, resnet-depth: a factor on every iteration count of the "
+                         "(already reduced) schedule, e.g. 0.5; the table states what ran")
     return ap
 
 
@@ -70,6 +73,16 @@ def main(argv=None):
             print(f"python -m minicaffe.experiments {args.name}: --scales {args.scales!r}: "
                   "expected comma-separated numbers, e.g. 0.5,1,2", file=sys.stderr)
             return 2
+    if args.schedule is not None:
+        if args.name not in ("convnet", "resnet-depth"):
+            print(f"python -m minicaffe.experiments {args.name}: --schedule is an option of "
+                  "convnet and resnet-depth only", file=sys.stderr)
+            return 2
+        if not 0 < args.schedule <= 10:
+            print(f"python -m minicaffe.experiments {args.name}: --schedule {args.schedule:g}: "
+                  "expected a factor in (0, 10]", file=sys.stderr)
+            return 2
+        kwargs["schedule"] = args.schedule
     try:
         result = module.run(**kwargs, log=lambda *a, **k: print(*a, file=sys.stderr))
     except (MinicaffeError, OSError, JobError, KeyError) as exc:

@@ -32,7 +32,9 @@ PAPER = [("ConvNet 1 (baseline)", 17.9, [12.5, 0, 0], [0, 0, 0], [1.00, 1.00, 1.
 
 
 def run(out_dir="results/convnet", root=".", data_root="data", dataset="auto", quick=False,
-        jobs_n=2, threads=1, rounds=20, batches=(1, 64), log=print, **_):
+        jobs_n=2, threads=1, rounds=20, batches=(1, 64), log=print, schedule=1.0, **_):
+    """`schedule`: a factor on every iteration count (BASELINE, SSL, FINETUNE); the table
+    states the iterations run."""
     t0 = time.time()
     out = common.Output(out_dir)
     ds = datasets.cifar_like(data_root, want=dataset)
@@ -41,6 +43,9 @@ def run(out_dir="results/convnet", root=".", data_root="data", dataset="auto", q
     if quick:
         q = {k: runner.quick_overrides({}, QUICK[k], QUICK["test_iter"])
              for k in ("baseline", "ssl", "finetune")}
+    elif schedule != 1.0:
+        q = {k: runner.scaled_schedule(v, schedule)
+             for k, v in (("baseline", BASELINE), ("ssl", SSL), ("finetune", FINETUNE))}
     chains = []
     for k, (label, (rows, cols)) in enumerate(STRENGTHS.items()):
         chains.append({"name": f"convnet{k + 2}", "label": label, "solver": path["ssl"],

@@ -76,7 +76,9 @@ def layers_kept(report_rows):
 
 
 def run(out_dir="results/resnet-depth", root=".", data_root="data", dataset="auto",
-        quick=False, jobs_n=2, threads=1, log=print, **_):
+        quick=False, jobs_n=2, threads=1, log=print, schedule=1.0, **_):
+    """`schedule`: a factor on every iteration count (BASELINE, SSL, FINETUNE); the table
+    states the iterations run."""
     t0 = time.time()
     out = common.Output(out_dir)
     ds = datasets.cifar_like(data_root, want=dataset)
@@ -85,6 +87,9 @@ def run(out_dir="results/resnet-depth", root=".", data_root="data", dataset="aut
     if quick:
         q = {k: runner.quick_overrides({}, QUICK[k], QUICK["test_iter"])
              for k in ("baseline", "ssl", "finetune")}
+    elif schedule != 1.0:
+        q = {k: runner.scaled_schedule(v, schedule)
+             for k, v in (("baseline", BASELINE), ("ssl", SSL), ("finetune", FINETUNE))}
     net = depth_net(path["net"], ds, QUICK["batch"] if quick else BATCH)
     chains = [{"name": f"depth{k + 1}", "label": f"block_group_decay {lam:g}",
                "solver": path["ssl"], "net": net,

@@ -18,6 +18,19 @@ def quick_overrides(overrides, iters, test_iter=5):
     return out
 
 
+def scaled_schedule(overrides, factor):
+    """The iteration counts of `overrides` (max_iter, test_interval, stepvalue) times `factor`,
+    rounded, at least 1: a reduced schedule that keeps its shape (`--schedule` of the CIFAR
+    experiments)."""
+    out = {}
+    for key in ("max_iter", "test_interval"):
+        if key in overrides:
+            out[key] = max(1, round(overrides[key] * factor))
+    if "stepvalue" in overrides:
+        out["stepvalue"] = [max(1, round(v * factor)) for v in overrides["stepvalue"]]
+    return out
+
+
 def baseline_then_chains(out, dataset, solver, overrides, chains, jobs_n=2, threads=1,
                          every=20.0, net=None, label="dense baseline"):
     """Train the baseline in this process, then every chain spec (pipeline.ssl_chain keys;

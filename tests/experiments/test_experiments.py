@@ -213,3 +213,18 @@ def test_full_lenet_result_is_reused_only_from_a_full_run_on_the_same_data(tiny_
         path.write_text(json.dumps(dict(res, **change)))
         assert pipeline.full_lenet_result(str(path), ds) is None, change
     assert pipeline.full_lenet_result(str(tmp_path / "missing.json"), ds) is None
+
+
+def test_scaled_schedule_keeps_the_shape_of_a_schedule():
+    from minicaffe.experiments import convnet, resnet_depth, runner
+    assert runner.scaled_schedule(resnet_depth.BASELINE, 0.4) == {
+        "max_iter": 800, "test_interval": 400, "stepvalue": [600]}
+    assert runner.scaled_schedule({"max_iter": 3, "base_lr": 0.1}, 0.01) == {"max_iter": 1}
+    assert runner.scaled_schedule(convnet.SSL, 1.0)["max_iter"] == convnet.SSL["max_iter"]
+
+
+def test_schedule_option_is_checked(capsys):
+    assert cli.main(["lenet", "--quick", "--schedule", "0.5"]) == 2
+    assert "--schedule is an option of convnet and resnet-depth only" in capsys.readouterr().err
+    assert cli.main(["convnet", "--quick", "--schedule", "0"]) == 2
+    assert "expected a factor in (0, 10]" in capsys.readouterr().err
