@@ -16,7 +16,8 @@ Runs go `--jobs` at a time as local processes with `--threads` compute threads e
 table (`DIR/sweep.md`, `DIR/sweep.json`) has one row per point: the overrides, the test error
 after SSL and after fine-tuning, conv and whole-net FLOPs left, filters / channels per layer;
 `DIR/tradeoff.png` plots error vs conv FLOPs with the starting weights' own error marked.
-Any SolverParameter field can be swept (a solver that steers its lambdas to a `flops_target`
+A point whose folder already holds the `point.json` of the same run is reused, so a stopped
+sweep resumes where it left off. Any SolverParameter field can be swept (a solver that steers its lambdas to a `flops_target`
 is swept the same way). Exit status 0 when every run finished, 1 otherwise.
 """
 import argparse
@@ -65,13 +66,40 @@ def point_name(k, overrides):
     return f"{k:02d}_" + ("_".join(parts) if parts else "base")
 
 
+def _source(spec):
+    return {k: spec.get(k) for k in ("solver", "weights", "finetune")}
+
+
+def finished_point(spec):
+    """The row of OUT/point.json when an earlier sweep finished this very point (the same
+    overrides, and the same solver, starting weights and fine-tuning solver where the file
+    records them); else None. A sweep that was stopped resumes where it left off."""
+    path = os.path.join(spec["out"], "point.json")
+    try:
+        with open(path) as f:
+            row = json.load(f)
+    except (OSError, ValueError):
+        return None
+    if row.get("overrides") != spec["overrides"]:
+        return None
+    if "source" in row and row["source"] != _source(spec):
+        return None
+    return row
+
+
 def run_point(spec):
     """One sweep point (runs in a worker process): SSL stage, compaction, optional fine-tune
     (minicaffe.experiments.pipeline.ssl_chain). spec: {"name", "solver", "overrides",
-    "weights", "finetune", "out"}; returns the table row (also written to OUT/point.json)."""
+    "weights", "finetune", "out"}; returns the table row (also written to OUT/point.json).
+    A point an earlier sweep finished (finished_point) is not trained again."""
+    row = finished_point(spec)
+    if row is not None:
+        row["reused"] = True
+        return row
     row = pipeline.ssl_chain(dict(spec, label=spec["name"], every=spec.get("every", 60.0)))
     row.pop("train_param", None)
     row["overrides"] = spec["overrides"]
+    row["source"] = _source(spec)
     if spec.get("finetune"):
         row["finetune_error"] = row["error"]
     with open(os.path.join(spec["out"], "point.json"), "w") as f:

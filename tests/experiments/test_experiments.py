@@ -106,6 +106,25 @@ def test_sweep_cli_collects_error_and_flops(tiny_data, tmp_path, monkeypatch):
     assert is_png(out / "tradeoff.png")
     assert "| breadth_decay | block_group_decay | error after SSL |" in (out / "sweep.md").read_text()
     assert os.path.exists(out / "00_breadth_decay=0.5_block_group_decay=1" / "point.json")
+    # the same sweep again: every point is reused from its point.json, none is retrained
+    monkeypatch.setattr(pipeline, "ssl_chain", lambda spec: pytest.fail("retrained a point"))
+    args = ["--solver", str(files["lenet_ssl_solver"]), "--set", "breadth_decay=0.5,5", "--set",
+            "block_group_decay=1", "--weights", base.weights, "--finetune",
+            str(files["lenet_finetune_solver"]), "--jobs", "1", "--out", str(out)]
+    assert sweep.main(args) == 0
+    again = json.load(open(out / "sweep.json"))
+    assert all(p["reused"] for p in again["points"])
+    assert [p["error"] for p in again["points"]] == [p["error"] for p in res["points"]]
+    # another starting point is not the same run: that point is trained again
+    other = tmp_path / "other.caffemodel"
+    other.write_bytes(open(base.weights, "rb").read())
+    spec = {"out": str(out / "00_breadth_decay=0.5_block_group_decay=1"),
+            "overrides": {"breadth_decay": "0.5", "block_group_decay": "1"},
+            "solver": os.path.abspath(files["lenet_ssl_solver"]), "weights": str(other),
+            "finetune": os.path.abspath(files["lenet_finetune_solver"])}
+    assert sweep.finished_point(spec) is None
+    spec["weights"] = os.path.abspath(base.weights)
+    assert sweep.finished_point(spec)["error"] == res["points"][0]["error"]
 
 
 def test_tradeoff_quick(tiny_data, tmp_path, monkeypatch):
