@@ -368,6 +368,7 @@ def main(argv=None):
     layers = [layer for layer in ALEXNET if layer.name in args.layer] if args.layer else None
     rows = run_gemm(args.threads, tuple(args.batch or (1, 8)), args.quick, layers,
                     log=lambda *a, **k: print(*a, **k), clock=args.clock)
+    info = ops.build_info()                 # the thread count the run set, not the default
     print(f"instruction set {info['isa']}, {info['threads']} thread(s); BLAS: "
           f"{info['blas_version']}")
     print(format_table(rows))

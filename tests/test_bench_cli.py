@@ -108,7 +108,9 @@ def test_command_writes_the_documented_rows(tmp_path, capsys, restore_threads):
     printed = capsys.readouterr().out
     assert "conv4" in printed and "compact forward / dense forward" in printed
     assert "mean conv4; target >= 95%" in printed
+    assert ", 1 thread(s); BLAS:" in printed          # the run's count, not the default
     doc = json.loads(out.read_text())
+    assert doc["build_info"]["threads"] == 1
     rows = doc["rows"]
     assert rows[0]["layer"] == "sgemm1024" and rows[0]["gflops"] > 0
     by_engine = {r["engine"]: r for r in rows if r["layer"] == "conv4"}
