@@ -21,10 +21,14 @@ the compaction test each engine's dense -> compacted speedup with the FLOP ratio
 
     benchjob python -m pytest bench/test_onnx_speed.py --benchmark-min-rounds=5
     benchjob python bench/test_onnx_speed.py --threads 1 2         # the Markdown tables
+    benchjob python bench/test_onnx_speed.py --profile --nets cifar10_quick --batches 64
+                       # where the time goes: minicaffe per layer beside ORT's profile per node
 """
 import argparse
 import importlib.util
+import json
 import os
+import tempfile
 import statistics
 import time
 
@@ -174,14 +178,77 @@ def test_compaction_speedup_vs_onnxruntime(benchmark, batch, threads):
         "flop_ratio_ours": ideal_ours, "flop_ratio_ort": ideal_ort})
 
 
+def profile(key, batch, threads, rounds=30):
+    """Where each engine's forward time goes: (minicaffe {"forward_ms", "layers": {layer:
+    median ms}}, ORT {"run_ms", "nodes": [(node, op type, median ms)]}). minicaffe's layers are
+    timed one by one (minicaffe.timing.compare_nets); ORT's nodes come from its own profiler
+    (kernel time per node, after its graph optimisations: fused and NCHWc-reordered nodes)."""
+    from minicaffe.timing import compare_nets    # noqa: PLC0415
+
+    net, fns, _ = engines(key, batch, threads)
+    x = np.random.default_rng(batch).random(net.blobs["data"].shape, dtype=np.float32)
+    net.blobs["data"].data[...] = x
+    ours = compare_nets({key: net}, rounds=rounds, gemm=False)[key]
+    model, _ = convert(net)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.enable_profiling = True
+    with tempfile.TemporaryDirectory() as tmp:
+        options.profile_file_prefix = os.path.join(tmp, "ort")
+        sess = ort.InferenceSession(model.SerializeToString(), options,
+                                    providers=["CPUExecutionProvider"])
+        runs = []
+        for i in range(rounds + 5):
+            t = time.perf_counter()
+            sess.run(None, {"data": x})
+            if i >= 5:
+                runs.append(time.perf_counter() - t)
+        with open(sess.end_profiling()) as f:
+            events = json.load(f)
+    per = {}
+    for e in events:
+        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
+            per.setdefault((e["name"][:-len("_kernel_time")], e["args"].get("op_name", "?")),
+                           []).append(e["dur"] / 1e3)
+    nodes = [(n, op, statistics.median(d)) for (n, op), d in per.items()]
+    return ({"forward_ms": ours["forward_ms"],
+             "layers": {k: v["forward_ms"] for k, v in ours["layers"].items()}},
+            {"run_ms": 1e3 * statistics.median(runs), "nodes": nodes})
+
+
+def _print_profile(key, batch, threads, rounds):
+    ours, theirs = profile(key, batch, threads, rounds)
+    print(f"\n{key}, batch {batch}, {threads} thread(s): minicaffe forward "
+          f"{ours['forward_ms']:.3f} ms (layer by layer); ONNX Runtime run "
+          f"{theirs['run_ms']:.3f} ms (profiling on)\n")
+    print("| minicaffe layer | ms | | ORT node | op | ms |")
+    print("|---|---:|---|---|---|---:|")
+    left = list(ours["layers"].items())
+    right = theirs["nodes"]
+    for i in range(max(len(left), len(right))):
+        a = f"{left[i][0]} | {left[i][1]:.3f}" if i < len(left) else " | "
+        b = f"{right[i][0]} | {right[i][1]} | {right[i][2]:.3f}" if i < len(right) else " | | "
+        print(f"| {a} | | {b} |")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--batches", type=int, nargs="+", default=BATCHES)
     ap.add_argument("--nets", nargs="+", default=NETS, choices=NETS)
     ap.add_argument("--rounds", type=int, default=21)
+    ap.add_argument("--profile", action="store_true",
+                    help="per-layer / per-node times of both engines instead of the tables")
     args = ap.parse_args(argv)
     print(f"build: {ops.build_info()}; onnxruntime {ort.__version__}")
+    if args.profile:
+        for key in args.nets:
+            for batch in args.batches:
+                for threads in args.threads:
+                    _print_profile(key, batch, threads, args.rounds)
+        return
     print("\n| net | batch | threads | minicaffe ms | ONNX Runtime ms | minicaffe / ORT |")
     print("|---|---|---|---|---|---|")
     for key in args.nets:
