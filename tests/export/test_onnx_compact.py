@@ -4,6 +4,7 @@ the layers left with LOWERED_CCNMM (zero shape fibres exported as dense zeros)."
 import pathlib
 
 import numpy as np
+import pytest
 
 from tests.export.helpers import compare, normal
 
@@ -93,3 +94,38 @@ def test_full_and_compacted_exports_agree():
     a = session(to_onnx(dense)).run(["prob"], {"data": x})[0]
     b = session(to_onnx(small)).run(["prob"], {"data": x})[0]
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.slow      # two subprocesses (~6 s)
+def test_compact_cli_then_export_cli(tmp_path):
+    """The user's path of the main job: `python -m minicaffe.compact` writes the compacted
+    prototxt + caffemodel, `python -m minicaffe.export onnx ... --verify` exports and checks it
+    in ONNX Runtime, and the model matches the full net's outputs."""
+    import os           # noqa: PLC0415
+    import subprocess   # noqa: PLC0415
+    import sys          # noqa: PLC0415
+
+    dense = planted_lenet(seed=4)
+    dense.save(str(tmp_path / "lenet_ssl.caffemodel"))
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+
+    def run(*args):
+        r = subprocess.run([sys.executable, "-m", *args], cwd=tmp_path, env=env,
+                           capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr
+        return r
+
+    run("minicaffe.compact", "--model", str(DEPLOY), "--weights", "lenet_ssl.caffemodel",
+        "--out", "small", "--rounds", "1")
+    r = run("minicaffe.export", "onnx", "--model", "small/lenet_deploy.prototxt",
+            "--weights", "small/lenet_deploy.caffemodel", "--out", "small.onnx", "--verify")
+    assert "verify" in r.stdout
+    assert "conv2 (LOWERED_CCNMM)" in r.stdout           # what ONNX Runtime computes extra
+    from minicaffe.export.verify import session  # noqa: PLC0415
+
+    x = normal((5, 1, 28, 28), seed=2)
+    got = session(str(tmp_path / "small.onnx")).run(["prob"], {"data": x})[0]
+    dense.blobs["data"].reshape(x.shape)
+    dense.reshape()
+    np.testing.assert_allclose(got, dense.forward(data=x)["prob"], rtol=1e-4, atol=1e-4)
