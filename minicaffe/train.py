@@ -1,12 +1,14 @@
 """`python -m minicaffe.train`: train a net from a solver file, like `caffe train`.
 
     python -m minicaffe.train --solver S [--weights W[,W2] | --snapshot STATE] [--gpu N]
+        [--sigint_effect stop|snapshot|none] [--sighup_effect ...] [--sigterm_effect ...]
 
 Logs Caffe-style lines (and the sparsity report) to stderr, shows a progress bar when stderr is
 a terminal, writes snapshots, `<snapshot_prefix>_log.jsonl` (this run's curves; a resumed run
-appends a marked section) and, when it ends, `<snapshot_prefix>_summary.json`. SIGINT and
-SIGTERM snapshot and stop, SIGHUP snapshots and continues. Exit status: 0 done (or stopped), 1
-error, divergence or a snapshot that could not be written (docs/RELIABILITY.md).
+appends a marked section) and, when it ends, `<snapshot_prefix>_summary.json`. Signals, as
+Caffe's `-sigint_effect` / `-sighup_effect`: by default SIGINT and SIGTERM snapshot and stop,
+SIGHUP snapshots and continues. Exit status: 0 done (or stopped), 1 error, divergence or a
+snapshot that could not be written (docs/RELIABILITY.md).
 """
 import argparse
 import logging
@@ -82,12 +84,25 @@ def _parser():
     group.add_argument("--snapshot", "-snapshot", help=".solverstate to resume from")
     ap.add_argument("--gpu", "-gpu", type=gpu_id, help="CUDA device id")
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
+    for name, default, what in SIGNAL_FLAGS:
+        ap.add_argument(f"--{name}", f"-{name}", choices=EFFECTS, default=default,
+                        help=f"what {what} does: snapshot after this iteration and stop, "
+                             f"snapshot and go on, or nothing (default: {default})")
     return ap
 
 
-def _install_signals(solver):
-    """SIGINT and SIGTERM: snapshot after this iteration and stop (exit status 0); a second one
-    stops at once without a snapshot. SIGHUP: snapshot and go on."""
+# Caffe's signal options (tools/caffe.cpp: -sigint_effect, -sighup_effect; the same three
+# effects) and ours for SIGTERM, which Caffe leaves to kill the process without a snapshot.
+EFFECTS = ("stop", "snapshot", "none")
+SIGNAL_FLAGS = (("sigint_effect", "stop", "SIGINT (Ctrl-C)"),
+                ("sighup_effect", "snapshot", "SIGHUP"),
+                ("sigterm_effect", "stop", "SIGTERM (kill, batch schedulers)"))
+
+
+def _install_signals(solver, sigint="stop", sighup="snapshot", sigterm="stop"):
+    """Handle SIGINT, SIGHUP and SIGTERM with the given effects. "stop": snapshot after this
+    iteration and stop (exit status 0); the same signal again stops at once without a
+    snapshot. "snapshot": snapshot after this iteration and go on. "none": log and ignore."""
     def on_stop(signum, frame):
         name = signal.Signals(signum).name
         again = "press Ctrl-C again" if signum == signal.SIGINT else "send it again"
@@ -97,15 +112,18 @@ def _install_signals(solver):
         signal.signal(signum, signal.default_int_handler if signum == signal.SIGINT
                       else signal.SIG_DFL)
 
-    def on_hup(signum, frame):
-        log.info("SIGHUP: snapshotting after this iteration")
+    def on_snapshot(signum, frame):
+        log.info("%s: snapshotting after this iteration", signal.Signals(signum).name)
         solver.request("snapshot")
 
-    signal.signal(signal.SIGINT, on_stop)
-    if hasattr(signal, "SIGTERM"):
-        signal.signal(signal.SIGTERM, on_stop)
-    if hasattr(signal, "SIGHUP"):
-        signal.signal(signal.SIGHUP, on_hup)
+    def on_none(signum, frame):
+        name = signal.Signals(signum).name
+        log.info("%s ignored (--%s_effect none)", name, name.lower())
+
+    handlers = {"stop": on_stop, "snapshot": on_snapshot, "none": on_none}
+    for name, effect in (("SIGINT", sigint), ("SIGHUP", sighup), ("SIGTERM", sigterm)):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), handlers[effect])
 
 
 def _progress_bar(solver):
@@ -155,7 +173,7 @@ def main(argv=None):
             for tn in solver.test_nets:
                 tn.share_with(solver.net)
             solver.runlog.info["weights"] = args.weights.split(",")
-        _install_signals(solver)
+        _install_signals(solver, args.sigint_effect, args.sighup_effect, args.sigterm_effect)
         if not args.no_progress:
             bar = _progress_bar(solver)
         solver.solve(args.snapshot)

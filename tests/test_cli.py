@@ -224,6 +224,47 @@ def test_sighup_snapshots_and_continues(tmp_path):
     assert len(states) == 2 and 100 <= states[0] < 300 <= states[1]
 
 
+@pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="POSIX signals")
+def test_signal_effects_are_chosen_as_in_caffe(tmp_path):
+    """Caffe's -sigint_effect / -sighup_effect (and ours for SIGTERM), each effect once:
+    SIGINT snapshots and goes on, SIGHUP is ignored, SIGTERM snapshots and stops."""
+    write(tmp_path, max_iter=10**6, display=50, snapshot=0)
+    proc = subprocess.Popen([sys.executable, "-m", "minicaffe.train", "--solver", "solver.prototxt",
+                             "-sigint_effect", "snapshot", "--sighup_effect", "none"],
+                            cwd=tmp_path, env=env(), stderr=subprocess.PIPE, text=True)
+    steps = [("Iteration 100 (", signal.SIGINT),
+             ("Snapshotting solver state", signal.SIGHUP),
+             ("SIGHUP ignored (--sighup_effect none)", None),
+             ("Iteration ", signal.SIGTERM)]
+    seen = []
+    deadline = time.time() + 90
+    for line in proc.stderr:
+        seen.append(line)
+        if steps and steps[0][0] in line:
+            _, sig = steps.pop(0)
+            if sig is not None:
+                proc.send_signal(sig)
+            if not steps:
+                break
+        if time.time() > deadline:
+            proc.kill()
+            break
+    _, rest = proc.communicate(timeout=60)
+    text = "".join(seen) + rest
+    assert proc.returncode == 0 and not steps, text[-3000:]
+    assert "SIGINT: snapshotting after this iteration" in text
+    assert "SIGTERM: snapshotting and stopping" in text and "Optimization stopped early." in text
+    states = sorted(int(p.stem.split("_")[-1]) for p in (tmp_path / "out").glob("*.solverstate"))
+    assert len(states) == 2 and 100 <= states[0] < states[1] < 10**6, states
+
+
+def test_an_unknown_signal_effect_is_a_usage_error(tmp_path):
+    write(tmp_path)
+    r = run(tmp_path, "train", "--solver", "solver.prototxt", "--sigint_effect", "pause")
+    assert r.returncode == 2
+    assert "--sigint_effect" in r.stderr and "'stop', 'snapshot', 'none'" in r.stderr
+
+
 def test_gpu_flag_without_a_gpu_is_a_clear_error(tmp_path):
     from minicaffe import backend
     if backend.gpu_available():

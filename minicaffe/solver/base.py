@@ -317,8 +317,12 @@ class Solver:
     # -- training loop ------------------------------------------------------------------------
     def request(self, action):
         """Ask the loop to `"stop"` (snapshot and stop) or `"snapshot"` at the next iteration
-        boundary (what SIGINT / SIGHUP do in the CLI)."""
-        self._requested = action
+        boundary (what SIGINT / SIGHUP do in the CLI). A pending "stop" is not turned into a
+        "snapshot" by a later request (stopping snapshots anyway)."""
+        if action not in ("stop", "snapshot"):
+            raise ValueError(f"request: action must be 'stop' or 'snapshot', got {action!r}")
+        if self._requested != "stop":
+            self._requested = action
 
     def add_callback(self, on_start, on_gradients_ready):
         """pycaffe's solver.add_callback: in each iteration of `step`, call `on_start()` after

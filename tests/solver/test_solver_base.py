@@ -233,6 +233,21 @@ def test_request_snapshot_continues(tmp_path):
                                                           "run_summary.json"]
 
 
+def test_a_pending_stop_is_not_downgraded_by_a_snapshot_request(tmp_path):
+    """SIGTERM (stop) then SIGHUP (snapshot) within one iteration: the run still stops."""
+    solver, net = make(snapshot_prefix=str(tmp_path / "run"), max_iter=50)
+
+    def both(it, loss):
+        if it == 3:
+            solver.request("stop")
+            solver.request("snapshot")
+    solver.progress = both
+    solver.solve()
+    assert solver.iter == 3 and solver.stopped_early
+    with pytest.raises(ValueError, match="'stop' or 'snapshot', got 'pause'"):
+        solver.request("pause")
+
+
 @pytest.mark.parametrize("kind", ["SGD", "Nesterov", "AdaGrad", "RMSProp", "AdaDelta", "Adam"])
 def test_restore_is_bit_identical(tmp_path, kind):
     extra = {"SGD": dict(momentum=0.9), "Nesterov": dict(momentum=0.9), "AdaGrad": {},
