@@ -15,6 +15,7 @@ import pytest
 from minicaffe import prototxt as P
 from minicaffe import weights
 from minicaffe.solver import get_solver, state
+from minicaffe.solver.runlog import read_log
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -81,6 +82,17 @@ def _wait_for(log, text, proc, timeout=60):
     raise AssertionError(f"no '{text}' within {timeout} s:\n{log.read_text()[-2000:]}")
 
 
+def _wait_for_a_write(folder, proc, timeout=60):
+    """Return as soon as `proc` has a snapshot's temporary file open in `folder` (a write in
+    progress), so that the kill lands inside a write on any machine, however fast its disk."""
+    deadline = time.time() + timeout
+    mine = f".{proc.pid}."
+    while time.time() < deadline and proc.poll() is None:
+        if folder.exists() and any(mine in n for n in _temps(folder)):
+            return
+    raise AssertionError("no snapshot write seen")
+
+
 def test_kill_9_at_random_points_then_resume(tmp_path):
     (tmp_path / "net.prototxt").write_text(NET)
     (tmp_path / "solver.prototxt").write_text(SOLVER.format(max_iter=10**6))
@@ -101,7 +113,10 @@ def test_kill_9_at_random_points_then_resume(tmp_path):
             # the start removed the unfinished files of the run killed before
             assert all(f".{proc.pid}." in n for n in _temps(tmp_path / "out")), \
                 _temps(tmp_path / "out")
-            time.sleep(rng.uniform(0.02, 0.4))
+            if round_ % 2:
+                _wait_for_a_write(tmp_path / "out", proc)   # kill inside a snapshot write
+            else:
+                time.sleep(rng.uniform(0.02, 0.4))          # kill anywhere
         finally:
             proc.kill()
             proc.wait()
@@ -117,3 +132,7 @@ def test_kill_9_at_random_points_then_resume(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     assert "Optimization Done." in r.stderr
     assert _temps(tmp_path / "out") == []
+    # the loss-curve log survives the kills: each resumed run's section reads back (a record a
+    # kill cut short is skipped, never a crash of the next start or of read_log)
+    runs = read_log(str(tmp_path / "out" / "big_log.jsonl"))
+    assert runs[-1][0]["resumed_from"] and runs[-1][1][0]["iter"] == _iter_of(states[-1])

@@ -434,7 +434,14 @@ class Solver:
             "sparsity": rows,
             "snapshot": self.last_snapshot,
         }
-        path = self.runlog.write_summary(self, summary)
+        try:
+            path = self.runlog.write_summary(self, summary)
+        except OSError as exc:
+            # Training and its last snapshot are done; like the curve, the summary is a
+            # convenience (a full disk here must not turn a finished run into a failed one).
+            log.warning("cannot write %s (%s); the run itself finished",
+                        self.runlog.summary_path(), exc.strerror or exc)
+            return None
         if path:
             log.info("Summary written to %s", path)
         return path

@@ -15,11 +15,22 @@ file back into its runs.
 `write_summary` writes `<snapshot_prefix>_summary.json` when `solve()` ends: iterations, wall
 time, the last smoothed loss, the last test outputs, the structure left (sparsity rows and FLOPs)
 and the files the run wrote.
+
+A run killed (SIGKILL) or stopped by a full disk in the middle of an append leaves its last
+record cut short. The resumed run starts its header on a new line after it, and `read_log`
+skips such a record with a warning naming the line (docs/RELIABILITY.md): only the file's last
+line when it has no newline, or the line just before a resumed run's header. Any other line that
+is not JSON is a `DataError` naming the file and line.
 """
 import datetime
 import json
+import logging
 import os
 import tempfile
+
+from minicaffe.errors import DataError
+
+log = logging.getLogger("minicaffe.solver")
 
 
 def _now():
@@ -83,9 +94,11 @@ class RunLog:
             lines.append(self._header(solver))
             self._open = True
         lines.append(record)
+        text = "".join(json.dumps(r) + "\n" for r in lines)
+        if mode == "a" and not _ends_a_line(self.path):
+            text = "\n" + text                  # a record cut by a killed run stays alone
         with open(self.path, mode) as f:
-            for r in lines:
-                f.write(json.dumps(r) + "\n")
+            f.write(text)
 
     def summary_path(self):
         if self.path is None:
@@ -105,34 +118,80 @@ class RunLog:
         return path
 
 
+def _ends_a_line(path):
+    """Whether the file at `path` is missing, empty or ends with a newline."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            if f.tell() == 0:
+                return True
+            f.seek(-1, os.SEEK_END)
+            return f.read(1) == b"\n"
+    except FileNotFoundError:
+        return True
+
+
 def _records(path):
-    with open(path) as f:
+    """The records of a log for counting its runs (cut or unreadable lines pass unseen)."""
+    with open(path, encoding="utf-8", errors="replace") as f:
         for line in f:
             line = line.strip()
             if line:
-                yield json.loads(line)
+                try:
+                    yield json.loads(line)
+                except json.JSONDecodeError:
+                    continue
 
 
 def read_log(path):
     """The runs of a `_log.jsonl` file: a list of (header dict, [records]).
 
     Records before any header (a log written before headers existed) form one run with an empty
-    header. Raises ValueError naming the file and line for a line that is not JSON.
+    header. A record cut short by a killed run or a full disk (the last line without its
+    newline, or the line just before a resumed run's header) is skipped with a warning; any other
+    line that is not JSON is a DataError (a ValueError) naming the file and line.
     """
-    runs = []
-    with open(path) as f:
-        for n, line in enumerate(f, 1):
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}:{n}: not a JSON line ({exc.msg})") from None
-            if record.get("kind") == "run":
-                runs.append((record, []))
-            else:
-                if not runs:
-                    runs.append(({}, []))
-                runs[-1][1].append(record)
+    with open(path, "rb") as f:
+        raw = f.read()
+    lines = raw.split(b"\n")
+    unterminated_last = not raw.endswith(b"\n")
+    runs, bad = [], None                     # bad: (line number, message) awaiting its verdict
+
+    def verdict(cut_ok):
+        if bad is None:
+            return
+        n, msg = bad
+        if not cut_ok:
+            raise DataError(f"{path}:{n}: {msg}")
+        log.warning("%s:%d: skipped a record cut short (a killed run or a full disk)", path, n)
+
+    for n, line in enumerate(lines, 1):
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            record = json.loads(line.decode("utf-8"))
+        except UnicodeDecodeError:
+            verdict(False)
+            raise DataError(f"{path}:{n}: not UTF-8 (is it a <snapshot_prefix>_log.jsonl "
+                            "file?)") from None
+        except json.JSONDecodeError as exc:
+            verdict(False)
+            bad = (n, f"not a JSON line ({exc.msg})")
+            continue
+        if not isinstance(record, dict):
+            verdict(False)
+            raise DataError(f"{path}:{n}: a record must be a JSON object, not "
+                            f"{type(record).__name__}")
+        is_resume = record.get("kind") == "run" and record.get("resumed_from") is not None
+        verdict(is_resume)
+        bad = None
+        if record.get("kind") == "run":
+            runs.append((record, []))
+        else:
+            if not runs:
+                runs.append(({}, []))
+            runs[-1][1].append(record)
+    if bad is not None:
+        verdict(unterminated_last and bad[0] == len(lines))
     return runs

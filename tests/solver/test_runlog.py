@@ -94,3 +94,71 @@ def test_records_before_any_header_form_one_run(tmp_path):
     path.write_text('{"kind": "train", "iter": 0}\n{"kind": "test", "iter": 0}\n')
     runs = read_log(path)
     assert len(runs) == 1 and runs[0][0] == {} and len(runs[0][1]) == 2
+
+
+# A record cut short: what a kill -9 or a full disk in the middle of an append leaves.
+CUT = '{"kind": "train", "iter": 7, "loss": 0.69, "sparsity": [{"layer": "con'
+
+
+def test_a_run_resumed_after_a_cut_record_starts_its_section_on_a_new_line(tmp_path, caplog):
+    """The resumed run counted the runs by parsing every line and died on the cut one."""
+    prefix = str(tmp_path / "tiny")
+    make_solver(prefix).solve()
+    with open(prefix + "_log.jsonl", "a") as f:
+        f.write(CUT)
+    again = make_solver(prefix, max_iter=9)
+    again.solve(prefix + "_iter_6.solverstate")
+    lines = open(prefix + "_log.jsonl").read().splitlines()
+    assert CUT in lines                                   # left alone, on its own line
+    with caplog.at_level("WARNING", logger="minicaffe.solver"):
+        runs = read_log(prefix + "_log.jsonl")
+    assert [h["run"] for h, _ in runs] == [1, 2]
+    assert [r["iter"] for r in runs[1][1] if r["kind"] == "test"] == [6, 9]
+    assert all(r["iter"] <= 6 for r in runs[0][1])
+    n = lines.index(CUT) + 1
+    assert f"tiny_log.jsonl:{n}: skipped a record cut short" in caplog.text
+
+
+def test_read_log_skips_a_cut_last_record_with_a_warning(tmp_path, caplog):
+    path = tmp_path / "x_log.jsonl"
+    path.write_text('{"kind": "run", "run": 1}\n{"kind": "train", "iter": 0}\n' + CUT)
+    with caplog.at_level("WARNING", logger="minicaffe.solver"):
+        runs = read_log(path)
+    assert len(runs) == 1 and runs[0][1] == [{"kind": "train", "iter": 0}]
+    assert "x_log.jsonl:3: skipped a record cut short (a killed run or a full disk)" in caplog.text
+
+
+def test_read_log_refuses_a_bad_line_that_is_not_a_cut_record(tmp_path):
+    """Only an unterminated last line, or the line just before a resumed run's header, can be
+    a record cut by a kill; a bad line anywhere else is an error naming the line."""
+    from minicaffe.errors import DataError
+
+    path = tmp_path / "x_log.jsonl"
+    path.write_text('{"kind": "run", "run": 1}\n' + CUT + '\n{"kind": "train", "iter": 1}\n')
+    with pytest.raises(DataError, match=r"x_log.jsonl:2: not a JSON line"):
+        read_log(path)
+    path.write_text('{"kind": "run", "run": 1}\n' + CUT + '\n{"kind": "run", "run": 2}\n')
+    with pytest.raises(DataError, match=r"x_log.jsonl:2: not a JSON line"):
+        read_log(path)                                    # a fresh run's header: not a resume
+    path.write_bytes(b'{"kind": "run", "run": 1}\n\xff\xfe\n')
+    with pytest.raises(DataError, match=r"x_log.jsonl:2: not UTF-8"):
+        read_log(path)
+
+
+def test_a_summary_that_cannot_be_written_is_a_warning(tmp_path, monkeypatch, caplog):
+    """A full disk when solve() ends: the training and its last snapshot are done; the summary
+    is a convenience (like the curve) and its failure used to end the run with a traceback."""
+    import errno
+
+    from minicaffe.solver import runlog
+
+    def full(path, text):
+        raise OSError(errno.ENOSPC, "No space left on device", path)
+    monkeypatch.setattr(runlog, "_write_atomic", full)
+    prefix = str(tmp_path / "tiny")
+    solver = make_solver(prefix)
+    with caplog.at_level("WARNING", logger="minicaffe.solver"):
+        assert solver.solve() is None
+    assert solver.iter == 6 and (tmp_path / "tiny_iter_6.solverstate").exists()
+    assert f"cannot write {prefix}_summary.json (No space left on device)" in caplog.text
+    assert not (tmp_path / "tiny_summary.json").exists()
