@@ -36,13 +36,17 @@ def run(out_dir="results/lenet-tradeoff", root=".", data_root="data",
     ds = datasets.mnist_like(data_root, dataset)
     path = {k: os.path.join(root, v) for k, v in FILES.items()}
     scales = scales or (QUICK["scales"] if quick else SCALES)
-    marks, base_weights = [], None
+    marks, base_weights, main_job = [], None, []
     prior = None if quick else pipeline.full_lenet_result(lenet_result, ds)
     if prior:
         base_weights = prior["baseline"]["weights"]
         for row in prior["table"]:
             if row["key"] in ("baseline", "reference"):
                 marks.append((row["net"], 100.0, 100 * row["error"]))
+            else:        # the lenet run's own SSL nets, from the same baseline
+                main_job.append({"net": row["net"], "conv_flops_pct": row["conv_flops_pct"],
+                                 "error": row["error"], "ssl_error": row["ssl_error"],
+                                 "iterations": row["iterations"]})
         log(f"lenet-tradeoff: baseline and reference from {lenet_result}")
     else:
         over = {}
@@ -75,6 +79,7 @@ def run(out_dir="results/lenet-tradeoff", root=".", data_root="data",
                        "layers": p["layers"]})
     result = {"experiment": "lenet-tradeoff", "quick": quick, "dataset": ds.__dict__,
               "machine": common.machine(), "points": points, "marks": marks,
+              "main_job": main_job,
               "baseline_weights": base_weights, "seconds": time.time() - t0,
               "schedule": f"each point: {os.path.basename(path['ssl'])} with its group-Lasso "
                           f"strengths x scale, from the baseline, compacted, then "
@@ -86,7 +91,10 @@ def run(out_dir="results/lenet-tradeoff", root=".", data_root="data",
             {"SSL + fine-tune": [(p["conv_flops_pct"], 100 * p["error"], f"x{p['scale']:g}")
                                  for p in points],
              "SSL before fine-tune": [(p["conv_flops_pct"], 100 * p["ssl_error"], "")
-                                      for p in points]},
+                                      for p in points],
+             **({"lenet run (main job)": [(m["conv_flops_pct"], 100 * m["error"],
+                                           m["net"].split(" (")[0]) for m in main_job]}
+                if main_job else {})},
             marks, out.path("lenet_tradeoff.png"), budget=25.0,
             title=f"LeNet on {ds.name}: error vs conv FLOPs (lambda sweep)")]
     except ImportError as exc:
@@ -128,5 +136,10 @@ def format_markdown(result):
     lines.append(common.markdown_table(["scale", "lambdas", "conv FLOPs", "all FLOPs",
                                         "error after SSL", "error after fine-tune",
                                         "structure"], body))
+    if result.get("main_job"):
+        lines += ["", "The lenet run the baseline comes from (its own schedule: "
+                  + "; ".join(f"{m['net']}: {100 * m['error']:.2f}% at {m['conv_flops_pct']:.1f}% "
+                              f"conv FLOPs, {m['iterations']} iterations in all"
+                              for m in result["main_job"]) + ")."]
     lines += ["", "Figure: `lenet_tradeoff.png` (the dotted line: the 25% conv FLOPs budget)."]
     return "\n".join(lines) + "\n"

@@ -247,3 +247,15 @@ def test_schedule_option_is_checked(capsys):
     assert "--schedule is an option of convnet and resnet-depth only" in capsys.readouterr().err
     assert cli.main(["convnet", "--quick", "--schedule", "0"]) == 2
     assert "expected a factor in (0, 10]" in capsys.readouterr().err
+
+
+def test_tradeoff_table_names_the_lenet_runs_own_points():
+    res = {"dataset": {"description": "Fashion-MNIST"}, "schedule": "s", "machine": {
+        "cpu": "x", "logical_cpus": 2, "threads": 1, "load_average_1min": 1.0, "blas": "b",
+        "isa": "avx2", "python": "3", "date": "d"}, "seconds": 1.0, "quick": False,
+        "marks": [("LeNet 1 (baseline)", 100.0, 10.27)], "points": [],
+        "main_job": [{"net": "LeNet 2 (SSL filters + channels)", "conv_flops_pct": 20.0,
+                      "error": 0.093, "ssl_error": 0.11, "iterations": 23000}]}
+    md = lenet_tradeoff.format_markdown(res)
+    assert "LeNet 2 (SSL filters + channels): 9.30% at 20.0% conv FLOPs, 23000 iterations" in md
+    assert "- LeNet 1 (baseline): 10.27% at 100% FLOPs" in md
