@@ -161,7 +161,9 @@ def format_markdown(result):
               f"both timed interleaved in one process, {result['threads']} thread(s), medians "
               f"of {result['rounds']} rounds, batch sizes {', '.join(map(str, result['batches']))}. "
               f"*total iterations*: all training the net received, the {base_iters}-iteration "
-              "baseline included; the dense reference trains as many as SSL + fine-tuning."]
+              "baseline included"
+              + ("; the dense reference trains as many as SSL + fine-tuning." if any(
+                  r["key"] == "reference" for r in rows) else ".")]
     gap = result.get("gap")
     if gap:
         lines += ["", gap]
