@@ -11,8 +11,11 @@ The executor is the seam for other back ends: `executor` may be any concurrent.f
 Executor (mpi4py.futures.MPIPoolExecutor runs the same specs on MPI ranks).
 """
 import concurrent.futures as cf
+import ctypes
 import multiprocessing
 import os
+import signal
+import sys
 import traceback
 
 
@@ -20,7 +23,23 @@ class JobError(RuntimeError):
     """A job raised; the message names the job and carries its traceback."""
 
 
-def _init_worker(threads, env):
+def _die_with_parent(parent):
+    """Linux: this worker gets SIGTERM when the process that started it dies (a `kill` of the
+    experiment must not leave its training runs going as orphans)."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGTERM), 0, 0, 0)       # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:                            # the parent died before prctl
+        os._exit(1)
+
+
+def _init_worker(threads, env, parent=None):
+    if parent is not None:
+        _die_with_parent(parent)
     os.environ.update(env)
     from minicaffe.ops import set_num_threads  # noqa: PLC0415
 
@@ -58,7 +77,8 @@ def run_jobs(fn, specs, jobs=1, threads=1, executor=None, name=lambda spec, i: f
         ctx = multiprocessing.get_context("spawn")
         executor = cf.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx,
                                           initializer=_init_worker,
-                                          initargs=(threads, thread_env(threads)))
+                                          initargs=(threads, thread_env(threads),
+                                                    os.getpid()))
     results, errors = [None] * len(specs), []
     try:
         futures = {executor.submit(_call, fn, spec): i for i, spec in enumerate(specs)}

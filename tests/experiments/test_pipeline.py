@@ -2,6 +2,10 @@
 import io
 import json
 import os
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -122,3 +126,52 @@ def test_progress_lines_have_stage_and_total_eta():
 def test_markdown_table():
     assert common.markdown_table(["a", "b"], [[1, None], ["x", 2.5]]) == \
         "| a | b |\n|---|---|\n| 1 |  |\n| x | 2.5 |"
+
+
+KILLED_PARENT = """
+import os, sys, time
+from minicaffe.experiments import jobs
+
+def job(path):
+    with open(path, "w") as f:
+        f.write(str(os.getpid()))
+    time.sleep(120)
+
+if __name__ == "__main__":
+    jobs.run_jobs(job, [sys.argv[1] + "-0", sys.argv[1] + "-1"], jobs=2)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_workers_die_with_a_killed_parent(tmp_path):
+    """`kill -9` of an experiment must not leave its training runs going as orphans."""
+    script = tmp_path / "parent.py"
+    script.write_text(KILLED_PARENT)
+    env = dict(os.environ, PYTHONPATH=os.getcwd())
+    parent = subprocess.Popen([sys.executable, str(script), str(tmp_path / "pid")], env=env)
+    pids = []
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline and len(pids) < 2:
+            pids = [int(p.read_text()) for p in tmp_path.glob("pid-*") if p.read_text()]
+            time.sleep(0.2)
+        assert len(pids) == 2, "the workers did not start"
+    finally:
+        parent.kill()
+        parent.wait()
+    deadline = time.time() + 20
+    alive = pids
+    while alive and time.time() < deadline:
+        alive = [p for p in alive if _alive(p)]
+        time.sleep(0.2)
+    for p in alive:
+        os.kill(p, signal.SIGKILL)
+    assert not alive, f"workers {alive} outlived their parent"
+
+
+def _alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
