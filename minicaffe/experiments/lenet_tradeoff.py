@@ -76,7 +76,7 @@ def run(out_dir="results/lenet-tradeoff", root=".", data_root="data",
                        "conv_flops_pct": 100 * p["conv_flops"][1] / p["conv_flops"][0],
                        "flops_pct": 100 * p["flops"][1] / p["flops"][0],
                        "error": p["error"], "ssl_error": p["ssl_error"],
-                       "layers": p["layers"]})
+                       "layers": p["layers"], "reused": bool(p.get("reused"))})
     result = {"experiment": "lenet-tradeoff", "quick": quick, "dataset": ds.__dict__,
               "machine": common.machine(), "points": points, "marks": marks,
               "main_job": main_job,
@@ -121,6 +121,11 @@ def format_markdown(result):
              f"Wall time {common.fmt_duration(result['seconds'])}"
              + (" (--quick: shortened schedules, numbers not comparable)." if result["quick"]
                 else "."), ""]
+    reused = [f"x{p['scale']:g}" for p in result["points"] if p.get("reused")]
+    if reused:
+        lines += [f"Points {', '.join(reused)} were trained by an earlier run of the same sweep "
+                  "that was stopped, and reused from their folders' point.json; the wall time "
+                  "above is this run's.", ""]
     for label, _, err in result["marks"]:
         lines.append(f"- {label}: {err:.2f}% at 100% FLOPs")
     lines.append("")
