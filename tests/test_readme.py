@@ -127,3 +127,4 @@ def test_readme_examples_run_as_written(scratch):
     assert (scratch / "snapshots" / "lenet" / "lenet_finetune_iter_8.caffemodel").exists()
     assert (scratch / "snapshots" / "lenet" / "lenet_ssl_curves.png").exists()
     assert (scratch / "runs" / "sweep" / "sweep.md").exists()
+    assert (scratch / "lenet_ssl.onnx").exists()                # the compacted net, exported
