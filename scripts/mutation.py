@@ -197,6 +197,12 @@ EQUIVALENT = [
           *[(_ROW.format(0, 0), _ROW.format(x, y)) for x, y in ((1, 0), (-1, 0), (0, 1), (0, -1))],
           *[(_COLUMN, _COLUMN.replace("0.0),", f"0.0), {x}, 0)]")) for x in (1, -1)],
           *[("0, 0)]", f"0, {y})]") for y in (1, -1)])],
+    # -- the update rules with one history blob per param (history_count = 1)
+    *[_eq(module, "core/NumberReplacer", f"{name} = history[0]", f"{name} = history[ -1]",
+          "the history of this rule holds one blob per param (history_count = 1), so index 0 "
+          "and -1 are the same blob") for module, name in (
+        ("minicaffe/solver/sgd.py", "v"), ("minicaffe/solver/nesterov.py", "v"),
+        ("minicaffe/solver/adagrad.py", "h"), ("minicaffe/solver/rmsprop.py", "h"))],
 ]
 
 

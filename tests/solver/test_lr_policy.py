@@ -95,3 +95,12 @@ def test_multistep_catches_up_one_step_per_iteration():
         steps.append(step)
     assert steps == [0, 1, 2, 2]
     assert learning_rate(P(lr_policy="multistep", stepvalue=[5]), 10, 0) == (pytest.approx(0.001), 1)
+
+
+def test_multistep_step_count_past_the_list_is_kept():
+    """A .solverstate whose lr step is past the solver's stepvalue list (resumed with fewer step
+    values) keeps its step, as Caffe's `current_step_ < stepvalue_size()` guard does: no index
+    past the list, no further decay."""
+    p = P(lr_policy="multistep", stepvalue=[5])
+    assert learning_rate(p, 10, 1) == (pytest.approx(0.001), 1)
+    assert learning_rate(p, 10, 3) == (pytest.approx(0.01 * 0.1 ** 3), 3)
