@@ -14,10 +14,11 @@ def structured(rng, m, k, dead_rows=(), dead_cols=(), density=1.0):
     return w
 
 
-# (M, K, dead rows, dead columns, element density): non-square both ways, all and nothing kept
+# (M, K, dead rows, dead columns, element density): non-square both ways, all and nothing kept,
+# 4 rows of 12 kept (the zero-padded block behind `packed` stays 4 rows: a multiple of 4)
 SHAPES = [(5, 7, [1, 3], [0, 6], 1.0), (7, 5, [], [2], 0.6), (4, 4, [0, 1, 2, 3], [], 1.0),
           (3, 9, [], [], 0.3), (9, 3, [8], [0, 1, 2], 1.0), (1, 1, [], [], 1.0),
-          (6, 2, [5], [], 0.5)]
+          (6, 2, [5], [], 0.5), (12, 3, [0, 1, 2, 3, 4, 5, 6, 7], [], 1.0)]
 
 
 @pytest.mark.parametrize("m, k, dead_rows, dead_cols, density", SHAPES)

@@ -3,6 +3,7 @@ floor((H + 2p - (d(k-1)+1)) / s) + 1 written out here, and every refusal with it
 import itertools
 import math
 
+import numpy as np
 import pytest
 
 from minicaffe.ops import ConvGeometry
@@ -75,6 +76,18 @@ def test_pad_zero_is_allowed_and_an_empty_output_is_refused_with_its_sizes():
     problem = ConvGeometry(1, 4, 4, 3, 5).problem
     assert problem == ("output would be 2x0: the dilated kernel 3x5 does not fit the padded "
                        "input 4x4")
+    # the padded size counts both sides' padding on each axis (pad 1 and 2 here)
+    problem = ConvGeometry(1, 2, 3, 7, 9, 1, 2).problem
+    assert problem == ("output would be -2x-1: the dilated kernel 7x9 does not fit the padded "
+                       "input 4x7")
+
+
+def test_numpy_integer_fields_are_integers():
+    """Sizes computed with NumPy (np.int64) are whole numbers like Python ints: checked by
+    value, not by type."""
+    fields = dict(C=2, H=6, W=6, kh=3, kw=3, ph=1, pw=0, sh=2, sw=1, dh=1, dw=2)
+    g = ConvGeometry(**{k: np.int64(v) for k, v in fields.items()})
+    assert g.problem is None and (g.oh, g.ow) == (ConvGeometry(**fields).oh, 2) == (3, 2)
 
 
 def test_equal_geometries_are_equal_and_hash_alike():
