@@ -353,17 +353,26 @@ def test_overlapping_max_gradient_sums_over_windows():
     ({"pool": "MAX", "global_pooling": True, "kernel_size": 2}, ["global_pooling"]),
     ({"pool": "MAX", "kernel_size": 9}, ["does not fit the 6x6 input"]),
     ({"pool": "MAX", "kernel_h": 7, "kernel_w": 2}, ["kernel (7, 2) does not fit the 6x6 input"]),
+    ({"pool": "MAX", "kernel_h": 9, "kernel_w": 2}, ["kernel (9, 2) does not fit the 6x6 input"]),
+    ({"pool": "MAX", "kernel_h": 2, "kernel_w": 7}, ["kernel (2, 7) does not fit the 6x6 input"]),
+    ({"pool": "MAX", "kernel_h": 2, "kernel_w": 9}, ["kernel (2, 9) does not fit the 6x6 input"]),
     ({"pool": "MAX", "kernel_h": 2, "kernel_w": 0}, ["kernel size must be positive, got (2, 0)"]),
     ({"pool": "MAX", "kernel_h": 0, "kernel_w": 2}, ["kernel size must be positive, got (0, 2)"]),
     ({"pool": "MAX", "kernel_size": 2, "pad_h": 2, "pad_w": 0},
      ["pad (2, 0) must be smaller than the kernel (2, 2)"]),
     ({"pool": "MAX", "kernel_size": 2, "pad_h": 0, "pad_w": 2},
      ["pad (0, 2) must be smaller than the kernel (2, 2)"]),
+    ({"pool": "MAX", "kernel_size": 2, "pad_h": 3, "pad_w": 0},
+     ["pad (3, 0) must be smaller than the kernel (2, 2)"]),
+    ({"pool": "MAX", "kernel_size": 2, "pad_h": 0, "pad_w": 3},
+     ["pad (0, 3) must be smaller than the kernel (2, 2)"]),
     ({"pool": "MAX", "kernel_size": 2, "stride_h": 0, "stride_w": 1},
      ["stride must be positive, got (0, 1)"]),
     ({"pool": "MAX", "kernel_size": 2, "stride_h": 1, "stride_w": 0},
      ["stride must be positive, got (1, 0)"]),
     ({"pool": "MAX", "global_pooling": True, "kernel_h": 2, "kernel_w": 2}, ["whole plane"]),
+    ({"pool": "MAX", "global_pooling": True, "kernel_h": 2}, ["whole plane"]),
+    ({"pool": "MAX", "global_pooling": True, "kernel_w": 2}, ["whole plane"]),
     ({"pool": "MAX", "global_pooling": True, "pad": 1}, ["global_pooling needs pad 0 and stride 1"]),
     ({"pool": "MAX", "global_pooling": True, "stride": 2}, ["needs pad 0 and stride 1"]),
     ({"pool": "MAX", "global_pooling": True, "pad_h": 1, "pad_w": 0}, ["needs pad 0"]),
@@ -392,6 +401,11 @@ def test_pooling_needs_a_four_axis_bottom():
     bottom[0].reshape((2, 3, 6))
     with pytest.raises(Exception, match="expects a 4-D bottom"):
         layer.reshape(bottom, top)
+    harness.expect_setup_error(TestAvePool, [(2, 3, 6, 6, 1)], "expects a 4-D bottom (N, C, H, W)")
+    layer, bottom, top = case.build()
+    bottom[0].reshape((2, 3, 6, 6, 1))
+    with pytest.raises(Exception, match="expects a 4-D bottom"):
+        layer.reshape(bottom, top)
 
 
 def test_second_top_needs_max():
@@ -399,6 +413,21 @@ def test_second_top_needs_max():
     case.num_tops = 2
     with pytest.raises(Exception, match=r"a second top \(the argmax mask\) needs pool: MAX, got AVE"):
         case.build()
+
+
+def test_pool_method_is_compared_by_value():
+    """`pool` read from prototxt text is a string the parser built, not the literal in the
+    layer's code: STOCHASTIC is refused, a mask top needs MAX and MAX gets it."""
+    harness.expect_setup_error(TestAvePool, [(2, 3, 6, 6)], "STOCHASTIC pooling is not supported",
+                               params="pooling_param { pool: STOCHASTIC kernel_size: 2 }")
+    case = TestAvePool()
+    case.num_tops = 2
+    case.params = "pooling_param { pool: AVE kernel_size: 2 }"
+    with pytest.raises(Exception, match="needs pool: MAX, got AVE"):
+        case.build()
+    case.params = "pooling_param { pool: MAX kernel_size: 2 }"
+    layer, bottom, top = case.build()
+    assert tuple(top[0].shape) == tuple(top[1].shape) == (2, 3, 5, 5)
 
 
 def test_reshape_follows_a_new_input_size():
