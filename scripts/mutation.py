@@ -103,6 +103,7 @@ def _eq(module, operator, line, mutated, why):
 
 GROUPS, GROUP_LASSO = "minicaffe/groups.py", "minicaffe/solver/regularizers/group_lasso.py"
 BASE = "minicaffe/solver/base.py"
+POOL, GEOMETRY = "minicaffe/catalog/pooling.py", "minicaffe/ops/geometry.py"
 _MASK = "if {} or info.{} or w.{}:"
 _DECAY = "decay.append((REGULARIZERS.get(rtype)(), local) if local else (None, {}))"
 _ROW = 'wanted = [("row", p.breadth_decay * _spec(spec, "breadth_decay_mult", 0.0), {}, {}),'
@@ -203,6 +204,59 @@ EQUIVALENT = [
           "and -1 are the same blob") for module, name in (
         ("minicaffe/solver/sgd.py", "v"), ("minicaffe/solver/nesterov.py", "v"),
         ("minicaffe/solver/adagrad.py", "h"), ("minicaffe/solver/rmsprop.py", "h"))],
+    # -- pooling-size
+    _eq(POOL, "core/ReplaceComparisonOperator_Eq_LtE",
+        'out.append((-(-span // s) if round_mode == "CEIL" else span // s) + 1)',
+        'out.append((-(-span // s) if round_mode <= "CEIL" else span // s) + 1)',
+        "round_mode is CEIL or FLOOR (the schema's enum); 'FLOOR' <= 'CEIL' is false"),
+    _eq(POOL, "core/ReplaceComparisonOperator_Eq_GtE", 'if self.method == "STOCHASTIC":',
+        'if self.method >= "STOCHASTIC":', "pool is MAX, AVE or STOCHASTIC (the schema's enum); "
+        "of them only STOCHASTIC >= 'STOCHASTIC'"),
+    *[_eq(POOL, op, 'if len(top) == 2 and self.method != "MAX":', mutated, why)
+      for op, mutated, why in (
+          ("core/ReplaceComparisonOperator_Eq_GtE",
+           'if len(top) >= 2 and self.method != "MAX":',
+           "Pooling takes at most 2 tops (max_tops, checked before setup)"),
+          ("core/ReplaceComparisonOperator_NotEq_Lt",
+           'if len(top) == 2 and self.method < "MAX":',
+           "STOCHASTIC was refused just above; of MAX and AVE only AVE < 'MAX'"))],
+    *[_eq(POOL, op, "if bottom[0].ndim != 4:", mutated,
+          "reshape (always run after setup) refuses a bottom that is not 4-D with the same "
+          "LayerSetupError and message") for op, mutated in (
+        ("core/ReplaceComparisonOperator_NotEq_Lt", "if bottom[0].ndim < 4:"),
+        ("core/ReplaceComparisonOperator_NotEq_Gt", "if bottom[0].ndim > 4:"),
+        ("core/NumberReplacer", "if bottom[ -1].ndim != 4:"))],
+    _eq(POOL, "core/NumberReplacer", "x = bottom[0]", "x = bottom[ -1]",
+        "Pooling takes exactly one bottom (exact_bottoms, checked before setup)"),
+    _eq(POOL, "core/ReplaceComparisonOperator_NotEq_IsNot", "if self._key != (x.shape, x.dtype):",
+        "if self._key is not (x.shape, x.dtype):",
+        "the key only caches the output size: recomputing it on every reshape gives the same "
+        "sizes"),
+    *[_eq(POOL, "core/ReplaceComparisonOperator_LtE_Eq", line, mutated,
+          "kernel and stride fields are uint32 in the schema: a negative value is refused when "
+          "the prototxt or the message is built, so <= 0 and == 0 agree")
+      for line, mutated in (
+          ("if self.kh <= 0 or self.kw <= 0:", "if self.kh == 0 or self.kw <= 0:"),
+          ("if self.kh <= 0 or self.kw <= 0:", "if self.kh <= 0 or self.kw == 0:"),
+          ("if self.sh <= 0 or self.sw <= 0:", "if self.sh == 0 or self.sw <= 0:"),
+          ("if self.sh <= 0 or self.sw <= 0:", "if self.sh <= 0 or self.sw == 0:"))],
+    _eq(POOL, "core/NumberReplacer", "self.sh = self.sw = 1", "self.sh = self.sw = 2",
+        "global pooling has one window per axis (kernel = plane, no pad): ceil(0 / s) + 1 = 1 "
+        "for any stride"),
+    *[_eq(POOL, "core/NumberReplacer", f'{lhs} = pair(self, bottom, p, "{name}", {v}, '
+          "repeated=False)", f'{lhs} = pair(self, bottom, p, "{name}", {m}, repeated=False)',
+          "pair's default is used only for a field the message lacks; pooling_param always has "
+          "kernel_size, pad and stride (the schema's defaults 0, 0, 1)")
+      for lhs, name, v, m in (("self.kh, self.kw", "kernel", 0, 1),
+                              ("self.kh, self.kw", "kernel", 0, -1),
+                              ("self.ph, self.pw", "pad", 0, 1), ("self.ph, self.pw", "pad", 0, -1),
+                              ("self.sh, self.sw", "stride", 1, 2),
+                              ("self.sh, self.sw", "stride", 1, 0))],
+    # -- conv-size
+    _eq(GEOMETRY, "core/ReplaceComparisonOperator_NotEq_Lt",
+        "if int(value) != value or value < low:", "if int(value) < value or value < low:",
+        "int() truncates toward zero, so int(value) > value only for a negative non-integer, "
+        "which value < low refuses anyway (every minimum is >= 0)"),
 ]
 
 
