@@ -69,6 +69,25 @@ def test_a_cut_caffemodel_names_its_last_complete_layer(tail, complete):
         weights.decode_caffemodel(buf, "m.caffemodel")
 
 
+def _v1_layer(name):
+    body = weights.wire.Writer().string(4, name).varint(5, 14).getvalue()   # V1 INNER_PRODUCT
+    return weights.wire.Writer().bytes(2, body).getvalue()
+
+
+@pytest.mark.parametrize("head, layers, last", [
+    # the net's name (field 1) and force_backward (field 5, a varint) before the layers
+    (weights.wire.Writer().string(1, "net").varint(5, 1).getvalue(),
+     _layer("a") + _layer("b") + _layer("c"), "c"),
+    (b"", _v1_layer("v1a") + _v1_layer("v1b"), "v1b"),                 # V1 `layers` (field 2)
+    (weights.wire.Writer().varint(5, 0).getvalue(), _v1_layer("old") + _layer("new"), "new"),
+])
+def test_the_cut_note_skips_other_fields_and_counts_both_layer_lists(head, layers, last):
+    complete = 3 if last == "c" else 2
+    with pytest.raises(DataError, match=rf"after {complete} complete layers \(the last: "
+                                        rf"'{last}'\)$"):
+        weights.decode_caffemodel(head + layers + b"\xa2\x06\x10\x0a\x02ip", "m.caffemodel")
+
+
 def test_a_cut_after_one_layer_says_layer_in_the_singular():
     with pytest.raises(DataError, match=r"after 1 complete layer \(the last: 'conv1'\)"):
         weights.decode_caffemodel(_layer("conv1") + b"\xa2\x06\x10\x0a", "m.caffemodel")
