@@ -104,6 +104,7 @@ def _eq(module, operator, line, mutated, why):
 GROUPS, GROUP_LASSO = "minicaffe/groups.py", "minicaffe/solver/regularizers/group_lasso.py"
 BASE = "minicaffe/solver/base.py"
 POOL, GEOMETRY = "minicaffe/catalog/pooling.py", "minicaffe/ops/geometry.py"
+WEIGHTS = "minicaffe/weights.py"
 _MASK = "if {} or info.{} or w.{}:"
 _DECAY = "decay.append((REGULARIZERS.get(rtype)(), local) if local else (None, {}))"
 _ROW = 'wanted = [("row", p.breadth_decay * _spec(spec, "breadth_decay_mult", 0.0), {}, {}),'
@@ -252,6 +253,65 @@ EQUIVALENT = [
                               ("self.ph, self.pw", "pad", 0, 1), ("self.ph, self.pw", "pad", 0, -1),
                               ("self.sh, self.sw", "stride", 1, 2),
                               ("self.sh, self.sw", "stride", 1, 0))],
+    # -- weights
+    *[_eq(WEIGHTS, op, line, mutated, why) for op, line, mutated, why in (
+        ("core/ReplaceComparisonOperator_Eq_LtE", "if key & 7 == wire.VARINT:",
+         "if key & 7 <= wire.VARINT:", "VARINT is 0 and a wire type is never negative"),
+        ("core/ReplaceComparisonOperator_Eq_Is", "if key & 7 == wire.VARINT:",
+         "if key & 7 is wire.VARINT:", "wire types 0-7 are CPython's cached small ints"),
+        ("core/ReplaceComparisonOperator_NotEq_IsNot", "if key & 7 != wire.LEN:",
+         "if key & 7 is not wire.LEN:", "wire types 0-7 are CPython's cached small ints"),
+        ("core/ReplaceComparisonOperator_Eq_GtE",
+         "names.append(fields.string(1 if key >> 3 == 100 else 4))",
+         "names.append(fields.string(1 if key >> 3 >= 100 else 4))",
+         "only fields 100 and 2 reach this line"),
+        ("core/ReplaceComparisonOperator_Gt_GtE", "if pos + length > n:",
+         "if pos + length >= n:", "the note is written only when wire.parse failed, and every "
+         "record the scan accepts wire.parse accepted: a record ending at the last byte leaves "
+         "nothing after it to fail, so the scan never reaches one"),
+        ("core/ReplaceOrWithAnd", "if len(a) > 4 or len(b) > 4:",
+         "if len(a) > 4 and len(b) > 4:", "equal shapes returned above, and padding to 4 axes "
+         "never makes tuples of different lengths equal (a longer tuple is left as it is)"),
+        ("core/NumberReplacer", "if len(a) > 4 or len(b) > 4:", "if len(a) > 5 or len(b) > 4:",
+         "as above: a 5-axis shape padded is still 5 axes, unequal to any other padded shape"),
+        ("core/NumberReplacer", "if len(a) > 4 or len(b) > 4:", "if len(a) > 4 or len(b) > 5:",
+         "as above: a 5-axis shape padded is still 5 axes, unequal to any other padded shape"),
+        ("core/ReplaceComparisonOperator_Eq_GtE", "if array.dtype == np.float64:",
+         "if array.dtype >= np.float64:", "encode_blob's one caller passes float32 or float64 "
+         "arrays only (encode_caffemodel casts the rest), and float32 >= float64 is false in "
+         "NumPy's safe-cast order"),
+        ("core/NumberReplacer", "w.packed_doubles(8, array.reshape(-1))",
+         "w.packed_doubles(8, array.reshape(- 2))",
+         "NumPy takes any negative size as the one unknown dimension"),
+        ("core/NumberReplacer", "w.packed_floats(5, array.reshape(-1))",
+         "w.packed_floats(5, array.reshape(- 2))",
+         "NumPy takes any negative size as the one unknown dimension"),
+        ("core/NumberReplacer", 'k, where = 0, ""', 'k, where = 1, ""',
+         "k is set by enumerate before any use"),
+        ("core/NumberReplacer", 'k, where = 0, ""', 'k, where = -1, ""',
+         "k is set by enumerate before any use"),
+        ("core/ReplaceComparisonOperator_NotEq_IsNot", 'for layer in net.layers if layer.type '
+         '!= "Split"]', 'for layer in net.layers if layer.type is not "Split"]',
+         'the Net inserts Split layers with the type literal "Split", the same interned string'),
+        ("core/ReplaceComparisonOperator_NotEq_IsNot", 'if array.ndim != 1 or array.dtype.kind '
+         '!= "U":', 'if array.ndim != 1 or array.dtype.kind is not "U":',
+         "NumPy returns its cached one-character string for dtype.kind"),
+    )],
+    *[_eq(WEIGHTS, op, "while pos < n:", mutated,
+          "pos never passes n (a record running past the end breaks first), and at pos == n "
+          "decode_varint raises WireError, which ends the scan the same way")
+      for op, mutated in (("core/ReplaceComparisonOperator_Lt_NotEq", "while pos != n:"),
+                          ("core/ReplaceComparisonOperator_Lt_LtE", "while pos <= n:"),
+                          ("core/ReplaceComparisonOperator_Lt_IsNot", "while pos is not n:"))],
+    *[_eq(WEIGHTS, op, "if array.dtype != np.float64:", mutated,
+          "Writer.packed_floats casts to float32 itself, so casting here or not writes the same "
+          "bytes; float64 arrays are never cast in any variant")
+      for op, mutated in (("core/ReplaceComparisonOperator_NotEq_Lt",
+                           "if array.dtype < np.float64:"),
+                          ("core/ReplaceComparisonOperator_NotEq_Gt",
+                           "if array.dtype > np.float64:"),
+                          ("core/ReplaceComparisonOperator_NotEq_Is",
+                           "if array.dtype is np.float64:"))],
     # -- conv-size
     _eq(GEOMETRY, "core/ReplaceComparisonOperator_NotEq_Lt",
         "if int(value) != value or value < low:", "if int(value) < value or value < low:",

@@ -9,6 +9,7 @@ import pytest
 
 from minicaffe import weights
 from minicaffe.errors import DataError
+from minicaffe.net import Net
 from minicaffe.prototxt import upgrade
 
 CAFFE_PROTO = Path(weights.__file__).resolve().parent / "proto" / "caffe.proto"
@@ -103,6 +104,75 @@ def test_npz_without_layer_arrays_lists_at_most_ten_keys(tmp_path):
             weights.read_npz(str(path))
         assert ("k09" in str(info.value)) and (("..." in str(info.value)) == more)
         assert "k10" not in str(info.value)
+
+
+def test_shapes_compatible_compares_five_axis_shapes_by_value():
+    assert weights.shapes_compatible(tuple(range(1, 6)), (1, 2, 3, 4, 5))
+
+
+@pytest.mark.parametrize("head", [weights.wire.Writer().fixed32(5, b"\0\0\0\0").getvalue(),
+                                  weights.wire.Writer().double(5, 0.0).getvalue(),
+                                  b"\x0b\x00"],                   # a group start (wire type 3)
+                         ids=["fixed32", "fixed64", "group"])
+def test_the_cut_note_stops_at_a_field_it_cannot_skip(head):
+    """A fixed-width or group field at the top level (NetParameter has none): the scan stops
+    there rather than guess, so no layer after it is counted."""
+    with pytest.raises(DataError, match=r"after 0 complete layers$"):
+        weights.decode_caffemodel(head + _layer("a") + _layer("b") + b"\xa2\x06\x10\x0a",
+                                  "m.caffemodel")
+
+
+def test_the_cut_note_does_not_look_inside_a_record_cut_short():
+    """The bytes of a record that runs past the end are not scanned as records, even when they
+    hold what looks like a whole layer."""
+    ghost = _layer("ghost")
+    tail = b"\xa2\x06" + bytes([len(ghost) + 40]) + ghost
+    with pytest.raises(DataError, match=r"after 2 complete layers \(the last: 'conv2'\)$"):
+        weights.decode_caffemodel(_layer("conv1") + _layer("conv2") + tail, "m.caffemodel")
+
+
+def test_npz_types_must_match_the_layer_list_both_ways(tmp_path):
+    path = tmp_path / "types.npz"
+    np.savez(path, __layers__=np.array(["a", "b"]), __types__=np.array(["InnerProduct"]),
+             **{"a/0": np.zeros(2), "b/0": np.zeros(2)})
+    with pytest.raises(DataError, match="__types__ has 1 entries for 2 layers"):
+        weights.read_npz(str(path))
+    names = [f"l{i}" for i in range(300)]          # counts beyond CPython's small-int cache
+    np.savez(path, __layers__=np.array(names), __types__=np.array(["ReLU"] * 300),
+             **{f"{n}/0": np.zeros(1) for n in names})
+    assert [n for n, _, _ in weights.read_npz(str(path))] == names
+
+
+@pytest.mark.parametrize("types, what", [(np.array("InnerProduct"), r"<U12 array of shape \(\)"),
+                                         (np.array([b"InnerProduct"]), r"\|S12 array")])
+def test_npz_type_list_must_be_a_1d_array_of_str(tmp_path, types, what):
+    path = tmp_path / "types.npz"
+    np.savez(path, __layers__=np.array(["a"]), __types__=types, **{"a/0": np.zeros(2)})
+    with pytest.raises(DataError, match=f"__types__ is a {what}.*expected a 1-D array of strings"):
+        weights.read_npz(str(path))
+
+
+def test_npz_without_a_layer_list_takes_layers_from_the_keys(tmp_path):
+    """Without __layers__, every '<layer>/<index>' key names a layer (in key order, once);
+    keys without a slash or with a non-numeric index are not layers."""
+    path = tmp_path / "plain.npz"
+    np.savez(path, **{"a/0": np.ones(2), "a/1": np.ones(3), "meta": np.zeros(1),
+                      "c/x": np.zeros(1), "b/0": np.ones(4)})
+    got = [(n, t, [a.shape for a in b]) for n, t, b in weights.read_npz(str(path))]
+    assert got == [("a", "", [(2,), (3,)]), ("b", "", [(4,)])]
+
+
+def test_net_layers_leaves_out_only_the_inserted_splits():
+    net = Net('''
+        layer { name: "data" type: "Input" top: "x" input_param { shape { dim: 2 dim: 3 } } }
+        layer { name: "ip" type: "InnerProduct" bottom: "x" top: "h"
+                inner_product_param { num_output: 4 } }
+        layer { name: "t" type: "TanH" bottom: "h" top: "h" }
+        layer { name: "u" type: "TanH" bottom: "h" top: "y1" }
+        layer { name: "v" type: "Softmax" bottom: "h" top: "y2" }''', phase="TEST")
+    assert "Split" in [layer.type for layer in net.layers]
+    assert [(n, t) for n, t, _ in weights.net_layers(net)] == [
+        ("data", "Input"), ("ip", "InnerProduct"), ("t", "TanH"), ("u", "TanH"), ("v", "Softmax")]
 
 
 def test_npz_layer_list_must_be_strings(tmp_path):
