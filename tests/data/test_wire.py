@@ -192,3 +192,59 @@ def test_legacy_dims_negative_are_refused():
 def test_decode_blob_proto_names_the_source_for_malformed_bytes():
     with pytest.raises(DataError, match=r"^mean.binaryproto: field 1: truncated varint at byte 1 of 1"):
         wire.decode_blob_proto(b"\x08", what="mean.binaryproto")
+
+
+# -- mutation-driven: defaults of absent fields, unsigned ints, legacy dims one at a time, diffs
+def test_absent_fields_read_as_their_defaults():
+    f = wire.parse(b"")
+    assert f.int(1) == 0 and f.int(1, 7) == 7
+    assert f.bool(1) is False and f.bool(1, True) is True
+    assert f.float(1) == 0.0 and f.double(1) == 0.0 and f.bytes(1) == b""
+
+
+def test_present_fields_read_as_written():
+    buf = (wire.Writer().varint(1, 1).float(2, 1.5).double(3, -2.25).bytes(4, b"ab")
+           .varint(5, (1 << 64) - 1).getvalue())
+    f = wire.parse(buf)
+    assert f.bool(1) is True and f.bool(12) is False
+    assert f.float(2) == 1.5 and f.double(3) == -2.25 and f.bytes(4) == b"ab"
+    assert f.int(5) == -1 and f.int(5, bits=64) == -1              # int32 / int64: -1
+    assert f.int(5, signed=False) == (1 << 32) - 1                    # uint32
+    assert f.int(5, bits=64, signed=False) == (1 << 64) - 1           # uint64
+
+
+@pytest.mark.parametrize("number", [1, 2, 3, 4])
+def test_any_one_legacy_dim_makes_a_legacy_shape(number):
+    """Caffe's Blob::FromProto: num/channels/height/width when any is set, the others 0
+    (caffe.proto's defaults)."""
+    buf = wire.Writer().varint(number, 5).getvalue()
+    shape = [0, 0, 0, 0]
+    shape[number - 1] = 5
+    assert wire.blob_proto_shape(wire.parse(buf)) == tuple(shape)
+
+
+@pytest.mark.parametrize("shape", [(3,), (2, 3), (1, 2, 3, 4)])
+def test_legacy_4d_writes_up_to_four_axes_padded_with_ones(shape):
+    data = np.arange(np.prod(shape), dtype=np.float32).reshape(shape)
+    f = wire.parse(wire.encode_blob_proto(data, legacy_4d=True))
+    assert tuple(f.int(k) for k in (1, 2, 3, 4)) == (1,) * (4 - len(shape)) + shape
+    five = (1,) * (5 - len(shape)) + shape
+    with pytest.raises(ValueError, match="at most 4 axes, got shape") as info:
+        wire.encode_blob_proto(data.reshape(five), legacy_4d=True)
+    assert str(five) in str(info.value)
+
+
+@pytest.mark.parametrize("dtype, data_field, diff_field", [(np.float32, 5, 6),
+                                                           (np.float64, 8, 9)])
+def test_a_diff_is_written_beside_the_data(dtype, data_field, diff_field):
+    data = np.arange(6, dtype=dtype).reshape(2, 3)
+    diff = -np.arange(6, dtype=dtype).reshape(2, 3) - 0.5
+    f = wire.parse(wire.encode_blob_proto(data, diff=diff))
+    fmt = "<f" if dtype == np.float32 else "<d"
+    for field, want in ((data_field, data), (diff_field, diff)):
+        raw = f.bytes(field)
+        got = struct.unpack(f"<6{fmt[1]}", raw)
+        assert got == tuple(want.reshape(-1).tolist())
+    out, out_diff = wire.decode_blob_proto(wire.encode_blob_proto(data, diff=diff))
+    np.testing.assert_array_equal(out, data)
+    np.testing.assert_array_equal(out_diff, diff)
