@@ -2,6 +2,12 @@
 
     python -m minicaffe.train --solver S [--weights W[,W2] | --snapshot STATE] [--gpu N]
         [--sigint_effect stop|snapshot|none] [--sighup_effect ...] [--sigterm_effect ...]
+        [--flops-target F [--flops-scope CONV|ALL] | --latency-target MS]
+
+--flops-target / --latency-target ask for a budget instead of lambdas (the solver fields
+flops_target / flops_target_scope / latency_target, which they override; docs/SSL.md, "Budget-
+driven SSL"): the solver steers the group-Lasso strengths to it, then freezes the structure and
+fine-tunes; the summary's "budget" entry says how close the run came.
 
 Logs Caffe-style lines (and the sparsity report) to stderr, shows a progress bar when stderr is
 a terminal, writes snapshots, `<snapshot_prefix>_log.jsonl` (this run's curves; a resumed run
@@ -88,6 +94,13 @@ def _parser():
         ap.add_argument(f"--{name}", f"-{name}", choices=EFFECTS, default=default,
                         help=f"what {what} does: snapshot after this iteration and stop, "
                              f"snapshot and go on, or nothing (default: {default})")
+    budget = ap.add_mutually_exclusive_group()
+    budget.add_argument("--flops-target", type=_fraction, metavar="F",
+                        help="budget: fraction of the dense multiply-adds to keep (0 < F <= 1)")
+    budget.add_argument("--latency-target", type=_positive, metavar="MS",
+                        help="budget: ms per batch of the deploy net, from costs measured here")
+    ap.add_argument("--flops-scope", choices=("CONV", "ALL"),
+                    help="what --flops-target counts: the Convolutions (default) or all layers")
     return ap
 
 
@@ -97,6 +110,29 @@ EFFECTS = ("stop", "snapshot", "none")
 SIGNAL_FLAGS = (("sigint_effect", "stop", "SIGINT (Ctrl-C)"),
                 ("sighup_effect", "snapshot", "SIGHUP"),
                 ("sigterm_effect", "stop", "SIGTERM (kill, batch schedulers)"))
+
+
+def _fraction(text):
+    """argparse type of --flops-target: a number in (0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a fraction of the dense FLOPs in (0, 1], "
+                                         f"got '{text}'")
+    return value
+
+
+def _positive(text):
+    """argparse type of --latency-target: milliseconds > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected milliseconds > 0, got '{text}'")
+    return value
 
 
 def _install_signals(solver, sigint="stop", sighup="snapshot", sigterm="stop"):
@@ -166,6 +202,12 @@ def main(argv=None):
         select_device(args.gpu, param)
         log.info("Initializing solver from parameters: %s", args.solver)
         solver = get_solver(args.solver)
+        if args.flops_scope and not (args.flops_target or solver.param.flops_target):
+            raise MinicaffeError("--flops-scope needs a FLOPs budget (--flops-target or the "
+                                 "solver's flops_target)")
+        if args.flops_target or args.latency_target or args.flops_scope:
+            solver.set_budget(flops_target=args.flops_target,
+                              latency_target=args.latency_target, scope=args.flops_scope)
         if args.weights:
             for w in args.weights.split(","):
                 log.info("Finetuning from %s", w)

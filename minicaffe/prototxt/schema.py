@@ -40,6 +40,7 @@ enum SnapshotFormat HDF5 BINARYPROTO
 enum SolverMode CPU GPU
 enum SolverType SGD NESTEROV ADAGRAD RMSPROP ADADELTA ADAM
 enum GroupLassoUpdate SUBGRADIENT PROXIMAL
+enum BudgetScope CONV ALL
 enum ReductionOp SUM=1 ASUM SUMSQ MEAN
 enum HingeNorm L1=1 L2
 enum V1LayerType NONE=0 ABSVAL=35 ACCURACY=1 ARGMAX=30 BNLL=2 CONCAT=3 CONTRASTIVE_LOSS=37 CONVOLUTION=4 DATA=5 DECONVOLUTION=39 DROPOUT=6 DUMMY_DATA=32 EUCLIDEAN_LOSS=7 ELTWISE=25 EXP=38 FLATTEN=8 HDF5_DATA=9 HDF5_OUTPUT=10 HINGE_LOSS=28 IM2COL=11 IMAGE_DATA=12 INFOGAIN_LOSS=13 INNER_PRODUCT=14 LRN=15 MEMORY_DATA=29 MULTINOMIAL_LOGISTIC_LOSS=16 MVN=34 POOLING=17 POWER=26 RELU=18 SIGMOID=19 SIGMOID_CROSS_ENTROPY_LOSS=27 SILENCE=36 SOFTMAX=20 SOFTMAX_LOSS=21 SPLIT=22 SLICE=33 TANH=23 WINDOW_DATA=24 THRESHOLD=31
@@ -136,7 +137,19 @@ message SolverParameter
   group_lasso_update GroupLassoUpdate = SUBGRADIENT
   zero_threshold float = 0
   sparsity_report bool = true
+  flops_target float = 0
+  flops_target_scope BudgetScope = CONV
+  latency_target float = 0
+  budget_schedule BudgetSchedule
 known SolverParameter force_decay force_type force_iter
+message BudgetSchedule
+  reach_iter int32 = 0
+  finetune_iter int32 = 0
+  interval int32 = 10
+  gain float = 2
+  max_step float = 1.2
+  initial_decay float = 0
+  tolerance float = 0.01
 message SolverState
   iter int32
   learned_net string

@@ -21,6 +21,7 @@ import numpy as np
 from minicaffe import backend, groups
 from minicaffe.errors import DivergenceError, SolverError
 from minicaffe.registry import Registry
+from minicaffe.solver import budget
 from minicaffe.solver import report as sparsity_report
 from minicaffe.solver.lr_policy import learning_rate
 from minicaffe.solver.regularizers import REGULARIZERS
@@ -116,6 +117,9 @@ class Solver:
                         for b in self._params]
         self._layer_params = self._layer_param_map()
         self._decay, self._terms = self._build_regularization()
+        self.budget = None            # budget.BudgetController when a budget is asked for
+        if budget.wanted(p):
+            self.budget = budget.BudgetController(self)
         self._log_group_terms()
         self._masks = None            # built on the first step (from the loaded weights)
         self._losses = collections.deque(maxlen=max(1, p.average_loss))
@@ -215,7 +219,8 @@ class Solver:
         """One line per blob with group-Lasso terms: which groupings, at what strength."""
         for i, blob_terms in enumerate(self._terms):
             if blob_terms:
-                log.info("Group Lasso (%s) on %s: %s", self.param.group_lasso_update,
+                log.info("Group Lasso (%s) on %s: %s",
+                         "PROXIMAL" if self.proximal else "SUBGRADIENT",
                          self._blob_name(i),
                          ", ".join(f"{t.name} {t.strength:g}" for t in blob_terms))
 
@@ -233,7 +238,30 @@ class Solver:
 
     @property
     def proximal(self):
+        """Group terms as proximal steps: `group_lasso_update: PROXIMAL`, or a budget run whose
+        solver file does not set group_lasso_update (exact zeros are what the budget counts)."""
+        if self.budget is not None and not self.param.has("group_lasso_update"):
+            return True
         return self.param.group_lasso_update == "PROXIMAL"
+
+    def set_budget(self, flops_target=None, latency_target=None, scope=None):
+        """Ask for a budget in code (what `--flops-target` / `--latency-target` do): sets the
+        solver fields and rebuilds the group terms and the controller. Raises SolverError
+        naming the field for a bad value."""
+        p = self.param
+        if flops_target is not None:
+            p.flops_target = float(flops_target)
+            p.clear("latency_target")
+        if latency_target is not None:
+            p.latency_target = float(latency_target)
+            p.clear("flops_target")
+        if scope is not None:
+            p.flops_target_scope = scope
+        self._decay, self._terms = self._build_regularization()
+        self.budget = budget.BudgetController(self) if budget.wanted(p) else None
+        self._masks = None
+        self._log_group_terms()
+        return self.budget
 
     # -- connectivity masks ------------------------------------------------------------------
     def refresh_masks(self):
@@ -373,6 +401,8 @@ class Solver:
                 on_gradients_ready()
             self.apply_update()
             self.iter += 1
+            if self.budget is not None:
+                self.budget.after_iteration()
             if self.progress is not None:
                 self.progress(self.iter, self.smoothed_loss)
             if p.snapshot and self.iter % p.snapshot == 0:
@@ -434,6 +464,14 @@ class Solver:
             "sparsity": rows,
             "snapshot": self.last_snapshot,
         }
+        if self.budget is not None:
+            summary["budget"] = self.budget.summary()
+            b = summary["budget"]
+            if "final_share" in b:
+                log.info("Budget: %s %.2f%% of dense against a target of %.2f%% (%+.2f points)%s",
+                         "FLOPs" if b["kind"] == "flops" else "predicted time",
+                         100 * b["final_share"], 100 * b["target_share"], b["gap_pp"],
+                         "" if b["within_tolerance"] else ", outside the tolerance")
         try:
             path = self.runlog.write_summary(self, summary)
         except OSError as exc:
@@ -501,6 +539,10 @@ class Solver:
         return means
 
     def _report(self, record):
+        if self.budget is not None and (self.budget.kind == "flops" or self.budget.costs):
+            log.info("    %s", self.budget.log_line())
+            record["budget"] = {"share": self.budget.measure()[0], "phase": self.budget.phase,
+                                "scales": [float(v) for v in self.budget.scales]}
         if not self.param.sparsity_report:
             self._write_curve(record)
             return

@@ -2,7 +2,8 @@
 
 The `.solverstate` holds `iter`, `current_step`, `learned_net` (the weights file name, found
 next to the state file first), every history array (`history_<blob>_<k>`), the connectivity
-masks and NumPy's global RNG state, so a restored run continues bit-identically.
+masks, the budget controller's state (`budget_*`, see budget.py) and NumPy's global RNG state,
+so a restored run continues bit-identically.
 
 Writing (`write_snapshot`) is all or nothing: both files go to hidden temporary names in the
 target folder (`.<name>.<pid>.minicaffe-tmp<ext>`), are flushed to disk, then renamed into
@@ -142,6 +143,8 @@ def _write_state(solver, path, model_path):
     arrays["mask_ids"] = np.array(sorted(masks), dtype=np.int64)
     for i, m in masks.items():
         arrays[f"mask_{i}"] = backend.asnumpy(m)
+    if getattr(solver, "budget", None) is not None:
+        arrays.update(solver.budget.state_arrays())
     name, keys, pos, has_gauss, cached = np.random.get_state()
     arrays.update(rng_keys=keys, rng_pos=np.array(pos), rng_has_gauss=np.array(has_gauss),
                   rng_cached=np.array(cached))
@@ -203,9 +206,15 @@ def load_state(solver, path):
            _int(z, "rng_has_gauss", where), float(_scalar(z, "rng_cached", where, "fiu")))
     if rng[2] > 624:
         raise SolverError(f"{where}: 'rng_pos' = {rng[2]}; expected 0 to 624")
+    budget = getattr(solver, "budget", None)
+    if budget is not None:
+        saved_budget = budget.state_arrays()
+        budget.load_state_arrays(z, where)     # checks before anything else changes
     try:
         solver.net.copy_from(model)
     except (DataError, LayerSetupError) as exc:
+        if budget is not None:
+            budget.load_state_arrays(saved_budget, where)
         raise SolverError(f"{where}: weights file '{model}': {exc}") from None
     for h, saved in history:
         h[...] = backend.to_current(saved)

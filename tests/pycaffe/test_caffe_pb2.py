@@ -86,9 +86,12 @@ def test_extension_numbers_are_documented_and_out_of_caffes_range():
     """minicaffe's own numbers (>= 5001) are exactly the ones the .proto header lists."""
     own = sorted(f"{m.name}.{fd.name}={fd.number}" for m in caffe_pb2.DESCRIPTOR.message_types_by_name.values()
                  for fd in m.fields if fd.number > 1002)
-    assert own == ["SolverParameter.breadth_decay=5001", "SolverParameter.force_decay=5007",
+    assert own == ["SolverParameter.breadth_decay=5001", "SolverParameter.budget_schedule=5012",
+                   "SolverParameter.flops_target=5009", "SolverParameter.flops_target_scope=5010",
+                   "SolverParameter.force_decay=5007",
                    "SolverParameter.force_iter=5008", "SolverParameter.force_type=5006",
                    "SolverParameter.group_lasso_update=5003", "SolverParameter.kernel_shape_decay=5002",
+                   "SolverParameter.latency_target=5011",
                    "SolverParameter.sparsity_report=5005", "SolverParameter.zero_threshold=5004"]
     db = caffe_pb2.DataParameter.DB
     assert (db.Value("LEVELDB"), db.Value("LMDB"), db.Value("IDX"), db.Value("CIFAR10")) == (0, 1, 5001, 5002)
