@@ -38,6 +38,10 @@ def _parser():
     ap.add_argument("--schedule", type=float, default=None,
                     help="convnet, resnet-depth: a factor on every iteration count of the "
                          "(already reduced) schedule, e.g. 0.5; the table states what ran")
+    ap.add_argument("--flops-target", type=float, default=None, metavar="F",
+                    help="lenet: the SSL filters + channels chain asks for this share of the "
+                         "conv FLOPs (budget-driven SSL, no lambdas) instead of the solver "
+                         "file's lambdas")
     return ap
 
 
@@ -83,6 +87,16 @@ def main(argv=None):
                   "expected a factor in (0, 10]", file=sys.stderr)
             return 2
         kwargs["schedule"] = args.schedule
+    if args.flops_target is not None:
+        if args.name != "lenet":
+            print(f"python -m minicaffe.experiments {args.name}: --flops-target applies to the "
+                  "lenet experiment", file=sys.stderr)
+            return 2
+        if not 0 < args.flops_target <= 1:
+            print(f"python -m minicaffe.experiments lenet: --flops-target must be in (0, 1] "
+                  f"(got {args.flops_target:g})", file=sys.stderr)
+            return 2
+        kwargs["flops_target"] = args.flops_target
     try:
         result = module.run(**kwargs, log=lambda *a, **k: print(*a, file=sys.stderr))
     except (MinicaffeError, OSError, JobError, KeyError) as exc:

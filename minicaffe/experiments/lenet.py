@@ -110,7 +110,11 @@ def build_table(result):
             speed[b] = {n: _ratio(lr[n]["time_ms"]) for n in CONV}
             speed[b]["forward"] = _ratio(rep["timing"]["forward_ms"])
         d, k = chain["conv_flops"]
-        rows.append({"net": LABELS[key], "key": key, "error": chain["error"],
+        label = LABELS[key]
+        if key == "fc" and result.get("flops_target"):
+            label = (f"LeNet 2 (SSL filters + channels, budget {100 * result['flops_target']:g}% "
+                     "conv FLOPs, no lambdas)")
+        rows.append({"net": label, "key": key, "error": chain["error"],
                      "ssl_error": chain["ssl_error"],
                      "iterations": base["iterations"] + sum(s["iterations"]
                                                             for s in chain["stages"]),
@@ -235,12 +239,14 @@ def reference_stages(root, ssl_param, ft_param):
 
 def run(out_dir="results/lenet", root=".", data_root="data", dataset="fashion-mnist",
         quick=False, jobs_n=2, threads=1, rounds=30, batches=(1, 64), log=print,
-        reference=False, full_schedule=False):
+        reference=False, full_schedule=False, flops_target=None):
     """The whole LeNet pipeline; returns the result dict (also written to out_dir).
 
     `reference`: also train the dense net for as many iterations as SSL + fine-tuning (the
     honest comparison; one more chain). `full_schedule`: the solver files' schedules without
-    the main job's cuts (MAIN_JOB)."""
+    the main job's cuts (MAIN_JOB). `flops_target` (e.g. 0.25): the filters + channels chain
+    asks the solver for that share of the conv FLOPs (budget-driven SSL, no lambdas) instead of
+    using the solver file's lambdas."""
     t0 = time.time()
     machine = common.machine()
     out = common.Output(out_dir)
@@ -270,9 +276,10 @@ def run(out_dir="results/lenet", root=".", data_root="data", dataset="fashion-mn
     common_spec = {"dataset": ds, "weights": base.weights, "out": runs, "every": every}
     ref = [(s, dict(o, **over["ssl" if i == 0 else "finetune"]), n)
            for i, (s, o, n) in enumerate(reference_stages(root, fc_param, ft_param))]
+    fc_budget = {"flops_target": flops_target} if flops_target else None
     specs = [dict(common_spec, name="fc", label=LABELS["fc"], solver=_path(root, "fc"),
                   overrides=over["ssl"], finetune=_path(root, "finetune"),
-                  ft_overrides=over["finetune"]),
+                  ft_overrides=over["finetune"], budget=fc_budget),
              dict(common_spec, name="shape", label=LABELS["shape"], solver=_path(root, "shape"),
                   overrides=over["ssl"], finetune=_path(root, "finetune"),
                   ft_overrides=over["finetune"]),
@@ -285,8 +292,11 @@ def run(out_dir="results/lenet", root=".", data_root="data", dataset="fashion-mn
     chains = jobs.run_jobs(_chain, specs, jobs=jobs_n, threads=threads,
                            name=lambda s, i: f"chain '{s['name']}'")
     progress.end("chains")
+    if flops_target:
+        pipeline.budget_param(fc_param, flops_target)
     result = {"experiment": "lenet", "quick": quick, "dataset": ds.__dict__,
               "machine": machine, "batches": list(batches), "reference": reference,
+              "flops_target": flops_target,
               "schedule": _schedule(base_param, fc_param, sh_param, ft_param),
               "baseline": dict(base.to_dict(), weights=base.weights, log=base.log)}
     for c in chains:
@@ -321,6 +331,9 @@ def run(out_dir="results/lenet", root=".", data_root="data", dataset="fashion-mn
 def _schedule(base, fc, sh, ft):
     def desc(p):
         extra = []
+        if p.flops_target:
+            extra.append(f"flops_target {p.flops_target:g} of {p.flops_target_scope} FLOPs (no "
+                         f"lambda; reached by iteration {p.budget_schedule.reach_iter})")
         for name in ("breadth_decay", "kernel_shape_decay", "block_group_decay"):
             if getattr(p, name):
                 extra.append(f"{name} {getattr(p, name):g}")

@@ -78,6 +78,22 @@ def apply_overrides(param, overrides):
     return param
 
 
+def budget_param(param, flops_target, scope="CONV", reach=0.625):
+    """Turn an SSL stage's SolverParameter into a budget run (docs/SSL.md, "Budget-driven
+    SSL"): no lambda (the solver file's group decays set to 0; the controller adds its own
+    terms), `flops_target` of the dense multiply-adds (`scope` CONV or ALL), reached by
+    `reach` x max_iter, the structure frozen at the end of the stage (the pipeline's own
+    fine-tuning stage follows). Returns `param`."""
+    for name in ("breadth_decay", "kernel_shape_decay", "block_group_decay"):
+        param.clear(name)
+    param.flops_target = float(flops_target)
+    param.flops_target_scope = scope
+    param.budget_schedule.reach_iter = max(1, int(reach * param.max_iter))
+    param.budget_schedule.finetune_iter = int(param.max_iter)
+    param.budget_schedule.interval = max(1, min(20, param.max_iter // 50))
+    return param
+
+
 def solver_param(path, overrides=None, net=None, dataset=None, freeze=False):
     """The SolverParameter of solver file `path` with the net embedded (`net_param`), so the
     stage does not depend on the working directory: `net` (a NetParameter or a path) replaces
@@ -419,7 +435,8 @@ def ssl_chain(spec):
 
     spec keys: "name", "solver" (path), "overrides" (dict), "weights" (start), "out" (folder),
     optional "net" (a NetParameter replacing the solver's), "dataset" (datasets.Dataset),
-    "finetune" (solver path) with "ft_overrides",
+    "finetune" (solver path) with "ft_overrides", "budget" (budget_param's keyword arguments:
+    the SSL stage steers to that budget instead of using the file's lambdas),
     "every" (seconds between progress lines), "label" (for the progress lines).
     Returns a dict: stages, ssl_error, error (after fine-tuning when there is one), weights,
     ssl_weights, compact_weights, report (compaction's, as a dict), conv_flops and flops
@@ -436,6 +453,8 @@ def ssl_chain(spec):
         ds = spec.get("dataset")
         param = solver_param(spec["solver"], spec.get("overrides"), net=spec.get("net"),
                              dataset=ds)
+        if spec.get("budget"):
+            budget_param(param, **spec["budget"])
         ft = None
         if spec.get("finetune"):
             ft = solver_param(spec["finetune"], spec.get("ft_overrides"), dataset=ds)

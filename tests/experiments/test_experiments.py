@@ -77,6 +77,25 @@ def test_scales_are_checked(capsys):
     assert "expected comma-separated numbers" in capsys.readouterr().err
 
 
+def test_lenet_budget_option_runs_the_fc_chain_without_lambdas(tiny_data, tmp_path,
+                                                               tiny_schedules, capsys):
+    out = tmp_path / "lenet"
+    rc = cli.main(["lenet", "--quick", "--out", str(out), "--data", tiny_data,
+                   "--flops-target", "0.5"])
+    assert rc == 0
+    assert "LeNet 2 (SSL filters + channels, budget 50% conv FLOPs, no lambdas)" in \
+        capsys.readouterr().out
+    res = json.load(open(out / "lenet.json"))
+    assert res["flops_target"] == 0.5 and "flops_target 0.5 of CONV FLOPs" in res["schedule"]
+    summary = json.load(open(out / "runs" / "ssl-fc_summary.json"))["budget"]
+    assert summary["target"] == 0.5 and summary["phase"] == "finetune"
+    fc = next(r for r in res["table"] if r["key"] == "fc")
+    # what compaction left is what the controller counted when it froze the structure
+    assert fc["conv_flops_pct"] == pytest.approx(100 * summary["final_share"])
+    assert cli.main(["mlp", "--flops-target", "0.5"]) == 2
+    assert cli.main(["lenet", "--flops-target", "1.5"]) == 2
+
+
 def test_sweep_cli_collects_error_and_flops(tiny_data, tmp_path, monkeypatch):
     from minicaffe.experiments import datasets, pipeline
     from minicaffe.prototxt import to_text
