@@ -2,6 +2,7 @@
 from minicaffe import backend
 from minicaffe.blob import Blob
 from minicaffe.catalog.base import Layer, register_layer
+from minicaffe.data.shard import shard_for
 from minicaffe.phase import phase_name
 from minicaffe.prototxt import ParamSpec
 
@@ -19,6 +20,10 @@ class BatchNorm(Layer):
     Global stats (default at TEST): mean = mean_sum/s, var = var_sum/s (0 when s == 0).
     Backward, batch stats: dx = (dy - mean(dy) - y*mean(dy*y)) / sqrt(var + eps);
     global stats: dx = dy / sqrt(var + eps).
+    Data parallel (TRAIN, a BatchShard with sync_batch_norm, minicaffe/data/shard.py): the
+    batch mean, variance and the two backward means are those of the global batch (sums
+    allreduced over the replicas, m = P*N*H*W), so every replica normalises exactly as the one
+    process with the global batch does and the running statistics agree on every replica.
     """
 
     exact_bottoms = exact_tops = 1
@@ -39,6 +44,8 @@ class BatchNorm(Layer):
             b.data[...] = 0
         self._freeze_statistics(bottom)
         self._key = None
+        shard = shard_for(self.phase)
+        self._sync = shard if shard is not None and shard.syncs_batch_norm else None
 
     def _freeze_statistics(self, bottom):
         """As Caffe: the statistics get lr_mult 0; a spec asking to learn them is an error."""
@@ -76,11 +83,18 @@ class BatchNorm(Layer):
             mean = self.blobs[0].data * t(factor)
             var = self.blobs[1].data * t(factor)
             xp.subtract(x, mean[:, None], out=xn)
+        elif self._sync is not None:
+            m = x.shape[0] * x.shape[2] * self._sync.size
+            mean = (self._global_sum(x.sum(axis=(0, 2), dtype=xp.float64)) / m).astype(x.dtype)
+            xp.subtract(x, mean[:, None], out=xn)
+            var = (self._global_sum((xn * xn).sum(axis=(0, 2), dtype=xp.float64)) / m) \
+                .astype(x.dtype)
         else:
             mean = x.mean(axis=(0, 2))
             xp.subtract(x, mean[:, None], out=xn)
             var = (xn * xn).mean(axis=(0, 2))
             m = x.shape[0] * x.shape[2]
+        if not self.use_global_stats:
             correction = m / (m - 1) if m > 1 else 1.0
             self.blobs[2].data[...] = self.blobs[2].data * t(self.maf) + 1
             self.blobs[0].data[...] = mean + t(self.maf) * self.blobs[0].data
@@ -99,10 +113,23 @@ class BatchNorm(Layer):
             backend.xp_of(dy).multiply(dy, inv_std, out=dx)
             return
         y = self._view(self._xnorm)
-        mean_dy = dy.mean(axis=(0, 2))[:, None]
-        mean_dy_y = (dy * y).mean(axis=(0, 2))[:, None]
+        if self._sync is not None:
+            xp = backend.xp_of(dy)
+            m = dy.shape[0] * dy.shape[2] * self._sync.size
+            sums = self._global_sum(xp.concatenate([dy.sum(axis=(0, 2), dtype=xp.float64),
+                                                    (dy * y).sum(axis=(0, 2), dtype=xp.float64)]))
+            means = (sums / m).astype(dy.dtype)
+            mean_dy, mean_dy_y = means[:self.channels, None], means[self.channels:, None]
+        else:
+            mean_dy = dy.mean(axis=(0, 2))[:, None]
+            mean_dy_y = (dy * y).mean(axis=(0, 2))[:, None]
         # dy may alias dx (in place): finish reading dy before writing dx.
         g = dy - mean_dy
         g -= y * mean_dy_y
         g *= inv_std
         dx[...] = g
+
+    def _global_sum(self, values):
+        """Elementwise sum of `values` (float64) over the replicas (on the host for MPI)."""
+        xp = backend.xp_of(values)
+        return xp.asarray(self._sync.allreduce(backend.asnumpy(values)))

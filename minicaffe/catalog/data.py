@@ -3,6 +3,7 @@ import numpy as np
 
 from minicaffe.data import ArraySource, DataTransformer, open_source
 from minicaffe.data.feeder import layer_seed, named_errors, transform_param_of
+from minicaffe.data.shard import shard_for
 from minicaffe.catalog._batches import BatchLayer
 from minicaffe.catalog.base import register_layer
 
@@ -18,6 +19,8 @@ class Data(BatchLayer):
 
     top[0]: data `(batch_size, C, H', W')` float, `x' = (x - mean) * scale` after crop/mirror;
     top[1] (optional): label `(batch_size,)`.
+    Data parallel (TRAIN): batch_size records per replica, each replica its slice of the
+    global batch (minicaffe/data/shard.py).
     Raises DataError (naming the layer, the file and the record) for missing or malformed data.
     """
 
@@ -27,6 +30,7 @@ class Data(BatchLayer):
             raise self.error("data_param.batch_size must be positive")
         tp = transform_param_of(self.layer_param, p)
         seed = layer_seed()
+        shard = shard_for(self.phase)
         rng = np.random.default_rng(seed)
         with named_errors(self):
             source = open_source(p.backend, p.source, force_color=getattr(tp, "force_color", False),
@@ -34,9 +38,11 @@ class Data(BatchLayer):
             if p.rand_skip:
                 source.skip(int(rng.integers(0, p.rand_skip)))
             transformer = DataTransformer(tp, self.phase, seed=seed + 1,
-                                          where=f"layer '{self.name}' transform_param")
+                                          where=f"layer '{self.name}' transform_param",
+                                          shard=shard)
             c, h, w = transformer.output_shape(source.shape)
         # In-memory sources (IDX, CIFAR10) make a batch in microseconds: a thread would only
         # add GIL hand-offs, so only LMDB reads ahead.
         depth = 0 if isinstance(source, ArraySource) else int(p.prefetch)
-        self._start_feeder(source, transformer, p.batch_size, (c, h, w), top[0].dtype, depth)
+        self._start_feeder(source, transformer, p.batch_size, (c, h, w), top[0].dtype, depth,
+                           shard)

@@ -1,6 +1,7 @@
 """Dropout layer (Caffe's DropoutLayer)."""
 from minicaffe import backend
 from minicaffe.catalog.base import Layer, register_layer
+from minicaffe.data.shard import draw_rows, shard_for
 from minicaffe.phase import phase_name
 
 
@@ -10,7 +11,9 @@ class Dropout(Layer):
     default 0.5); TEST: y = x. Backward applies the same mask and scale.
 
     bottom[0]: any shape; top[0]: same shape. Safe in place. The mask is drawn from NumPy's
-    global generator (CuPy's on GPU), so a seeded run repeats.
+    global generator (CuPy's on GPU), so a seeded run repeats. Data parallel (TRAIN, axis 0 the
+    batch): each replica draws the mask of the whole global batch and keeps its rows, as the
+    one process with the global batch would draw it (minicaffe/data/shard.py).
     """
 
     exact_bottoms = exact_tops = 1
@@ -21,6 +24,7 @@ class Dropout(Layer):
             raise self.error(f"dropout_ratio must be in [0, 1), got {r}", bottom)
         self._scale = 1.0 / (1.0 - r)
         self._mask = None
+        self._shard = shard_for(self.phase)
 
     def reshape(self, bottom, top):
         top[0].reshape(bottom[0].shape)
@@ -37,7 +41,7 @@ class Dropout(Layer):
         xp = backend.xp_of(x)
         r = self.layer_param.dropout_param.dropout_ratio
         # Scaled mask in the blob's dtype: one multiply in forward and one in backward.
-        keep = xp.random.random_sample(x.shape) >= r
+        keep = draw_rows(xp.random.random_sample, x.shape, self._shard) >= r
         self._mask = keep.astype(x.dtype)
         self._mask *= x.dtype.type(self._scale)
         xp.multiply(x, self._mask, out=y)

@@ -2,6 +2,7 @@
 from minicaffe import backend
 from minicaffe.data import DataTransformer, HDF5Source
 from minicaffe.data.feeder import Feeder, layer_seed, named_errors
+from minicaffe.data.shard import shard_for
 from minicaffe.catalog.base import Layer, register_layer
 
 
@@ -15,6 +16,8 @@ class HDF5Data(Layer):
     top[i]: `(batch_size,) + row shape of dataset top[i]`, float.
     Caffe applies no transformation here; when `transform_param` is given minicaffe applies it
     to top[0] (which must then be 4-D), reading ahead in a background thread as Data does.
+    Data parallel (TRAIN): batch_size rows per replica, each replica its slice of the global
+    batch (minicaffe/data/shard.py).
     Raises DataError naming the layer, the file and the dataset.
     """
 
@@ -27,6 +30,7 @@ class HDF5Data(Layer):
             raise self.error("hdf5_data_param.batch_size must be positive")
         names = list(self.layer_param.top)[:len(top)]
         seed = layer_seed()
+        shard = shard_for(self.phase)
         transformer = None
         with named_errors(self):
             source = HDF5Source(p.source, names, shuffle=p.shuffle, seed=seed)
@@ -37,7 +41,8 @@ class HDF5Data(Layer):
                                      f"rows of shape {shapes[0]}")
                 transformer = DataTransformer(self.layer_param.transform_param, self.phase,
                                               seed=seed + 1,
-                                              where=f"layer '{self.name}' transform_param")
+                                              where=f"layer '{self.name}' transform_param",
+                                              shard=shard)
                 shapes[0] = transformer.output_shape(shapes[0])
         self.source = source
         self.batch_size = n = int(p.batch_size)
@@ -45,7 +50,7 @@ class HDF5Data(Layer):
         dtypes = [t.dtype for t in top]
 
         def produce():          # closes over the source, not the layer (see Feeder)
-            arrays = source.next_batch(n)
+            arrays = source.next_batch(n) if shard is None else shard.read(source, n)
             if transformer is not None:
                 arrays[0] = transformer(arrays[0])
             return [a.astype(d, copy=False) for a, d in zip(arrays, dtypes)]

@@ -122,7 +122,14 @@ class HDF5Source:
             self._load(self._file_order[self._file_pos])
 
     def skip(self, k):
-        self.next_batch(k)
+        """Advance past `k` rows without copying them (files are still loaded in turn: each
+        load draws its row permutation, which the rows after it depend on)."""
+        while k > 0:
+            if self._row_pos == len(self._rows):
+                self._next_file()
+            step = min(k, len(self._rows) - self._row_pos)
+            self._row_pos += step
+            k -= step
 
     def close(self):
         self._arrays = None

@@ -13,6 +13,7 @@ mirrored when `mirror` is set and a coin flip says so, in either phase.
 import numpy as np
 
 from minicaffe import wire
+from minicaffe.data.shard import draw_rows
 from minicaffe.errors import DataError
 
 
@@ -53,12 +54,13 @@ class DataTransformer:
     """Applies a `TransformationParameter` to batches `(N, C, H, W)` → float32.
 
     Args: `param` (scale, mirror, crop_size, mean_file, mean_value), `phase` ("TRAIN"/"TEST"),
-    `seed` for the crop/mirror draws, `where` naming the layer in errors.
+    `seed` for the crop/mirror draws, `where` naming the layer in errors, `shard` (a
+    BatchShard: draws are made for the global batch, this replica's slice kept).
     Raises DataError when both mean_file and mean_value are given, the mean does not fit the
     data, or the crop is larger than the image.
     """
 
-    def __init__(self, param, phase="TRAIN", seed=None, where="transform_param"):
+    def __init__(self, param, phase="TRAIN", seed=None, where="transform_param", shard=None):
         self.scale = float(getattr(param, "scale", 1.0))
         self.mirror = bool(getattr(param, "mirror", False))
         self.crop_size = int(getattr(param, "crop_size", 0))
@@ -67,6 +69,7 @@ class DataTransformer:
         self.where = where
         self.train = str(phase).upper() in ("TRAIN", "0")
         self.rng = np.random.default_rng(seed)
+        self.shard = shard
         if mean_file and mean_value:
             raise DataError(f"{where}: give mean_file or mean_value, not both")
         self.mean_image = read_mean_file(mean_file) if mean_file else None
@@ -100,14 +103,15 @@ class DataTransformer:
                             f"data records {(c, h, w)}")
         if self.crop_size:
             if self.train:
-                h0 = self.rng.integers(0, h - ch + 1, size=n)
-                w0 = self.rng.integers(0, w - cw + 1, size=n)
+                h0 = draw_rows(self.rng.integers, n, self.shard, 0, h - ch + 1)
+                w0 = draw_rows(self.rng.integers, n, self.shard, 0, w - cw + 1)
             else:
                 h0 = np.full(n, (h - ch) // 2)
                 w0 = np.full(n, (w - cw) // 2)
         else:
             h0 = w0 = np.zeros(n, dtype=np.int64)
-        flip = self.rng.random(n) < 0.5 if self.mirror else np.zeros(n, dtype=bool)
+        flip = (draw_rows(self.rng.random, n, self.shard) < 0.5 if self.mirror
+                else np.zeros(n, dtype=bool))
 
         if not self.crop_size and not flip.any():
             y = x.astype(np.float32, copy=True) if out is None else _assign(out, x)
