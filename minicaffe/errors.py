@@ -78,6 +78,12 @@ class DivergenceError(MinicaffeError, RuntimeError):
     """Training produced a non-finite loss; names the first layer with a non-finite output."""
 
 
+class ParallelError(MinicaffeError, RuntimeError):
+    """Data-parallel training (minicaffe.parallel) cannot start or go on: MPI is missing or
+    misconfigured, the replicas disagree (configuration, weights), or a replica stopped
+    answering. The message names the rank."""
+
+
 class ExportError(MinicaffeError, ValueError):
     """A net cannot be exported (to ONNX): the message names the layer, its type and what
     the target format cannot express."""

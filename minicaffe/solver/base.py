@@ -8,6 +8,8 @@ One iteration, in Caffe's order:
   connectivity masks re-applied.
 Testing happens before the iteration whose number is a multiple of `test_interval`; display
 after the forward/backward; snapshots after the update when `iter % snapshot == 0`.
+Data parallelism hooks in through `replicas` (solver/replicas.py): gradients and the loss are
+averaged after the forward/backward passes, and only the root replica tests, logs and writes.
 """
 import collections
 import logging
@@ -25,6 +27,7 @@ from minicaffe.solver import budget
 from minicaffe.solver import report as sparsity_report
 from minicaffe.solver.lr_policy import learning_rate
 from minicaffe.solver.regularizers import REGULARIZERS
+from minicaffe.solver.replicas import Replicas
 from minicaffe.solver.runlog import RunLog
 
 log = logging.getLogger("minicaffe.solver")
@@ -80,13 +83,17 @@ class Solver:
     Attributes (pycaffe): `net` (TRAIN), `test_nets` (TEST, sharing the train net's weights),
     `iter`, `param` (the SolverParameter). Methods: `step(n)`, `solve(resume_file=None)`,
     `test_all()`, `snapshot()`, `restore(state_file)`.
+    `replicas`: a solver.replicas.Replicas when this process is one of several training the
+    net data-parallel (minicaffe.parallel builds it); a replica other than the root builds no
+    test nets and writes no snapshots or logs.
     Raises SolverError for a configuration that cannot run.
     """
 
     history_count = 1
 
-    def __init__(self, param_or_path, train_net=None, test_nets=None):
+    def __init__(self, param_or_path, train_net=None, test_nets=None, replicas=None):
         self.param, self.path = read_param(param_or_path)
+        self.replicas = replicas if replicas is not None else Replicas()
         p = self.param
         wanted = solver_type(p)
         if type(self) is not Solver and getattr(self, "registered_name", wanted) != wanted \
@@ -136,12 +143,14 @@ class Solver:
         self._callbacks = []          # (on_start, on_gradients_ready) pairs, pycaffe's add_callback
         self._curve_path = self._curve_file()
         prefix = self.snapshot_prefix()
-        if prefix:
+        if prefix and self.replicas.is_root:
             from minicaffe.solver import state
 
             state.remove_stale_temp_files(prefix)
-        self.runlog = RunLog(self._curve_path)   # `<prefix>_log.jsonl` + `_summary.json`
+        # `<prefix>_log.jsonl` + `_summary.json`, written by the root replica only
+        self.runlog = RunLog(self._curve_path if self.replicas.is_root else None)
         self.last_test = None         # {"iter", "outputs": [per test net]} of the latest test pass
+        self.replicas.attach(self)
 
     # -- configuration ---------------------------------------------------------------------
     def check_param(self):
@@ -172,7 +181,8 @@ class Solver:
             st = net_param.state
             return Net(net_param, st.phase, level=st.level, stages=tuple(st.stage))
 
-        return build(nets.train), [build(t) for t in nets.tests]
+        # Only the root replica tests: the others need no test nets (nor their data).
+        return build(nets.train), [build(t) for t in nets.tests] if self.replicas.is_root else []
 
     def _layer_param_map(self):
         names = list(getattr(self.net, "_layer_names", []))
@@ -377,17 +387,21 @@ class Solver:
         """Run `iters` iterations. Raises DivergenceError on a non-finite loss (weights are
         left as they were before that iteration's update)."""
         p = self.param
+        replicas = self.replicas
         stop_iter = self.iter + int(iters)
+        replicas.begin(self)
         while self.iter < stop_iter:
             self.net.clear_param_diffs()
             if (p.test_interval and self.iter % p.test_interval == 0
                     and (self.iter > 0 or p.test_initialization)):
-                self.test_all()
+                if replicas.is_root:
+                    self.test_all()
+                replicas.after_test(self)
                 if self._handle_request():
                     break
             for on_start, _ in self._callbacks:
                 on_start()
-            loss = self.forward_backward_all()
+            loss = replicas.reduce(self, self.forward_backward_all())
             if not math.isfinite(loss):
                 self._diverged(loss)
             if self._unconfirmed is not None and self._unconfirmed[0] == self.iter:
@@ -400,6 +414,7 @@ class Solver:
             for _, on_gradients_ready in self._callbacks:
                 on_gradients_ready()
             self.apply_update()
+            replicas.updated(self)
             self.iter += 1
             if self.budget is not None:
                 self.budget.after_iteration()
@@ -411,7 +426,7 @@ class Solver:
                 break
 
     def _handle_request(self):
-        action, self._requested = self._requested, None
+        action = self.replicas.agree(self)
         if action == "snapshot":
             self.snapshot()
         elif action == "stop":
@@ -439,15 +454,18 @@ class Solver:
         if p.snapshot_after_train and (not p.snapshot or self.iter % p.snapshot != 0):
             self.snapshot()
         if p.display and self.iter % p.display == 0:
-            loss = self._forward_loss()
+            loss = float(self.replicas.mean([self._forward_loss()])[0])
             log.info("Iteration %d, loss = %g", self.iter, loss)
-        if p.test_interval and self.iter % p.test_interval == 0:
+        if p.test_interval and self.iter % p.test_interval == 0 and self.replicas.is_root:
             self.test_all()
         log.info("Optimization Done.")
         self._write_summary(start_iter, t0)
 
     def _write_summary(self, start_iter, t0):
         """`<prefix>_summary.json`: what this solve() did and what it left (see runlog.py)."""
+        self.replicas.finish(self)
+        if self.runlog.path is None:
+            return None
         seconds = time.perf_counter() - t0
         rows = sparsity_report.layer_sparsity(self.net) if hasattr(self.net, "_layer_names") else []
         left = sum(r["flops_left"] for r in rows)
@@ -493,6 +511,11 @@ class Solver:
                          for k, w in weights.items() if k in outs))
 
     def _display(self):
+        # The outputs of the global batch: averaged over the replicas (all of them get here).
+        names = list(self.net.outputs)
+        values = self.replicas.mean([v for _, v in _output_values(self.net)])
+        if not self.replicas.is_root:
+            return
         now = time.perf_counter()
         if self._last_display is None:
             log.info("Iteration %d, loss = %g", self.iter, self.smoothed_loss)
@@ -503,9 +526,9 @@ class Solver:
                      dt, n, self.smoothed_loss)
         self._last_display = (now, self.iter)
         weights = _loss_weights(self.net)
-        for k, (name, values) in enumerate(_output_values(self.net)):
-            log.info("    Train net output #%d: %s = %s%s", k, name, _fmt(values),
-                     _loss_suffix(values, weights.get(name, 0.0)))
+        for k, (name, value) in enumerate(zip(names, values)):
+            log.info("    Train net output #%d: %s = %s%s", k, name, _fmt(value),
+                     _loss_suffix(value, weights.get(name, 0.0)))
         record = {"kind": "train", "iter": self.iter, "loss": self.smoothed_loss,
                   "lr": learning_rate(self.param, self.iter, self.current_step)[0]}
         self._report(record)
@@ -624,9 +647,10 @@ class Solver:
             raise DivergenceError(f"Iteration {self.iter}: {bad} holds non-finite values; "
                                   f"snapshot {prefix}_iter_{self.iter} not written. "
                                   f"{self._good_snapshot_note()}")
-        state.write_snapshot(self, model, path, previous=self.last_snapshot)
-        log.info("Snapshotting to binary proto file %s", model)
-        log.info("Snapshotting solver state to binary proto file %s", path)
+        if self.replicas.is_root:      # the replicas hold the same weights: one writer
+            state.write_snapshot(self, model, path, previous=self.last_snapshot)
+            log.info("Snapshotting to binary proto file %s", model)
+            log.info("Snapshotting solver state to binary proto file %s", path)
         self.last_snapshot = path
         self._unconfirmed = (self.iter, path)
         return path
@@ -636,7 +660,7 @@ class Solver:
         from minicaffe.solver import state
 
         log.info("Restoring previous solver status from %s", state_file)
-        state.load_state(self, state_file)
+        self.replicas.restore(self, lambda: state.load_state(self, state_file))
         self.runlog.resumed_from = os.fspath(state_file)
         for tn in self.test_nets:
             tn.share_with(self.net)
