@@ -3,6 +3,7 @@
     python -m minicaffe.train --solver S [--weights W[,W2] | --snapshot STATE] [--gpu N]
         [--sigint_effect stop|snapshot|none] [--sighup_effect ...] [--sigterm_effect ...]
         [--flops-target F [--flops-scope CONV|ALL] | --latency-target MS]
+    mpirun -n P python -m minicaffe.train --solver S [...]     # P data-parallel replicas
 
 --flops-target / --latency-target ask for a budget instead of lambdas (the solver fields
 flops_target / flops_target_scope / latency_target, which they override; docs/SSL.md, "Budget-
@@ -15,6 +16,12 @@ appends a marked section) and, when it ends, `<snapshot_prefix>_summary.json`. S
 Caffe's `-sigint_effect` / `-sighup_effect`: by default SIGINT and SIGTERM snapshot and stop,
 SIGHUP snapshots and continues. Exit status: 0 done (or stopped), 1 error, divergence or a
 snapshot that could not be written (docs/RELIABILITY.md).
+
+Started by an MPI launcher with P > 1 processes, the run is data parallel (minicaffe.parallel,
+docs/SCALING.md): each process is a replica with the solver's batch, reading its slice of every
+global batch of P times that; the result is the single process's with the P-times batch. Only
+rank 0 logs, tests and writes snapshots; a rank that fails ends the whole job (MPI_Abort) with
+`rank r of P failed: <error>`.
 """
 import argparse
 import logging
@@ -101,6 +108,27 @@ def _parser():
                         help="budget: ms per batch of the deploy net, from costs measured here")
     ap.add_argument("--flops-scope", choices=("CONV", "ALL"),
                     help="what --flops-target counts: the Convolutions (default) or all layers")
+    mpi = ap.add_argument_group("data parallel (under mpirun; docs/SCALING.md)")
+    mpi.add_argument("--mpi", choices=("auto", "on", "off"), default="auto",
+                     help="auto (default): data parallel when an MPI launcher started more than "
+                          "one process; on: always through MPI; off: never")
+    mpi.add_argument("--batch-norm", choices=("sync", "local"), default="sync",
+                     help="BatchNorm at TRAIN normalises with the global batch's statistics "
+                          "(sync, default: the single-process result) or each replica's own "
+                          "(local, Caffe's multi-GPU way; running statistics averaged)")
+    mpi.add_argument("--bucket-mb", type=float, default=4.0,
+                     help="gradient bucket size in MB (default 4)")
+    mpi.add_argument("--no-overlap", action="store_true",
+                     help="allreduce the gradients after backward instead of during it")
+    mpi.add_argument("--mpi-check", action="store_true",
+                     help="debug: after every update compare a CRC of every weight and history "
+                          "blob across the replicas; stop at the first that differs")
+    mpi.add_argument("--mpi-timeout", type=float, default=None,
+                     help="seconds a replica waits for the others before ending the job "
+                          "(default MINICAFFE_MPI_TIMEOUT or 600; 0: never)")
+    mpi.add_argument("--threads", type=int, default=None,
+                     help="compute threads per process (default: OMP_NUM_THREADS, else the "
+                          "cores divided by the processes on the node)")
     return ap
 
 
@@ -189,9 +217,23 @@ def _progress_bar(solver):
     return bar
 
 
+def _data_parallel(args):
+    """Whether this run is one replica of an MPI job (--mpi, and the launcher's environment)."""
+    if args.mpi == "off":
+        return False
+    if args.mpi == "on":
+        return True
+    from minicaffe.parallel import launch_size
+
+    launched = launch_size()
+    return launched is not None and launched[0] > 1
+
+
 def main(argv=None):
     args = _parser().parse_args(argv)
     setup_logging()
+    if _data_parallel(args):
+        return _main_parallel(args)
     from minicaffe.errors import DivergenceError, MinicaffeError
     from minicaffe.prototxt import read_solver
     from minicaffe.solver import get_solver
@@ -231,6 +273,55 @@ def main(argv=None):
     finally:
         if bar is not None:
             bar.close()
+    return 0
+
+
+
+def _main_parallel(args):
+    """main() for one replica of an MPI job: the same steps, with failures ending every rank."""
+    from minicaffe.errors import DivergenceError, MinicaffeError, ParallelError
+    from minicaffe import parallel
+
+    if args.gpu is not None:
+        log.error("--gpu with data parallelism: the replicas run on the CPU (one process per "
+                  "core or socket; docs/SCALING.md)")
+        return 1
+    try:
+        timeout = "default" if args.mpi_timeout is None else \
+            (args.mpi_timeout if args.mpi_timeout > 0 else None)
+        session = parallel.session(timeout=timeout, threads=args.threads)
+    except ParallelError as exc:
+        log.error("%s", exc)
+        return 1
+    bar = None
+    try:
+        log.info("Initializing solver from parameters: %s", args.solver)
+        log.info("Use CPU.")
+        solver = session.solver(args.solver, weights=args.weights.split(",") if args.weights else None,
+                                sync_batch_norm=args.batch_norm == "sync",
+                                bucket_bytes=int(args.bucket_mb * (1 << 20)),
+                                overlap=not args.no_overlap, check=args.mpi_check)
+        _install_signals(solver, args.sigint_effect, args.sighup_effect, args.sigterm_effect)
+        if session.is_root and not args.no_progress:
+            bar = _progress_bar(solver)
+        solver.solve(args.snapshot)
+    except (DivergenceError, MinicaffeError) as exc:
+        # Raised on every rank alike (a decision on averaged values, or agreed by all): each
+        # rank stops by itself; rank 0 says why.
+        if not (isinstance(exc, DivergenceError) or getattr(exc, "collective", False)):
+            session.fail(exc)
+        if session.is_root:
+            log.error("%s", exc)
+        return 1
+    except KeyboardInterrupt:
+        session.comm.abort(f"rank {session.rank} of {session.size}: interrupted twice: stopped "
+                           "without a snapshot", 130)
+    except BaseException as exc:         # noqa: BLE001  (any failure must end every rank)
+        session.fail(exc)
+    finally:
+        if bar is not None:
+            bar.close()
+        session.close()
     return 0
 
 
