@@ -3,6 +3,7 @@ error-vs-FLOPs table.
 
     python -m minicaffe.sweep --solver S --set breadth_decay=0.001,0.003,0.01 [--set K=V1,V2 ...]
         [--zip] [--weights W] [--finetune FS] [--jobs N] [--threads T] [--out DIR]
+    mpirun -n P python -m minicaffe.sweep --solver S --set ... [--ranks-per-run G]
 
 Each point of the grid (every combination of the `--set` values; with `--zip` the i-th values
 go together) is one run, in its own folder `DIR/<k>_<field>=<value>...`:
@@ -17,7 +18,15 @@ table (`DIR/sweep.md`, `DIR/sweep.json`) has one row per point: the overrides, t
 after SSL and after fine-tuning, conv and whole-net FLOPs left, filters / channels per layer;
 `DIR/tradeoff.png` plots error vs conv FLOPs with the starting weights' own error marked.
 A point whose folder already holds the `point.json` of the same run is reused, so a stopped
-sweep resumes where it left off. Any SolverParameter field can be swept (a solver that steers its lambdas to a `flops_target`
+sweep resumes where it left off.
+
+Under mpirun (P > 1 processes) the runs go to rank groups instead of local processes: the P
+ranks split into P/G groups of G consecutive ranks (`--ranks-per-run G`, default 1); group g
+takes points g, g + P/G, ... and trains each data parallel over its G ranks (as `mpirun -n G
+python -m minicaffe.train` would: the solver's batch per rank, a global batch G times that;
+docs/SCALING.md), its rank 0 compacting and testing; world rank 0 collects the rows and writes
+the table. `--jobs` is then not used; `--threads` is per rank.
+Any SolverParameter field can be swept (a solver that steers its lambdas to a `flops_target`
 is swept the same way). Exit status 0 when every run finished, 1 otherwise.
 """
 import argparse
@@ -171,11 +180,13 @@ def draw_tradeoff(result, path):
 
 
 def run_sweep(solver, sets, out, weights=None, finetune=None, zipped=False, jobs_n=1,
-              threads=1, executor=None, log=print, dataset=None, every=60.0):
+              threads=1, executor=None, log=print, dataset=None, every=60.0, groups=None):
     """Run every point; returns the result dict (also written as sweep.json / sweep.md).
 
     `dataset` (experiments.datasets.Dataset) retargets the nets' Data layers; `executor` (a
-    concurrent.futures Executor) replaces the local process pool."""
+    concurrent.futures Executor) replaces the local process pool; `groups` (a
+    parallel.RankGroups) runs the points on MPI rank groups instead, and returns the result on
+    world rank 0 only (None on the other ranks)."""
     points = grid(sets, zipped)
     for overrides in points:     # fail before training on a misspelled field or bad value
         pipeline.solver_param(solver, overrides, dataset=dataset)
@@ -200,8 +211,13 @@ def run_sweep(solver, sets, out, weights=None, finetune=None, zipped=False, jobs
             f"{common.fmt_duration(eta)})", file=sys.stderr)
 
     finished = []
-    rows = jobs.run_jobs(run_point, specs, jobs=jobs_n, threads=threads, executor=executor,
-                         name=lambda s, i: s["name"], on_done=done)
+    if groups is not None:
+        rows = _run_on_groups(groups, specs, done)
+        if rows is None:
+            return None
+    else:
+        rows = jobs.run_jobs(run_point, specs, jobs=jobs_n, threads=threads, executor=executor,
+                             name=lambda s, i: s["name"], on_done=done)
     result = {"solver": solver, "weights": weights, "finetune": finetune, "sets": sets,
               "dataset": None if dataset is None else dataset.__dict__,
               "zip": zipped, "machine": common.machine(), "points": rows,
@@ -218,6 +234,37 @@ def run_sweep(solver, sets, out, weights=None, finetune=None, zipped=False, jobs
     return result
 
 
+def _run_on_groups(groups, specs, done):
+    """The points on MPI rank groups (module doc): each group root runs its share, training
+    with the whole group; world rank 0 gets [row per point] (None on the other ranks).
+    Raises jobs.JobError (on world rank 0) naming the first point that failed."""
+    mine = []
+    if groups.is_group_root:
+        for i in groups.runs(len(specs)):
+            try:
+                row = run_point(dict(specs[i], make_solver=groups.make_solver))
+            except Exception as exc:  # noqa: BLE001  (divergence, a bad net: the next point)
+                mine.append((i, None, f"{type(exc).__name__}: {exc}"))
+                continue
+            mine.append((i, row, None))
+            done(i, row)
+        groups.release()
+    else:
+        groups.serve()
+    every = groups.gather(mine)
+    if every is None:
+        return None
+    rows, errors = [None] * len(specs), []
+    for i, row, error in (item for part in every for item in part):
+        rows[i] = row
+        if error is not None:
+            errors.append((i, error))
+    if errors:
+        i, error = min(errors)
+        raise jobs.JobError(f"{specs[i]['name']} failed: {error}")
+    return rows
+
+
 def _parser():
     ap = argparse.ArgumentParser(prog="python -m minicaffe.sweep",
                                  description=__doc__.split("\n")[0])
@@ -231,7 +278,17 @@ def _parser():
     ap.add_argument("--jobs", type=int, default=1, help="runs at a time (local processes)")
     ap.add_argument("--threads", type=int, default=1, help="compute threads per run")
     ap.add_argument("--out", default="runs/sweep", help="output folder (default runs/sweep)")
+    ap.add_argument("--ranks-per-run", type=int, default=1, metavar="G",
+                    help="under mpirun: MPI ranks training each run together (data parallel; "
+                         "must divide the number of ranks; default 1)")
     return ap
+
+
+def _launched_ranks():
+    from minicaffe.parallel import launch_size  # noqa: PLC0415
+
+    launched = launch_size()
+    return launched[0] if launched else 1
 
 
 def main(argv=None):
@@ -239,6 +296,8 @@ def main(argv=None):
     if args.jobs < 1 or args.threads < 1:
         print("python -m minicaffe.sweep: --jobs and --threads must be >= 1", file=sys.stderr)
         return 1
+    if _launched_ranks() > 1:
+        return _main_mpi(args)
     try:
         sets = [parse_set(s) for s in args.set]
         result = run_sweep(args.solver, sets, args.out, args.weights, args.finetune, args.zip,
@@ -247,6 +306,38 @@ def main(argv=None):
         print(f"python -m minicaffe.sweep: {exc}", file=sys.stderr)
         return 1
     print(format_markdown(result))
+    return 0
+
+
+def _main_mpi(args):
+    """main() on one rank of an MPI job: the runs on rank groups (module doc). Every rank
+    checks the arguments alike, so a bad one ends every rank with the same message (printed
+    once, by rank 0)."""
+    from minicaffe import parallel  # noqa: PLC0415
+
+    if args.jobs != 1:
+        print("python -m minicaffe.sweep: --jobs is for local processes; under mpirun the "
+              "ranks run the points (--ranks-per-run G ranks each)", file=sys.stderr)
+        return 1
+    try:
+        groups = parallel.RankGroups(args.ranks_per_run, threads=args.threads)
+    except MinicaffeError as exc:
+        print(f"python -m minicaffe.sweep: {exc}", file=sys.stderr)
+        return 1
+    rank0 = groups.world_rank == 0
+    quiet = (lambda *a, **k: None) if not rank0 else print
+    try:
+        sets = [parse_set(s) for s in args.set]
+        result = run_sweep(args.solver, sets, args.out, args.weights, args.finetune, args.zip,
+                           threads=args.threads, groups=groups, log=quiet)
+    except (MinicaffeError, OSError, jobs.JobError) as exc:
+        if rank0:
+            print(f"python -m minicaffe.sweep: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        groups.close()
+    if result is not None:
+        print(format_markdown(result))
     return 0
 
 

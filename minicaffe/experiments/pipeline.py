@@ -153,11 +153,13 @@ class StageResult:
                 "seconds": round(self.seconds, 2), "log": self.log, "summary": self.summary}
 
 
-def train_stage(name, param, out_dir, weights=None, progress=None, what=""):
+def train_stage(name, param, out_dir, weights=None, progress=None, what="", make_solver=None):
     """Train `param` (a SolverParameter with its net embedded) from `weights` (a path, or None
     for the fillers) for its `max_iter`, snapshots and logs under `out_dir/<name>`.
 
     `progress`: a common.Progress (one status line with ETA every few seconds) or None.
+    `make_solver(param)`: builds the solver (default get_solver; the sweep's MPI rank groups
+    pass one that trains data parallel over the group, minicaffe/parallel/groups.py).
     Returns a StageResult; the last test pass runs at max_iter even when test_interval does not
     divide it."""
     param = param.copy()
@@ -165,7 +167,7 @@ def train_stage(name, param, out_dir, weights=None, progress=None, what=""):
     param.snapshot_prefix = prefix
     param.snapshot = 0
     param.snapshot_after_train = True
-    solver = get_solver(param)
+    solver = (make_solver or get_solver)(param)
     if weights:
         solver.net.copy_from(weights)
         for tn in solver.test_nets:
@@ -436,7 +438,8 @@ def ssl_chain(spec):
     spec keys: "name", "solver" (path), "overrides" (dict), "weights" (start), "out" (folder),
     optional "net" (a NetParameter replacing the solver's), "dataset" (datasets.Dataset),
     "finetune" (solver path) with "ft_overrides", "budget" (budget_param's keyword arguments:
-    the SSL stage steers to that budget instead of using the file's lambdas),
+    the SSL stage steers to that budget instead of using the file's lambdas), "make_solver" (see
+    train_stage),
     "every" (seconds between progress lines), "label" (for the progress lines).
     Returns a dict: stages, ssl_error, error (after fine-tuning when there is one), weights,
     ssl_weights, compact_weights, report (compaction's, as a dict), conv_flops and flops
@@ -463,8 +466,9 @@ def ssl_chain(spec):
             plan.append((f"finetune-{name}", ft.max_iter * spec.get("ft_cost", 0.6)))
         progress = common.Progress(plan, every=spec.get("every", 30.0))
         label = spec.get("label", name)
+        make = spec.get("make_solver")
         ssl = train_stage(f"ssl-{name}", param, out, spec.get("weights"), progress,
-                          what=f"SSL {label}, {param.max_iter} iterations")
+                          what=f"SSL {label}, {param.max_iter} iterations", make_solver=make)
         small = compact_stage(ssl, out, name=f"compact-{name}")
         d, k = small.conv_flops
         fd, fk = small.flops
@@ -486,7 +490,8 @@ def ssl_chain(spec):
                               f"({small.why_full_size})")
             fts = train_stage(f"finetune-{name}", finetune_param(ft, small), out,
                               small.finetune_weights, progress,
-                              what=f"fine-tune the compacted {label}, {ft.max_iter} iterations")
+                              what=f"fine-tune the compacted {label}, {ft.max_iter} iterations",
+                              make_solver=make)
             result["stages"].append(fts.to_dict())
             result.update(error=fts.error, weights=fts.weights, train_param=fts.net_param)
         result["seconds"] = round(time.perf_counter() - t0, 1)

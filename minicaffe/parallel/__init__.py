@@ -18,8 +18,11 @@ details, the cost model and the cluster set-up.
 - `get_solver(path, **options)`: a data-parallel solver in this job.
 - `MPIReplicas` (parallel/replicas.py), `GradientReducer` (parallel/reducer.py),
   `Comm` and `launch_size()` (parallel/comm.py), `Watchdog` (parallel/watchdog.py).
+- `RankGroups` (parallel/groups.py): the job split into groups of G ranks, each training one
+  run at a time data parallel (the MPI mode of `python -m minicaffe.sweep`).
 """
 from minicaffe.parallel.comm import Comm, launch_size
+from minicaffe.parallel.groups import RankGroups
 from minicaffe.parallel.reducer import DEFAULT_BUCKET_BYTES, GradientReducer
 from minicaffe.parallel.replicas import MPIReplicas
 from minicaffe.parallel.session import DEFAULT_TIMEOUT, Session, session
@@ -36,4 +39,4 @@ def get_solver(path, weights=None, sync_batch_norm=True, bucket_bytes=DEFAULT_BU
 
 
 __all__ = ["Comm", "DEFAULT_BUCKET_BYTES", "DEFAULT_TIMEOUT", "GradientReducer", "MPIReplicas",
-           "Session", "Watchdog", "get_solver", "launch_size", "session"]
+           "RankGroups", "Session", "Watchdog", "get_solver", "launch_size", "session"]

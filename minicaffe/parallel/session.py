@@ -59,12 +59,14 @@ class Session:
     """MPI, the world communicator and the failure handling of this process (module doc).
 
     rank, size, local_size (ranks on this node), threads, comm (parallel.comm.Comm).
+    `comm`: the mpi4py communicator of the replicas (default MPI.COMM_WORLD; the sweep's rank
+    groups pass theirs, parallel/groups.py).
     Raises ParallelError when mpi4py or its MPI library is missing.
     """
 
-    def __init__(self, timeout="default", threads=None):
+    def __init__(self, timeout="default", threads=None, comm=None):
         mpi = import_mpi()
-        world = mpi.COMM_WORLD
+        world = mpi.COMM_WORLD if comm is None else comm
         self.rank, self.size = world.Get_rank(), world.Get_size()
         self.replicas = None
         timeout = default_timeout() if timeout == "default" else timeout
@@ -144,15 +146,15 @@ class Session:
 
     def solver(self, path, weights=None, sync_batch_norm=True, bucket_bytes=DEFAULT_BUCKET_BYTES,
                overlap=True, check=False):
-        """A solver from the file `path` on every rank, data parallel over this job; rank 0
+        """A solver from `path` (a solver file or a SolverParameter) on every rank, data
+        parallel over this job; rank 0
         loads `weights` (comma-separated .caffemodel files) and the others receive them when
         training starts. Raises the same ParallelError on every rank when any cannot build."""
-        from minicaffe.prototxt import read_solver
-        from minicaffe.solver import get_solver
+        from minicaffe.solver import get_solver, read_param
 
         solver, error = None, None
         try:
-            self.agree_seed(read_solver(path))
+            self.agree_seed(read_param(path)[0])
             replicas = self.replicas = MPIReplicas(
                 self.comm, bucket_bytes=bucket_bytes, overlap=overlap, check=check,
                 sync_batch_norm=sync_batch_norm)
