@@ -10,12 +10,15 @@ Each round runs, one after the other (interleaved, so drifting machine load hits
         during backward (overlap)
   P/no  the same, allreduced after backward (--no-overlap), which exposes the whole
         allreduce time
+  ind   P one-process runs at once, no MPI, no communication: what this machine gives P
+        processes of one thread (shared caches, memory bandwidth, clock), the ceiling of P
 Every run trains `--warmup` iterations untimed, then `--iters` timed iterations. Reported:
 images per second (all ranks together), the weak-scaling ratio P-rank / one-process images/s
 (ideal P), and the communication share: seconds a rank spends in the gradient allreduce waits
 after its backward, over the iteration time (a median over the rounds). With overlap that is
 the exposed part of the allreduce plus any imbalance between ranks; without overlap the whole
-allreduce. bench/test_parallel_speed.py runs this under pytest-benchmark.
+allreduce. The allreduce alone (the gradients' size, after a barrier, median of 20) is reported
+as a share of the iteration too. bench/test_parallel_speed.py runs this under pytest-benchmark.
 
 Run by the launcher, this file is also the worker (`worker` subcommand).
 """
@@ -86,12 +89,15 @@ def worker(solver_path, warmup, iters, out, overlap):
     seconds = time.perf_counter() - t0
     wait = (stats["gradient_wait_s"] - wait0) if stats else 0.0
     waits = [wait]
+    allreduce_s = 0.0
     if replicas.size > 1:
         waits = replicas.comm.allgather_object(wait)
+        allreduce_s = _allreduce_seconds(replicas.comm, stats["bytes_per_iteration"])
     if replicas.is_root:
         result = {"ranks": replicas.size, "batch_per_rank": batch, "iterations": iters,
                   "seconds": seconds, "images_per_s": replicas.size * batch * iters / seconds,
                   "comm_share": statistics.mean(waits) / seconds,
+                  "allreduce_share": allreduce_s * iters / seconds,
                   "gradient_bytes": stats["bytes_per_iteration"] if stats else 0,
                   "buckets": len(stats["buckets"]) if stats else 0, "overlap": overlap,
                   "threads": ops.get_num_threads()}
@@ -99,6 +105,19 @@ def worker(solver_path, warmup, iters, out, overlap):
     for layer in solver.net.layers:
         if hasattr(layer, "close"):
             layer.close()
+
+
+def _allreduce_seconds(comm, nbytes, repeats=20):
+    """Median seconds of one allreduce of the gradients' size, the ranks lined up by a barrier
+    first: the communication alone, without the waiting for a slower rank."""
+    buffer = np.ones(max(nbytes // 4, 1), dtype=np.float32)
+    times = []
+    for _ in range(repeats):
+        comm.barrier()
+        t0 = time.perf_counter()
+        comm.allreduce_inplace(buffer)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
 
 
 def run(ranks, solver, warmup, iters, folder, overlap=True, timeout=600):
@@ -119,6 +138,28 @@ def run(ranks, solver, warmup, iters, folder, overlap=True, timeout=600):
     return json.loads(out.read_text())
 
 
+def run_independent(ranks, solver, warmup, iters, folder, timeout=600):
+    """`ranks` one-process runs at once, no MPI: what the machine itself gives P processes of
+    one thread (shared caches, memory bandwidth, clock), the ceiling of a P-rank run here.
+    Returns {"images_per_s": the sum, "seconds": the longest}."""
+    import subprocess
+
+    from minicaffe.testing import mpi
+
+    env = mpi.environment(ROOT, threads=1)
+    outs = [Path(folder, f"independent_{k}.json") for k in range(ranks)]
+    procs = [subprocess.Popen([sys.executable, __file__, "worker", solver, str(warmup), str(iters),
+                               str(out)], env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True) for out in outs]
+    for proc in procs:
+        _, err = proc.communicate(timeout=timeout)
+        if proc.returncode != 0:
+            raise RuntimeError(f"independent run: exit {proc.returncode}\n{err[-3000:]}")
+    results = [json.loads(out.read_text()) for out in outs]
+    return {"images_per_s": sum(r["images_per_s"] for r in results),
+            "seconds": max(r["seconds"] for r in results)}
+
+
 def measure(ranks=2, batch=100, iters=20, warmup=3, rounds=3, log=None):
     """Interleaved rounds of one / P (overlap) / P (no overlap); returns the summary dict:
     images/s medians, `scaling` (P-rank / one-process images/s, each round's ratio's median),
@@ -126,9 +167,10 @@ def measure(ranks=2, batch=100, iters=20, warmup=3, rounds=3, log=None):
     with tempfile.TemporaryDirectory() as folder:
         data = write_data(folder, max(ranks * batch * (warmup + iters), 1000))
         solver = write_solver(folder, batch, data)
-        runs = {"one": [], "p": [], "p_no_overlap": []}
+        runs = {"one": [], "p": [], "p_no_overlap": [], "independent": []}
         for r in range(rounds):
             runs["one"].append(run(1, solver, warmup, iters, folder))
+            runs["independent"].append(run_independent(ranks, solver, warmup, iters, folder))
             runs["p"].append(run(ranks, solver, warmup, iters, folder))
             runs["p_no_overlap"].append(run(ranks, solver, warmup, iters, folder, overlap=False))
             if log:
@@ -138,13 +180,17 @@ def measure(ranks=2, batch=100, iters=20, warmup=3, rounds=3, log=None):
     ratios = [p["images_per_s"] / o["images_per_s"] for p, o in zip(runs["p"], runs["one"])]
     ratios_no = [p["images_per_s"] / o["images_per_s"]
                  for p, o in zip(runs["p_no_overlap"], runs["one"])]
+    ceiling = [p["images_per_s"] / o["images_per_s"]
+               for p, o in zip(runs["independent"], runs["one"])]
     return {"ranks": ranks, "batch_per_rank": batch, "iterations": iters, "rounds": rounds,
             "threads_per_rank": 1, "images_per_s": med,
             "scaling": statistics.median(ratios), "scaling_rounds": ratios,
             "scaling_no_overlap": statistics.median(ratios_no),
+            "scaling_independent": statistics.median(ceiling),
             "comm_share": statistics.median(x["comm_share"] for x in runs["p"]),
             "comm_share_no_overlap": statistics.median(x["comm_share"]
                                                        for x in runs["p_no_overlap"]),
+            "allreduce_share": statistics.median(x["allreduce_share"] for x in runs["p"]),
             "gradient_bytes": runs["p"][0]["gradient_bytes"],
             "buckets": runs["p"][0]["buckets"], "runs": runs}
 
@@ -156,11 +202,15 @@ def table(s):
             (f"{p} ranks x 1 thread, overlap", s["images_per_s"]["p"], s["scaling"],
              f"{100 * s['comm_share']:.1f}%"),
             (f"{p} ranks x 1 thread, no overlap", s["images_per_s"]["p_no_overlap"],
-             s["scaling_no_overlap"], f"{100 * s['comm_share_no_overlap']:.1f}%")]
+             s["scaling_no_overlap"], f"{100 * s['comm_share_no_overlap']:.1f}%"),
+            (f"{p} independent processes x 1 thread (no MPI: this machine's ceiling)",
+             s["images_per_s"]["independent"], s["scaling_independent"], "-")]
     lines = [f"CIFAR-10 quick, batch {s['batch_per_rank']} per rank (generated data), "
              f"{s['iterations']} iterations, median of {s['rounds']} interleaved rounds; "
              f"{s['gradient_bytes'] / 1e6:.3f} MB of gradients per iteration in "
-             f"{s['buckets']} bucket(s)", "",
+             f"{s['buckets']} bucket(s); the allreduce alone (ranks lined up by a barrier) "
+             f"takes {100 * s['allreduce_share']:.2f}% of an iteration, the rest of the wait "
+             "is one rank waiting for the other", "",
              "| run | images/s | vs 1 process | allreduce wait / iteration |",
              "|---|---:|---:|---:|"]
     lines += [f"| {a} | {b:.1f} | {c:.2f}x | {d} |" for a, b, c, d in rows]

