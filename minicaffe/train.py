@@ -277,11 +277,34 @@ def main(argv=None):
 
 
 
+def _budget_under_mpi(args):
+    """What asks for a budget in this run (a flag or a solver field), or '' when nothing does."""
+    asked = [flag for flag, value in (("--flops-target", args.flops_target),
+                                      ("--latency-target", args.latency_target),
+                                      ("--flops-scope", args.flops_scope)) if value]
+    if not asked:
+        from minicaffe.errors import MinicaffeError
+        from minicaffe.prototxt import read_solver
+        try:
+            param = read_solver(args.solver)
+        except (MinicaffeError, OSError):
+            return ""                    # reported by the replicas, once, as any bad solver file
+        asked = [f"{args.solver}: {field}" for field in ("flops_target", "latency_target")
+                 if getattr(param, field)]
+    return ", ".join(asked)
+
+
 def _main_parallel(args):
     """main() for one replica of an MPI job: the same steps, with failures ending every rank."""
     from minicaffe.errors import DivergenceError, MinicaffeError, ParallelError
     from minicaffe import parallel
 
+    budget = _budget_under_mpi(args)
+    if budget:
+        log.error("%s with data parallelism: the budget controller steers one process's solver "
+                  "and is not run across replicas yet; train with it in one process (without "
+                  "mpirun, or --mpi off), then resume or fine-tune under mpirun", budget)
+        return 1
     if args.gpu is not None:
         log.error("--gpu with data parallelism: the replicas run on the CPU (one process per "
                   "core or socket; docs/SCALING.md)")

@@ -368,3 +368,24 @@ def test_without_mpi_the_launch_is_refused_clearly(tmp_path, monkeypatch):
     assert proc.returncode == 1
     assert "needs mpi4py (this process is rank 0 of 2)" in proc.stderr
     assert 'pip install "minicaffe[mpi]"' in proc.stderr
+
+
+@pytest.mark.parametrize("flags, extra, named", [
+    (["--flops-target", "0.25"], "", "--flops-target"),
+    (["--latency-target", "5"], "", "--latency-target"),
+    ([], "flops_target: 0.25", "solver.prototxt: flops_target"),
+])
+def test_a_budget_is_refused_under_data_parallelism(tmp_path, flags, extra, named):
+    """The budget controller steers one process's solver: asked for under mpirun (a flag or the
+    solver's field) the run stops at once with a message naming what asked, instead of every
+    replica training with the budget silently dropped."""
+    import subprocess
+
+    solver = write(tmp_path, "solver.prototxt", solver_text("net.prototxt", "s", 1, extra))
+    proc = subprocess.run([sys.executable, "-m", "minicaffe.train", "--solver", solver,
+                           "--mpi", "on", *flags], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=60, env={**__import__("os").environ,
+                                                      "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 1, proc.stderr
+    assert f"{named} with data parallelism" in proc.stderr, proc.stderr
+    assert not (tmp_path / "s_iter_1.caffemodel").exists()
