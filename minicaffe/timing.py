@@ -10,6 +10,7 @@ FLOPs follow the sparsity report: 2 x multiply-adds per image, a convolution gro
 its lowered GEMM (rows x columns x output positions): all of them for dense weights, the kept
 rows x kept columns for LOWERED_CCNMM, the non-zeros for LOWERED_CSRMM.
 """
+import platform
 import statistics
 import time
 
@@ -22,6 +23,19 @@ from minicaffe.phase import phase_name
 CONV_MODES = {"dense": "LOWERED_GEMM", "ccnmm": "LOWERED_CCNMM", "csr": "LOWERED_CSRMM"}
 SHORT_NAMES = {v: k for k, v in CONV_MODES.items()}
 GEMM_TYPES = ("Convolution", "InnerProduct")
+
+
+def cpu_model():
+    """The CPU's model name (/proc/cpuinfo's "model name"; elsewhere what `platform` reports):
+    what every measured time depends on, for reports and for caches of measured costs."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def _now():

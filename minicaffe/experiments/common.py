@@ -14,6 +14,7 @@ import platform
 import sys
 import time
 
+from minicaffe import timing
 from minicaffe.ops import build_info, get_num_threads
 
 
@@ -47,17 +48,6 @@ def _jsonable(x):
     raise TypeError(f"not JSON serialisable: {type(x).__name__}")
 
 
-def _cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def load_average():
     """The 1-minute load average (None where the OS does not report it)."""
     try:
@@ -69,7 +59,7 @@ def load_average():
 def machine():
     """The machine and software an experiment ran on, as a dict for the JSON and the table."""
     info = build_info()
-    return {"cpu": _cpu_model(), "logical_cpus": os.cpu_count(),
+    return {"cpu": timing.cpu_model(), "logical_cpus": os.cpu_count(),
             "threads": get_num_threads(), "load_average_1min": load_average(),
             "blas": info.get("blas_version") or info.get("blas_vendor"), "isa": info.get("isa"),
             "python": platform.python_version(), "date": datetime.date.today().isoformat()}

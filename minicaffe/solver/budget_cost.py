@@ -40,17 +40,6 @@ def cache_path():
     return os.path.join(folder, "budget_costs.json")
 
 
-def _cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown cpu"
-
-
 def machine_key():
     """'cpu | arch | build | threads': what the measured costs depend on besides the layer."""
     from minicaffe.ops import native
@@ -61,7 +50,7 @@ def machine_key():
             else str(info)
     except Exception:  # noqa: BLE001  (NumPy-only install: no kernels to describe)
         build = "numpy"
-    return f"{_cpu_model()} | {platform.machine()} | {build} | threads {native.get_num_threads()}"
+    return f"{timing.cpu_model()} | {platform.machine()} | {build} | threads {native.get_num_threads()}"
 
 
 def _timed_net(solver):
