@@ -474,18 +474,20 @@ void check_mask(const char* op, const py::array& a, const std::vector<int64_t>& 
   if (!same) fail(op, "mask has shape ", shape_str(a), "; expected ", tuple_str(shape));
 }
 
+// mask None: the values only (an inference forward), no argmax written.
 template <typename T>
 Call max_pool_forward_t(const py::array& x, const mc::PoolGeom& g, py::array& y,
-                        py::array& mask) {
+                        const py::object& mask) {
   const T* px = cptr<T>(x);
   T* py_ = mptr<T>(y);
-  int32_t* pm = static_cast<int32_t*>(mask.mutable_data());
+  int32_t* pm = mask.is_none() ? nullptr
+                               : static_cast<int32_t*>(py::cast<py::array>(mask).mutable_data());
   const int64_t planes = x.shape(0) * x.shape(1);
   return [=] { kern<T>().max_pool_forward(px, planes, g, py_, pm); };
 }
 
 Call bind_max_pool_forward(const py::array& x, const std::vector<int64_t>& geom, py::array y,
-                           py::array mask) {
+                           py::object mask) {
   const char* op = "max_pool_forward";
   const mc::PoolGeom g = pool_geom_of(op, geom);
   const int sz = float_size(op, "x", x);
@@ -493,13 +495,17 @@ Call bind_max_pool_forward(const py::array& x, const std::vector<int64_t>& geom,
   const int64_t N = x.shape(0), C = x.shape(1);
   check_array(op, "x", x, sz, {N, C, g.H, g.W});
   check_array(op, "out", y, sz, {N, C, g.oh, g.ow}, true);
-  check_mask(op, mask, {N, C, g.oh, g.ow}, true);
+  if (!mask.is_none()) {
+    if (!py::isinstance<py::array>(mask))
+      throw py::type_error(std::string(op) + ": mask must be a numpy.ndarray or None");
+    check_mask(op, py::cast<py::array>(mask), {N, C, g.oh, g.ow}, true);
+  }
   if (sz == 4) return max_pool_forward_t<float>(x, g, y, mask);
   return max_pool_forward_t<double>(x, g, y, mask);
 }
 
 void max_pool_forward(const py::array& x, const std::vector<int64_t>& geom, py::array y,
-                      py::array mask) {
+                      py::object mask) {
   run_released(bind_max_pool_forward(x, geom, y, mask));
 }
 
@@ -686,7 +692,7 @@ class BoundProgram {
                {x, w, bias, y, rows, cols});
   }
   int64_t max_pool_forward(const py::array& x, const std::vector<int64_t>& geom, py::array y,
-                           py::array mask) {
+                           py::object mask) {
     return add(bind_max_pool_forward(x, geom, y, mask), {x, y, mask});
   }
   int64_t ave_pool_forward(const py::array& x, const std::vector<int64_t>& geom, py::array y) {
@@ -847,8 +853,8 @@ PYBIND11_MODULE(_kernels, m) {
 #endif
   m.def("max_pool_forward", &max_pool_forward, py::arg("x"), py::arg("geom"), py::arg("out"),
         py::arg("mask"),
-        "x (N, C, H, W) -> out (N, C, oh, ow) and int32 mask (argmax h*W + w per window); "
-        "geom = (H, W, kh, kw, ph, pw, sh, sw, oh, ow).");
+        "x (N, C, H, W) -> out (N, C, oh, ow) and int32 mask (argmax h*W + w per window; "
+        "None: the values only); geom = (H, W, kh, kw, ph, pw, sh, sw, oh, ow).");
   m.def("max_pool_backward", &max_pool_backward, py::arg("dy"), py::arg("mask"), py::arg("geom"),
         py::arg("dx"), "dx (N, C, H, W) = 0, then dy (N, C, oh, ow) added at the mask's pixels.");
   m.def("ave_pool_forward", &ave_pool_forward, py::arg("x"), py::arg("geom"), py::arg("out"),

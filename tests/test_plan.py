@@ -311,6 +311,33 @@ def test_backward_after_planned_forward(rng):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
+def test_max_pooling_backward_after_a_plan_uses_the_planned_input(rng):
+    """A planned MAX pooling keeps no argmax; backward recomputes it. Here the last plain
+    forward saw other data (its mask is stale) and the planned one new data: the gradient must
+    be the one of the planned forward's input, as with the plain path throughout."""
+    body = BODY.replace('layer { name: "drop_copy"', 'layer { name: "mp" type: "Pooling" '
+                        'bottom: "r" top: "mp" pooling_param { pool: MAX kernel_size: 3 '
+                        'stride: 2 } }\nlayer { name: "drop_copy"')
+    net = small_net(rng, extra="force_backward: true\n", body=body)
+    first = rng.random(net.blobs["x"].shape)
+    second = rng.random(net.blobs["x"].shape)
+
+    def gradient(planned_second):
+        net.use_plan = False
+        net.forward(x=first)                 # plain: leaves the mask of `first`
+        net.use_plan = planned_second
+        net.forward(x=second)
+        for name in net.outputs:
+            net.blobs[name].diff[...] = 1.0
+        net.backward()
+        return np.array(net.blobs["x"].diff)
+
+    want = gradient(False)
+    got = gradient(True)
+    assert np.abs(want).sum() > 0
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
 def test_a_layer_that_moves_a_blob_falls_back(rng):
     net = small_net(rng)
     power = net.layer_dict["power"]

@@ -83,6 +83,7 @@ class Pooling(Layer):
         self.round_mode = getattr(p, "round_mode", "CEIL")
         self._key = None
         self._mask = None                            # int32 argmax of MAX, kept for backward
+        self._bound = False                          # forward bound into a plan (no argmax)
 
     # -- shapes and buffers ---------------------------------------------------------------------
     def reshape(self, bottom, top):
@@ -117,7 +118,9 @@ class Pooling(Layer):
             top[1].data[...] = self._mask
 
     def bind_forward(self, bottom, top, program):
-        """One bound pooling call; MAX keeps its argmax mask for backward, as `forward` does.
+        """One bound pooling call. MAX computes the values only (no argmax mask: an inference
+        forward does not need it, and writing it cost about a third of the kernel's time);
+        a backward after a planned forward recomputes the mask from the bottom (`backward`).
         With the mask as a second top, `forward` runs (it converts the mask to floats)."""
         if len(top) != 1:
             return False
@@ -126,9 +129,8 @@ class Pooling(Layer):
         if self.method == "AVE":
             program.ave_pool_forward(x, *geometry, out=top[0].data)
             return True
-        if self._mask is None or self._mask.shape != top[0].shape:
-            self._mask = np.empty(top[0].shape, dtype=np.int32)
-        program.max_pool_forward(x, *geometry, out=top[0].data, mask=self._mask)
+        program.max_pool_forward(x, *geometry, out=top[0].data, mask=None)
+        self._bound = True
         return True
 
     # -- backward ------------------------------------------------------------------------------
@@ -140,4 +142,12 @@ class Pooling(Layer):
         if self.method == "AVE":
             ops.ave_pool_backward(dy, *geometry, dx=dx)
         else:
+            if self._bound or self._mask is None or self._mask.shape != dy.shape:
+                # The last forward may have run in a plan, which keeps no mask: the argmax of
+                # the bottom, which still holds the forward's input (a later layer that changes
+                # it in place reads a Split's copy), so the mask a forward would have written.
+                self._mask = np.empty(dy.shape, dtype=np.int32)
+                ops.max_pool_forward(bottom[0].data, (self.kh, self.kw), (self.ph, self.pw),
+                                     (self.sh, self.sw), (self.oh, self.ow),
+                                     out=np.empty(dy.shape, dtype=dy.dtype), mask=self._mask)
             ops.max_pool_backward(dy, self._mask, *geometry, dx=dx)

@@ -278,31 +278,40 @@ def _mask_array(op, mask, shape, out):
     return mask
 
 
-def max_pool_forward(x, kernel, pad, stride, out_size, out=None, mask=None):
+def max_pool_forward(x, kernel, pad, stride, out_size, out=None, mask=None, argmax=True):
     """MAX pooling with the argmax: x (N, C, H, W) -> (out, mask), both (N, C, oh, ow).
 
     kernel, pad, stride, out_size are (h, w) pairs; out_size = (oh, ow) is the caller's
     (Caffe: Pooling layer's ceil rule). `mask` is int32, h*W + w of each window's first maximum.
+    argmax=False computes the values only (an inference forward; `mask` must be None) and
+    returns (out, None); the values are the same bit for bit.
     Raises TypeError for non-float x or a non-int32 mask, KernelError for bad geometry/shapes.
     """
-    x, g, out, mask = _max_pool_args(x, kernel, pad, stride, out_size, out, mask)
+    if not argmax and mask is not None:
+        raise _checks.KernelError("max_pool_forward: argmax=False writes no mask; pass mask=None")
+    x, g, out, mask = _max_pool_args(x, kernel, pad, stride, out_size, out, mask,
+                                     argmax=argmax)
     k = native.kernels()
     if k is not None:
         k.max_pool_forward(x, g[2:], out, mask)
         return out, mask
+    if mask is None:
+        _np_max_pool_forward(x, g, out, np.empty(out.shape, dtype=np.int32))
+        return out, None
     return _np_max_pool_forward(x, g, out, mask)
 
 
-def _max_pool_args(x, kernel, pad, stride, out_size, out, mask):
+def _max_pool_args(x, kernel, pad, stride, out_size, out, mask, argmax=True):
     """max_pool_forward's checked arguments (x, geometry tuple, out, mask), out and mask
-    allocated when None (an inference plan binds them once)."""
+    allocated when None (an inference plan binds them once); mask stays None without argmax."""
     op = "max_pool_forward"
     x = _checks.float_array(op, "x", x)
     _checks.check_ndim(op, "x", x, 4, "(N, C, H, W)")
     g = _geometry(op, x.shape, kernel, pad, stride, out_size)
     shape = x.shape[:2] + g[-2:]
     out = _checks.output(op, out, shape, x.dtype)
-    mask = _mask_array(op, mask, shape, out=True)
+    if argmax:
+        mask = _mask_array(op, mask, shape, out=True)
     return x, g, out, mask
 
 

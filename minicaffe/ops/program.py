@@ -63,8 +63,10 @@ class Program:
             *_forward_args(x, geom, w, group, bias, out, block_bytes)))
 
     def max_pool_forward(self, x, kernel, pad, stride, out_size, out, mask):
-        """ops.max_pool_forward with out and the int32 argmax mask given."""
-        x, g, out, mask = _max_pool_args(x, kernel, pad, stride, out_size, out, mask)
+        """ops.max_pool_forward with out and the int32 argmax mask given; mask None: the
+        values only (no argmax kept: an inference forward)."""
+        x, g, out, mask = _max_pool_args(x, kernel, pad, stride, out_size, out, mask,
+                                         argmax=mask is not None)
         return self._add_native(self._native.max_pool_forward(x, g[2:], out, mask))
 
     def ave_pool_forward(self, x, kernel, pad, stride, out_size, out):

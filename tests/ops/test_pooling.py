@@ -194,6 +194,64 @@ def test_kernel_matches_numpy_twin(monkeypatch, isa, shape, k, p, s, rng):
     np.testing.assert_allclose(dx, dx2, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("shape, k, p, s", CASES)
+@pytest.mark.parametrize("values", ["random", "ties", "neginf", "nan"])
+def test_values_only_equal_the_argmax_forward(engine, shape, k, p, s, dtype, values, rng):
+    """argmax=False (an inference plan's MAX pooling) gives the same values bit for bit."""
+    x = rng.standard_normal(shape).astype(dtype)
+    if values == "ties":
+        x = np.round(x).clip(-1, 1)
+    elif values == "neginf":
+        x[rng.random(shape) < 0.7] = -np.inf
+    elif values == "nan":
+        x[rng.random(shape) < 0.2] = np.nan
+        x[:, :, 0, 0] = np.nan                          # a NaN first pixel: NaN is the result
+    out_size = geometry(shape, k, p, s)
+    y, mask = ops.max_pool_forward(x, k, p, s, out_size)
+    values_only, none = ops.max_pool_forward(x, k, p, s, out_size, argmax=False)
+    assert none is None
+    np.testing.assert_array_equal(values_only, y)       # NaN positions included
+    assert np.signbit(values_only).tolist() == np.signbit(y).tolist()
+
+
+# Many small planes (blocks of planes side by side in the kernels, a partial last block) and
+# one large plane per block, at one and two threads.
+MANY_PLANES = [
+    ((5, 13, 8, 8), (3, 3), (0, 0), (2, 2)),             # CIFAR-10 quick pool3 shape
+    ((3, 7, 8, 8), (2, 2), (0, 0), (2, 2)),              # LeNet pool2
+    ((2, 11, 6, 7), (3, 2), (1, 1), (2, 3)),             # pad, ceil clipping, rectangular
+    ((3, 5, 7, 7), (1, 2), (0, 0), (3, 4)),              # stride > kernel: empty windows
+    ((2, 9, 33, 31), (3, 3), (1, 0), (2, 2)),            # large planes
+]
+
+
+@pytest.mark.native
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("shape, k, p, s", MANY_PLANES)
+def test_blocks_of_planes_match_the_references(isa, threads, shape, k, p, s, dtype, rng):
+    if not native.available():
+        pytest.skip(f"minicaffe._kernels not built: {native.unavailable_reason()}")
+    x = np.round(rng.standard_normal(shape) * 3).astype(dtype)   # ties across windows
+    out_size = geometry(shape, k, p, s)
+    y, mask = ops.max_pool_forward(x, k, p, s, out_size)
+    want_y, want_mask = reference(x, k, p, s, out_size)
+    np.testing.assert_array_equal(y, want_y)
+    np.testing.assert_array_equal(mask, want_mask)
+    np.testing.assert_array_equal(ops.max_pool_forward(x, k, p, s, out_size, argmax=False)[0],
+                                  want_y)
+    a = ops.ave_pool_forward(x, k, p, s, out_size)
+    rtol = 1e-5 if dtype == "float32" else 1e-12
+    np.testing.assert_allclose(a, ave_reference(x, k, p, s, out_size), rtol=rtol, atol=rtol)
+
+
+def test_values_only_takes_no_mask(engine, rng):
+    x = rng.standard_normal((1, 1, 4, 4)).astype(np.float32)
+    with pytest.raises(KernelError, match="argmax=False writes no mask"):
+        ops.max_pool_forward(x, (2, 2), (0, 0), (2, 2), (2, 2),
+                             mask=np.empty((1, 1, 2, 2), np.int32), argmax=False)
+
+
 def nan_reference(x, k, p, s, out_size):
     """The compiled kernel's rule spelled out: start from the first pixel of the clipped window,
     then a pixel replaces the running maximum only when strictly larger. A NaN first pixel is
