@@ -9,6 +9,8 @@
     resnet-depth   Fig. 6: error vs depth of ResNet-20 under depth regularisation
     alexnet-speed  Table 4, Fig. 7c: dense vs compacted vs CSR on AlexNet's layer shapes
     l1-vs-ssl      an L1-regularised net (CSR inference) vs an SSL net (compacted inference)
+    budget         budget-driven SSL (no lambda): the CIFAR-10 quick net and ResNet-20 at 50%
+                   of the conv FLOPs, three data orders each
 
 Each writes `results/<name>/<name>.md` (tables with the data, schedule and machine stated),
 `<name>.json` and PNG figures. `--quick` shortens every schedule for a smoke test.
@@ -21,4 +23,5 @@ EXPERIMENTS = {
     "resnet-depth": "minicaffe.experiments.resnet_depth",
     "alexnet-speed": "minicaffe.experiments.alexnet_speed",
     "l1-vs-ssl": "minicaffe.experiments.l1_vs_ssl",
+    "budget": "minicaffe.experiments.budget",
 }

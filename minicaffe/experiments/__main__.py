@@ -19,7 +19,7 @@ def _parser():
     ap.add_argument("--data", default="data", help="data root (default data/)")
     ap.add_argument("--dataset", default=None,
                     help="lenet, mlp, lenet-tradeoff, l1-vs-ssl: auto (MNIST when present, else "
-                         "Fashion-MNIST), mnist or fashion-mnist; convnet, resnet-depth: auto "
+                         "Fashion-MNIST), mnist or fashion-mnist; convnet, resnet-depth, budget: auto "
                          "(CIFAR-10 when present, else Fashion-MNIST padded to 32x32) or cifar10")
     ap.add_argument("--jobs", type=int, default=None,
                     help="training runs at a time (default: one per logical CPU)")
@@ -36,7 +36,7 @@ def _parser():
                     help="lenet-tradeoff: comma-separated factors on the SSL solver's "
                          "group-Lasso strengths (default 0.25,0.5,0.75,1,1.5,2.5)")
     ap.add_argument("--schedule", type=float, default=None,
-                    help="convnet, resnet-depth: a factor on every iteration count of the "
+                    help="convnet, resnet-depth, budget: a factor on every iteration count of the "
                          "(already reduced) schedule, e.g. 0.5; the table states what ran")
     ap.add_argument("--flops-target", type=float, default=None, metavar="F",
                     help="lenet: the SSL filters + channels chain asks for this share of the "
@@ -78,9 +78,9 @@ def main(argv=None):
                   "expected comma-separated numbers, e.g. 0.5,1,2", file=sys.stderr)
             return 2
     if args.schedule is not None:
-        if args.name not in ("convnet", "resnet-depth"):
+        if args.name not in ("convnet", "resnet-depth", "budget"):
             print(f"python -m minicaffe.experiments {args.name}: --schedule is an option of "
-                  "convnet and resnet-depth only", file=sys.stderr)
+                  "convnet, resnet-depth and budget only", file=sys.stderr)
             return 2
         if not 0 < args.schedule <= 10:
             print(f"python -m minicaffe.experiments {args.name}: --schedule {args.schedule:g}: "

@@ -278,3 +278,40 @@ def test_tradeoff_table_names_the_lenet_runs_own_points():
     md = lenet_tradeoff.format_markdown(res)
     assert "LeNet 2 (SSL filters + channels): 9.30% at 20.0% conv FLOPs, 23000 iterations" in md
     assert "- LeNet 1 (baseline): 10.27% at 100% FLOPs" in md
+
+
+def test_budget_quick_steers_both_nets_without_lambdas(tiny_data, tmp_path, monkeypatch):
+    from minicaffe.experiments import budget
+    monkeypatch.setattr(budget, "QUICK", {"baseline": 2, "ssl": 6, "finetune": 1,
+                                          "test_iter": 1, "batch": 2})
+    monkeypatch.setattr(budget, "SEEDS", (1, 2))
+    res = budget.run(out_dir=str(tmp_path / "b"), data_root=tiny_data, quick=True, jobs_n=1,
+                     log=lambda *a, **k: None)
+    assert res["dataset"]["name"] == "fashion-mnist-32"
+    assert [n["net"] for n in res["nets"]] == ["cifar10-quick", "resnet20"]
+    for n in res["nets"]:
+        assert [r["seed"] for r in n["runs"]] == [1, 2]
+        for r in n["runs"]:
+            b = r["budget"]
+            assert b is not None and b["target_share"] == 0.5 and b["kind"] == "flops"
+            # the controller never counts less than compaction leaves (docs/SSL.md, "What is
+            # counted"); compaction may remove a little more (constant outputs folded)
+            assert 100 * b["final_share"] >= r["conv_flops_pct"] - 1e-6
+            assert 100 * b["final_share"] - r["conv_flops_pct"] < 5
+            assert r["gap_pp"] == pytest.approx(r["conv_flops_pct"] - 50)
+        assert n["schedule"]["ssl"]["max_iter"] == 6
+    md = (tmp_path / "b" / "budget.md").read_text()
+    assert "| CIFAR-10 quick | seed 1 |" in md and "| ResNet-20 | seed 2 |" in md
+    assert "Runs within 2 points of the budget:" in md
+
+
+def test_budget_seeds_change_the_data_order(tiny_data):
+    from minicaffe.experiments import budget, datasets
+    ds = datasets.cifar_like(tiny_data)
+    nets = [budget.seeded_net("prototxt/cifar10/cifar10_quick_train_test.prototxt", ds, s, 16)
+            for s in (0, 1)]
+    train = [[lp for lp in n.layer if lp.type == "Data"
+              and {r.phase for r in lp.include} == {"TRAIN"}][0] for n in nets]
+    assert train[0].data_param.rand_skip == 0
+    assert train[1].data_param.rand_skip == budget.RAND_SKIP
+    assert train[1].data_param.batch_size == 16
