@@ -14,6 +14,7 @@ Folders are the data tool's (`python -m minicaffe.data get mnist|fashion-mnist|c
 import gzip
 import os
 import struct
+import tempfile
 from dataclasses import dataclass
 
 import numpy as np
@@ -112,9 +113,19 @@ def write_cifar_batch(path, images, labels):
         raise DataError(f"{path}: CIFAR-10 records hold 3x32x32 images, got {images.shape[1]} "
                         "values per image")
     records = np.concatenate([np.asarray(labels, np.uint8)[:, None], images], axis=1)
-    tmp = path + ".tmp"
-    records.tofile(tmp)
-    os.replace(tmp, path)
+    # A temporary file of this writer's own (experiments started side by side write the same
+    # stand-in at the same time: with one shared ".tmp" name one writer's rename took the file
+    # from under the other's), renamed into place whole.
+    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp",
+                               dir=os.path.dirname(path) or ".")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            records.tofile(f)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
 
 
 def _pad32(images):

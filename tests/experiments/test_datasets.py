@@ -1,4 +1,6 @@
 """experiments.datasets: finding MNIST-like and CIFAR-like data, the padded stand-in, retarget."""
+import os
+
 import numpy as np
 import pytest
 
@@ -57,3 +59,25 @@ def test_retarget_points_train_and_test_layers_at_the_dataset(tiny_data):
     sources = {tuple(r.phase for r in lp.include): lp.data_param.source
                for lp in net.layer if lp.type == "Data"}
     assert sources == {("TRAIN",): ds.train, ("TEST",): ds.test}
+
+
+def test_two_writers_of_the_same_batch_do_not_take_each_others_file(tmp_path, monkeypatch):
+    """Two experiments started side by side write the padded stand-in at the same time: one
+    writer finishing between the other's write and rename must not break the other (a shared
+    `.tmp` name did: FileNotFoundError in the second rename)."""
+    path = str(tmp_path / "data_batch_1.bin")
+    images = np.zeros((2, 3, 32, 32), np.uint8)
+    labels = np.array([1, 2], np.uint8)
+    real_replace = os.replace
+    calls = []
+
+    def replace_after_the_other_writer(src, dst):
+        if not calls:
+            calls.append(src)
+            datasets.write_cifar_batch(path, images, labels)      # the other writer, whole
+        real_replace(src, dst)
+
+    monkeypatch.setattr(datasets.os, "replace", replace_after_the_other_writer)
+    datasets.write_cifar_batch(path, images, labels)
+    assert os.path.getsize(path) == 2 * (1 + 3 * 32 * 32)
+    assert os.listdir(tmp_path) == ["data_batch_1.bin"]          # no temporary file left
