@@ -65,7 +65,7 @@ def seeded_net(net_path, dataset, seed, batch=None):
     return param
 
 
-def _budget_summary(ssl_stage_dir, name):
+def budget_summary(ssl_stage_dir, name):
     """The controller's entry of the SSL stage's `_summary.json` (None when absent)."""
     path = os.path.join(ssl_stage_dir, f"ssl-{name}_summary.json")
     if not os.path.exists(path):
@@ -117,7 +117,7 @@ def run(out_dir="results/budget", root=".", data_root="data", dataset="auto", qu
                          "layers": [{"layer": r["layer"], "filters": r["filters"],
                                      "channels": r["channels"]} for r in c["layers"]
                                     if r["type"] == "Convolution"],
-                         "budget": _budget_summary(sub.path("runs"), c["name"])})
+                         "budget": budget_summary(sub.path("runs"), c["name"])})
         result["nets"].append({"net": key, "label": spec["label"],
                                "baseline": base.to_dict(), "runs": runs,
                                "schedule": {k: v for k, v in stages.items()},

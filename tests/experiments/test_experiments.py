@@ -190,13 +190,36 @@ def test_convnet_quick_on_the_padded_stand_in(tiny_data, tmp_path, monkeypatch):
                                            "test_iter": 2})
     monkeypatch.setattr(convnet, "STRENGTHS", {"ConvNet 2": (2.0, 2.0), "ConvNet 3": (0.5, 0.5)})
     res = convnet.run(out_dir=str(tmp_path / "c"), data_root=tiny_data, quick=True, jobs_n=1,
-                      batches=(1,), log=lambda *a, **k: None)
+                      batches=(1,), log=lambda *a, **k: None, steer="lambda")
     assert res["dataset"]["name"] == "fashion-mnist-32"
     assert [r["net"] for r in res["rows"]] == ["ConvNet 1 (baseline)", "ConvNet 2", "ConvNet 3"]
     assert all(0 <= s <= 1 for r in res["rows"] for s in r["row_sparsity"] + r["column_sparsity"])
     md = (tmp_path / "c" / "convnet.md").read_text()
     assert "stand-in for CIFAR-10" in md and "17.9%" in md
     assert is_png(tmp_path / "c" / "convnet_speedups.png")
+
+
+def test_convnet_quick_steers_to_the_papers_flops(tiny_data, tmp_path, monkeypatch):
+    """The default run asks the budget controller for the conv FLOPs the paper's ConvNet 2
+    and 3 keep (no lambda): each compacted net lands near its budget."""
+    from minicaffe.experiments import convnet
+    monkeypatch.setattr(convnet, "QUICK", {"baseline": 2, "ssl": 8, "finetune": 1,
+                                           "test_iter": 1})
+    res = convnet.run(out_dir=str(tmp_path / "c"), data_root=tiny_data, quick=True, jobs_n=1,
+                      batches=(1,), rounds=1, log=lambda *a, **k: None)
+    assert res["steer"] == "budget"
+    assert [r["net"] for r in res["rows"]] == ["ConvNet 1 (baseline)",
+                                               "ConvNet 2 (budget 42.6%)",
+                                               "ConvNet 3 (budget 67.9%)"]
+    for r, target in zip(res["rows"][1:], (42.6, 67.9)):
+        assert r["flops_target"] == pytest.approx(target / 100)
+        # the controller's count lands on the budget; compaction never keeps more (with 8
+        # iterations it may fold far more: a conv1 emptied at the freeze makes the rest constant)
+        assert abs(100 * r["budget"]["final_share"] - target) < 5
+        assert r["flops_pct"] <= 100 * r["budget"]["final_share"] + 1e-6
+    assert "steered to the conv FLOPs" in (tmp_path / "c" / "convnet.md").read_text()
+    with pytest.raises(ValueError, match="steer must be"):
+        convnet.run(out_dir=str(tmp_path / "d"), data_root=tiny_data, quick=True, steer="x")
 
 
 def test_resnet_depth_quick(tiny_data, tmp_path, monkeypatch):
@@ -263,7 +286,8 @@ def test_scaled_schedule_keeps_the_shape_of_a_schedule():
 
 def test_schedule_option_is_checked(capsys):
     assert cli.main(["lenet", "--quick", "--schedule", "0.5"]) == 2
-    assert "--schedule is an option of convnet and resnet-depth only" in capsys.readouterr().err
+    assert "--schedule is an option of convnet, resnet-depth and budget only" in \
+        capsys.readouterr().err
     assert cli.main(["convnet", "--quick", "--schedule", "0"]) == 2
     assert "expected a factor in (0, 10]" in capsys.readouterr().err
 
