@@ -90,7 +90,8 @@ def run(out_dir="results/resnet-depth", root=".", data_root="data", dataset="aut
     elif schedule != 1.0:
         q = {k: runner.scaled_schedule(v, schedule)
              for k, v in (("baseline", BASELINE), ("ssl", SSL), ("finetune", FINETUNE))}
-    net = depth_net(path["net"], ds, QUICK["batch"] if quick else BATCH)
+    batch = QUICK["batch"] if quick else BATCH
+    net = depth_net(path["net"], ds, batch)
     chains = [{"name": f"depth{k + 1}", "label": f"block_group_decay {lam:g}",
                "solver": path["ssl"], "net": net,
                "overrides": dict(SSL, block_group_decay=lam, **q.get("ssl", {})),
@@ -112,7 +113,7 @@ def run(out_dir="results/resnet-depth", root=".", data_root="data", dataset="aut
                        "flops_pct": 100 * c["flops"][1] / c["flops"][0]})
     result = {"experiment": "resnet-depth", "quick": quick, "dataset": ds.__dict__,
               "machine": common.machine(), "baseline": dict(base.to_dict(), layers=20),
-              "points": points, "chains": results, "schedule": _schedule(q),
+              "points": points, "chains": results, "schedule": _schedule(q, batch),
               "seconds": time.time() - t0}
     try:
         from minicaffe.experiments import figures  # noqa: PLC0415
@@ -128,14 +129,14 @@ def run(out_dir="results/resnet-depth", root=".", data_root="data", dataset="aut
     return result
 
 
-def _schedule(q):
+def _schedule(q, batch):
     def show(d):
         return ", ".join(f"{k} {v}" for k, v in d.items())
     return (f"baseline: resnet20_solver.prototxt with {show(dict(BASELINE, **q.get('baseline', {})))}; "
             f"SSL: resnet20_ssl_solver.prototxt with {show(dict(SSL, **q.get('ssl', {})))} and "
             "block_group_decay per row, one group per residual convolution; fine-tuning: "
             f"resnet20_finetune_solver.prototxt with {show(dict(FINETUNE, **q.get('finetune', {})))}; "
-            f"training batch {QUICK['batch'] if q else BATCH}. A reduced schedule: the paper "
+            f"training batch {batch}. A reduced schedule: the paper "
             "trains 64k iterations at batch 128")
 
 

@@ -339,3 +339,12 @@ def test_budget_seeds_change_the_data_order(tiny_data):
     assert train[0].data_param.rand_skip == 0
     assert train[1].data_param.rand_skip == budget.RAND_SKIP
     assert train[1].data_param.batch_size == 16
+
+
+def test_resnet_depth_states_the_batch_it_trains_with():
+    """A scaled schedule (--schedule 0.4) trains at batch 32; the table said 8 (the --quick
+    batch) whenever the schedule was not the default."""
+    from minicaffe.experiments import resnet_depth, runner
+    q = {k: runner.scaled_schedule(v, 0.4) for k, v in (("baseline", resnet_depth.BASELINE),
+                                                        ("ssl", resnet_depth.SSL))}
+    assert "training batch 32." in resnet_depth._schedule(q, resnet_depth.BATCH)
