@@ -24,7 +24,7 @@ PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "minicaffe"
 
 # Module prefix -> level; the longest matching prefix wins.
 LEVELS = {
-    "errors": 0, "backend": 0, "registry": 0, "phase": 0,
+    "errors": 0, "backend": 0, "registry": 0, "phase": 0, "files": 0,
     "prototxt": 1, "blob": 1, "fillers": 1, "groups": 1, "wire": 1,
     "data": 2, "ops": 2,
     "catalog": 3,
@@ -37,7 +37,7 @@ LEVELS = {
     "io": 7, "net_spec": 7, "proto": 7, "draw": 7, "classifier": 7, "detector": 7,
     "pycaffe": 7, "python_layer": 7,
 }
-NAMES = ["errors, backend, registry, phase", "prototxt, blob, fillers, groups, wire", "data, ops",
+NAMES = ["errors, backend, registry, phase, files", "prototxt, blob, fillers, groups, wire", "data, ops",
          "catalog", "net, weights", "solver", "compact, export, parallel",
          "entry points and the pycaffe facade"]
 

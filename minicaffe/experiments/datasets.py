@@ -14,13 +14,13 @@ Folders are the data tool's (`python -m minicaffe.data get mnist|fashion-mnist|c
 import gzip
 import os
 import struct
-import tempfile
 from dataclasses import dataclass
 
 import numpy as np
 
 from minicaffe.data.idx import read_idx
 from minicaffe.errors import DataError
+from minicaffe.files import write_atomic
 
 IDX_FILES = {"train": "train-images-idx3-ubyte", "test": "t10k-images-idx3-ubyte"}
 
@@ -113,19 +113,10 @@ def write_cifar_batch(path, images, labels):
         raise DataError(f"{path}: CIFAR-10 records hold 3x32x32 images, got {images.shape[1]} "
                         "values per image")
     records = np.concatenate([np.asarray(labels, np.uint8)[:, None], images], axis=1)
-    # A temporary file of this writer's own (experiments started side by side write the same
-    # stand-in at the same time: with one shared ".tmp" name one writer's rename took the file
-    # from under the other's), renamed into place whole.
-    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp",
-                               dir=os.path.dirname(path) or ".")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            records.tofile(f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    # Experiments started side by side write the same stand-in at the same time: each writer
+    # has a temporary file of its own (a shared ".tmp" name let one writer's rename take the
+    # file from under the other's).
+    write_atomic(path, records.tofile, binary=True)
 
 
 def _pad32(images):

@@ -25,6 +25,7 @@ import time
 import numpy as np
 
 from minicaffe import timing
+from minicaffe.files import write_atomic
 
 log = logging.getLogger("minicaffe.solver")
 
@@ -140,11 +141,7 @@ def calibrate(solver, layers, rounds=ROUNDS):
             fits[name] = [max(float(a), 0.0), max(float(b), 1e-15)]
             cache[entry] = fits[name]
         try:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            tmp = f"{path}.{os.getpid()}.tmp"
-            with open(tmp, "w") as f:
-                json.dump(cache, f, indent=1)
-            os.replace(tmp, path)
+            write_atomic(path, lambda f: json.dump(cache, f, indent=1))
         except OSError as exc:
             log.warning("Budget: cannot write the calibration cache %s (%s)", path, exc)
     other = _other_ms(net, set(layers), rounds)

@@ -26,9 +26,9 @@ import datetime
 import json
 import logging
 import os
-import tempfile
 
 from minicaffe.errors import DataError
+from minicaffe.files import write_atomic
 
 log = logging.getLogger("minicaffe.solver")
 
@@ -38,18 +38,8 @@ def _now():
 
 
 def _write_atomic(path, text):
-    """Write `text` to a temporary file next to `path` and rename it into place."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".summary.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    """Write `text` to `path` whole (files.write_atomic)."""
+    write_atomic(path, lambda f: f.write(text))
 
 
 class RunLog:
