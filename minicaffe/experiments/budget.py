@@ -133,9 +133,7 @@ def format_markdown(result):
     lines = [f"# Budget-driven SSL: {t:g}% of the conv FLOPs, no lambda given", "",
              f"Data: {result['dataset']['description']}.",
              f"Machine: {common.machine_line(result['machine'])}.",
-             f"Wall time {common.fmt_duration(result['seconds'])}"
-             + (" (--quick: shortened schedules, numbers not comparable)." if result["quick"]
-                else "."), ""]
+             common.wall_time_line(result), ""]
     body = []
     for n in result["nets"]:
         base = n["baseline"]

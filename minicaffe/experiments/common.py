@@ -81,6 +81,14 @@ def markdown_table(header, rows, align=None):
     return "\n".join(out)
 
 
+def wall_time_line(result):
+    """The table header's wall-time sentence of an experiment result (its "seconds" and
+    "quick"): --quick runs are marked as not comparable."""
+    return (f"Wall time {fmt_duration(result['seconds'])}"
+            + (" (--quick: shortened schedules, numbers not comparable)." if result["quick"]
+               else "."))
+
+
 def fmt_duration(seconds):
     seconds = max(0, int(round(seconds)))
     if seconds >= 3600:

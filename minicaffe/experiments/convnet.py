@@ -167,9 +167,7 @@ def format_markdown(result):
     lines = ["# ConvNet: row and column sparsity (SSL paper Table 3)", "",
              f"Data: {result['dataset']['description']}.", f"Schedule: {result['schedule']}.",
              f"Machine: {common.machine_line(result['machine'])}.",
-             f"Wall time {common.fmt_duration(result['seconds'])}"
-             + (" (--quick: shortened schedules, numbers not comparable)." if result["quick"]
-                else "."), ""]
+             common.wall_time_line(result), ""]
     header = ["ConvNet #", "error", "row sparsity", "column sparsity", "conv FLOPs left"]
     for b in result["batches"]:
         header += [f"speedup b{b}", f"forward b{b}"]

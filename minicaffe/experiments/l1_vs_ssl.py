@@ -225,9 +225,7 @@ def format_markdown(result):
     lines = ["# L1 (non-structured, CSR) vs SSL (structured, compacted) on LeNet", "",
              f"Data: {result['dataset']['description']}.", f"Schedule: {result['schedule']}.",
              f"Machine: {common.machine_line(result['machine'])}.",
-             f"Wall time {common.fmt_duration(result['seconds'])}"
-             + (" (--quick: shortened schedules, numbers not comparable)." if result["quick"]
-                else "."), "",
+             common.wall_time_line(result), "",
              f"Dense baseline: {100 * result['baseline']['error']:.2f}% error.", ""]
     header = ["net", "inference", "error", "zero weights", "kept rows x columns",
               "conv FLOPs"]

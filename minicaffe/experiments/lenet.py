@@ -139,9 +139,7 @@ def format_markdown(result):
              f"Data: {result['dataset']['description']}.",
              f"Schedule: {result['schedule']}.",
              f"Machine: {common.machine_line(result['machine'])}.",
-             f"Wall time {common.fmt_duration(result['seconds'])}"
-             + (" (--quick: shortened schedules, numbers not comparable)." if result["quick"]
-                else "."), ""]
+             common.wall_time_line(result), ""]
     header = ["LeNet #", "error", "filters", "channels", "filter size", "FLOPs",
               "conv FLOPs", "total iterations"]
     for b in result["batches"]:

@@ -118,9 +118,7 @@ def format_markdown(result):
     lines = ["# LeNet: error vs conv FLOPs over a lambda sweep", "",
              f"Data: {result['dataset']['description']}.", f"Schedule: {result['schedule']}.",
              f"Machine: {common.machine_line(result['machine'])}.",
-             f"Wall time {common.fmt_duration(result['seconds'])}"
-             + (" (--quick: shortened schedules, numbers not comparable)." if result["quick"]
-                else "."), ""]
+             common.wall_time_line(result), ""]
     reused = [f"x{p['scale']:g}" for p in result["points"] if p.get("reused")]
     if reused:
         lines += [f"Points {', '.join(reused)} were trained by an earlier run of the same sweep "

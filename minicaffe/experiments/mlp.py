@@ -105,9 +105,7 @@ def format_markdown(result):
     lines = ["# MLP: learning the number of neurons (SSL paper Fig. 4)", "",
              f"Data: {result['dataset']['description']}.", f"Schedule: {result['schedule']}.",
              f"Machine: {common.machine_line(result['machine'])}.",
-             f"Wall time {common.fmt_duration(result['seconds'])}"
-             + (" (--quick: shortened schedules, numbers not comparable)." if result["quick"]
-                else "."), ""]
+             common.wall_time_line(result), ""]
     body = []
     for r in result["rows"]:
         body.append([r["net"], f"{r['lambda']:g}" if r["lambda"] else "–",

@@ -145,9 +145,7 @@ def format_markdown(result):
     lines = ["# ResNet-20: depth regularisation (SSL paper Fig. 6)", "",
              f"Data: {result['dataset']['description']}.", f"Schedule: {result['schedule']}.",
              f"Machine: {common.machine_line(result['machine'])}.",
-             f"Wall time {common.fmt_duration(result['seconds'])}"
-             + (" (--quick: shortened schedules, numbers not comparable)." if result["quick"]
-                else "."), ""]
+             common.wall_time_line(result), ""]
     body = [["ResNet-20 (baseline)", "–", 20, f"{100 * base['error']:.2f}%", "–", "100%", ""]]
     for p in sorted(result["points"], key=lambda p: -p["layers"]):
         body.append([f"SSL-ResNet-{p['layers']}", f"{p['lambda']:g}", p["layers"],
