@@ -141,6 +141,7 @@ message SolverParameter
   flops_target_scope BudgetScope = CONV
   latency_target float = 0
   budget_schedule BudgetSchedule
+  bn_recalibration_batches int32 = 0
 known SolverParameter force_decay force_type force_iter
 message BudgetSchedule
   reach_iter int32 = 0
@@ -150,6 +151,7 @@ message BudgetSchedule
   max_step float = 1.2
   initial_decay float = 0
   tolerance float = 0.01
+  max_lag float = 0.1
 message SolverState
   iter int32
   learned_net string

@@ -124,6 +124,12 @@ class Solver:
                         for b in self._params]
         self._layer_params = self._layer_param_map()
         self._decay, self._terms = self._build_regularization()
+        if p.bn_recalibration_batches < 0:
+            from minicaffe.prototxt import error_at
+
+            err = error_at(p, "bn_recalibration_batches", "bn_recalibration_batches must be "
+                           f">= 0 (got {p.bn_recalibration_batches})")
+            raise SolverError(str(err) if err.line is not None else self._where() + str(err))
         self.budget = None            # budget.BudgetController when a budget is asked for
         if budget.wanted(p):
             self.budget = budget.BudgetController(self)
@@ -247,6 +253,34 @@ class Solver:
         return SSL_ZERO_THRESHOLD if self.has_group_terms else 0.0
 
     @property
+    def bn_recalibration_batches(self):
+        """Forward passes that estimate the BatchNorm statistics again at the end of training
+        (`bn_recalibration_batches`, a minicaffe extension; a budget run that does not set it
+        uses budget.RECALIBRATE_BATCHES, here and at its freeze; otherwise 0, Caffe's way)."""
+        if self.param.has("bn_recalibration_batches"):
+            return int(self.param.bn_recalibration_batches)
+        return budget.RECALIBRATE_BATCHES if self.budget is not None else 0
+
+    def recalibrate_batch_norm(self, batches):
+        """Reset the running statistics of every BatchNorm layer of the training net that
+        gathers them and run `batches` forward passes of it, so the statistics the TEST phase
+        reads (shared with the test nets) are those of the current weights, not an average over
+        the last ~1/(1 - moving_average_fraction) iterations of weights that were still moving.
+        Returns the number of layers re-estimated."""
+        bns = [layer for layer in self.net.layers
+               if layer.type == "BatchNorm" and not layer.use_global_stats]
+        if not bns or batches <= 0:
+            return 0
+        for layer in bns:
+            for blob in layer.blobs[:3]:
+                blob.data[...] = 0
+        for _ in range(batches):
+            self.net.forward()
+        log.info("BatchNorm statistics of %d layer(s) estimated again over %d batches at "
+                 "iteration %d", len(bns), batches, self.iter)
+        return len(bns)
+
+    @property
     def proximal(self):
         """Group terms as proximal steps: `group_lasso_update: PROXIMAL`, or a budget run whose
         solver file does not set group_lasso_update (exact zeros are what the budget counts)."""
@@ -342,8 +376,9 @@ class Solver:
                 for term in self._terms[i]:
                     term.reg.prox(blob.data, local_rates[i] * term.strength)
         thr = self.zero_threshold
+        held = self.budget.held() if self.budget is not None else ()
         for i, blob in enumerate(self._params):
-            if thr > 0:
+            if thr > 0 and i not in held:
                 blob.data[backend.xp_of(blob.data).abs(blob.data) < thr] = 0
             if i in self._masks:
                 blob.data[...] *= self._masks[i]
@@ -418,6 +453,9 @@ class Solver:
             self.iter += 1
             if self.budget is not None:
                 self.budget.after_iteration()
+            if (self.iter == p.max_iter and self.bn_recalibration_batches > 0
+                    and (self.budget is None or self.budget.frozen_at != self.iter)):
+                self.recalibrate_batch_norm(self.bn_recalibration_batches)
             if self.progress is not None:
                 self.progress(self.iter, self.smoothed_loss)
             if p.snapshot and self.iter % p.snapshot == 0:

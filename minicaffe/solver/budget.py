@@ -21,22 +21,38 @@ max_iter) the structure is frozen and the rest is fine-tuning.
 
 Controller (every `interval` iterations, after the update). With `cost` and `scheduled` as
 above, t the target share and e = cost - scheduled:
-    |e| <= tolerance / 2                   nothing changes (a dead band, against chatter);
+    zero rows and columns are masked (the ratchet: removed structure stays removed);
+    cost < t - tolerance (a collapse within one interval): the controlled weights go back to
+        the previous check, their weakest groups are zeroed down to the schedule, and every
+        scale is divided by max_step;
+    cost > scheduled + max_lag (lambda is not removing structure as fast as the schedule
+        asks): the weakest groups are zeroed down to scheduled + max_lag, and lambda is not
+        raised at this check;
+    |cost - t| <= tolerance: freeze (below);
+    with e_pred = e + HORIZON x (its change since the last check) (pruning lags lambda):
+    |e_pred| <= tolerance / 2: nothing changes (a dead band, against chatter);
     otherwise, for each controlled layer l:
-    scale_l <- scale_l * exp(clip(gain * e / (1 - t) * n * share_l, -log max_step, +log max_step))
+    scale_l <- scale_l * exp(clip(gain * e_pred / (1 - t) * n * share_l, -log max_step,
+                                  +log max_step))
 where share_l is layer l's part of the cost left (its FLOPs left, or its predicted ms for a
 latency target) and n the number of controlled layers: lambda grows where the cost is, and
-shrinks (groups may regrow) when the net is below its schedule. Every group term of a
+shrinks (groups may regrow) when the net is below its schedule. "Weakest" ranks the live
+filters, input channels and shape fibres by RMS weight over the median RMS of their kind in
+their layer (raw RMS is not comparable across layers), never taking a layer's last live filter
+or input channel. Every group term of a
 controlled layer's weights runs at strength base * scale_l; base is the solver file's
 lambda when it gives one (breadth_decay * mult, ...) and `initial_decay` for the row, column
 and (Convolution) channel terms the controller adds to layers without any. The update is
-PROXIMAL unless the solver file sets `group_lasso_update` itself.
+PROXIMAL unless the solver file sets `group_lasso_update` itself (SUBGRADIENT steps reach
+exact zeros only through zero_threshold: a warning says so).
 
-Freeze (at `finetune_iter`): if the cost is still above target + tolerance, the live filters
-and channels (Convolution) or inputs (InnerProduct) with the smallest RMS weight are zeroed
-one at a time until it is not; dead paths are zeroed so the weights are the counted
-structure; the controlled terms go to 0 and the zero rows and columns are masked, as
-DISCONNECTED_GRPWISE does, for the rest of the run.
+Freeze (on budget, or at `finetune_iter` at the latest): the weakest groups are zeroed until
+the cost is within the tolerance (or the last check is rolled back, as above, if it is
+below); dead paths are zeroed so the weights are the counted structure; the controlled terms
+go to 0, the zero rows and columns are masked, as DISCONNECTED_GRPWISE does, and
+`zero_threshold` no longer touches the controlled weights (every group live at the freeze
+stays live: the structure, and the cost, are held). The BatchNorm statistics are estimated
+again for the kept structure at the freeze and at max_iter (Solver.recalibrate_batch_norm).
 
 State (in the .solverstate: scales, phase, measured costs, the trace of (iter, cost,
 scheduled)) resumes bit-identically; `summary()` goes into `<prefix>_summary.json` and
@@ -58,6 +74,9 @@ HORIZON = 3
 # automatic starting strength: this share of the lambda whose shrinkage alone zeroes a median
 # group by reach_iter (the controller raises it as needed; starting low avoids a collapse)
 AUTO_FRACTION = 0.25
+# forward passes that estimate the BatchNorm statistics again at the freeze and at the end
+# (Solver.recalibrate_batch_norm) when the solver file does not set bn_recalibration_batches
+RECALIBRATE_BATCHES = 20
 
 
 def wanted(param):
@@ -110,6 +129,7 @@ class BudgetController:
         self.interval = int(s.interval)
         self.gain, self.max_step = float(s.gain), float(s.max_step)
         self.initial_decay, self.tolerance = float(s.initial_decay), float(s.tolerance)
+        self.max_lag = float(s.max_lag)
         self.structure = Structure(solver.net)
         self.layers = [name for _, name, layer in self.structure.gemm
                        if self.scope == "ALL" or layer.type == "Convolution"]
@@ -122,6 +142,11 @@ class BudgetController:
         for i, info in enumerate(solver._infos):
             if info.layer_name in self.layers and info.index == 0:
                 self._blob[info.layer_name] = i
+        if p.has("group_lasso_update") and p.group_lasso_update != "PROXIMAL":
+            log.warning("Budget: group_lasso_update: %s steps do not reach exact zeros (only "
+                        "zero_threshold makes them); the controller counts exact zeros, so its "
+                        "lambdas may grow without removing structure. PROXIMAL (the default of a "
+                        "budget run) is the update it is made for", p.group_lasso_update)
         self._added = self._add_terms()
         self.base = {name: [t.strength for t in solver._terms[i]]
                      for name, i in self._blob.items()}
@@ -159,7 +184,8 @@ class BudgetController:
                                ("gain", sch.gain > 0, "> 0"),
                                ("max_step", sch.max_step > 1, "> 1"),
                                ("initial_decay", sch.initial_decay >= 0, ">= 0 (0: from the weights)"),
-                               ("tolerance", 0 <= sch.tolerance < 1, "in [0, 1)")):
+                               ("tolerance", 0 <= sch.tolerance < 1, "in [0, 1)"),
+                               ("max_lag", sch.max_lag > 0, "> 0")):
             if not ok:
                 raise _field_error(s, f"budget_schedule.{name} must be {rule} (got "
                                    f"{getattr(sch, name):g})", name, sub=True)
@@ -282,19 +308,31 @@ class BudgetController:
         cost, per, _ = self.measure()
         sched = self.scheduled(it)
         prev = self.trace[-1] if self.trace else None
+        reduced = lagging = False
         if cost < self.target - self.tolerance:
-            self._revive()                 # overshot within one interval: roll back, snap
+            # overshot within one interval: roll back, snap down to the schedule, lower lambda
+            reduced = self._revive(max(sched, self.target))
+            cost = self.measure()[0]
+        if cost > sched + self.max_lag:
+            # lambda is not removing structure as fast as the schedule asks: the weakest
+            # groups go now, down to the lagging edge, and lambda is not raised further
+            self._snap(sched + self.max_lag)
+            lagging = True
+        if reduced or lagging:
+            self._ratchet()                # the snapped groups stay removed
             cost = self.measure()[0]
         self.trace.append((it, cost, sched))
         if abs(cost - self.target) <= self.tolerance:
             self.freeze()                  # on budget: hold the structure
             return
         self._remember()
+        if reduced:
+            return
         e = cost - sched
         # the gap expected HORIZON intervals ahead at the current rate (a derivative term:
         # pruning lags lambda, so a gap that is closing fast must not make lambda grow)
         e_pred = e if prev is None else e + HORIZON * ((cost - prev[1]) - (sched - prev[2]))
-        if abs(e_pred) <= self.tolerance / 2:
+        if abs(e_pred) <= self.tolerance / 2 or (lagging and e_pred > 0):
             return
         total = sum(per.values())
         n = len(self.layers)
@@ -307,6 +345,14 @@ class BudgetController:
             step = delta * (n * share if e_pred > 0 else 1.0)
             self.scales[k] *= math.exp(min(max(step, -limit), limit))
         self._apply_scales()
+
+    def held(self):
+        """Blob indices whose weights the solver must not pass through `zero_threshold`: after
+        the freeze, the controlled weights (their removed groups are masked; every group live at
+        the freeze stays live however small, so the structure, and the cost, are held)."""
+        if self.phase != "finetune":
+            return ()
+        return frozenset(self._blob.values())
 
     def _remember(self):
         """Keep the controlled weights of this check: `_revive` restores groups from them."""
@@ -327,68 +373,96 @@ class BudgetController:
             s._masks[i] = mask if i not in s._masks else (s._masks[i] & mask)
             w[...] *= s._masks[i]
 
-    def _revive(self):
+    def _revive(self, floor):
         """Below target - tolerance (the last interval removed too much): roll the controlled
-        weights back to the previous check (where the cost was not below the band), then zero
-        their smallest filters, channels and shape fibres down into it (`_snap`)."""
+        weights back to the previous check (where the cost was not below the band), zero their
+        weakest filters, channels and shape fibres down to `floor` (the schedule, or the target
+        at the freeze; `_snap`) and divide every lambda scale by max_step. Returns whether it
+        rolled back."""
         if self._last is None:
-            return
+            return False
         s = self.solver
         for name in self.layers:
             w = s._params[self._blob[name]].data
             w[...] = backend.xp_of(w).asarray(self._last[name])
         self.rollbacks += 1
         s.refresh_masks()
-        if self.measure()[0] > self.target + self.tolerance:
-            self._snap()
+        self._snap(floor + self.tolerance / 2)
+        self.scales /= self.max_step
+        self._apply_scales()
+        return True
 
     def freeze(self):
-        """Hold the structure: meet the budget, zero dead paths, masks on, terms off."""
+        """Hold the structure: meet the budget, zero dead paths, masks on, terms off, and the
+        BatchNorm statistics estimated again for the structure that stays."""
         s = self.solver
         self._ratchet()
         cost, _, _ = self.measure()
         if cost > self.target + self.tolerance:
-            self._snap()
+            self._snap(self.target + self.tolerance / 2)
         elif cost < self.target - self.tolerance:
-            self._revive()
+            self._revive(self.target)
         self._ratchet()
         self.phase = "finetune"
         self.frozen_at = s.iter
         self._apply_scales()
+        s.recalibrate_batch_norm(s.bn_recalibration_batches)
         cost, _, _ = self.measure()
         self.trace.append((s.iter, cost, self.target))
         log.info("Budget: structure frozen at iteration %d, cost %.2f%% of dense (target "
                  "%.2f%%)%s; fine-tuning with zero groups masked", s.iter, 100 * cost,
                  100 * self.target,
-                 f", {self.snapped} group(s) with the smallest weights zeroed to meet it"
+                 f", {self.snapped} group(s) with the smallest weights zeroed on the way"
                  if self.snapped else "")
 
     def _candidates(self):
-        """(rms, layer index k, kind, index) of every live filter, channel / input and shape
-        fibre, smallest first."""
+        """(score, layer index k, kind, index) of every live filter, channel / input and shape
+        fibre, smallest score first. The score is the group's RMS weight over the median RMS of
+        the live groups of its kind in its layer: raw RMS is not comparable across layers (a
+        layer with a larger fan-in is initialised, and trains, to smaller weights), so each
+        layer gives up its relatively weakest groups first."""
         out = []
         for k, name in enumerate(self.layers):
             w = backend.asnumpy(self.solver._params[self._blob[name]].data)
-            w2 = w.reshape(w.shape[0], -1)
-            rn = np.sqrt((w2.astype(np.float64) ** 2).mean(axis=1))
-            out += [(float(v), k, "row", r) for r, v in enumerate(rn) if v > 0]
+            w2 = (w.reshape(w.shape[0], -1).astype(np.float64)) ** 2
             area = groups.kernel_area(w.shape)
-            ch = (w2.astype(np.float64) ** 2).reshape(w.shape[0], -1, area)
-            cn = np.sqrt(ch.mean(axis=(0, 2)))
-            out += [(float(v), k, "channel", c) for c, v in enumerate(cn) if v > 0]
+            norms = [("row", np.sqrt(w2.mean(axis=1))),
+                     ("channel", np.sqrt(w2.reshape(w.shape[0], -1, area).mean(axis=(0, 2))))]
             if area > 1:
-                fn = np.sqrt((w2.astype(np.float64) ** 2).mean(axis=0))
-                out += [(float(v), k, "column", j) for j, v in enumerate(fn) if v > 0]
+                norms.append(("column", np.sqrt(w2.mean(axis=0))))
+            for kind, v in norms:
+                live = v[v > 0]
+                if not live.size:
+                    continue
+                med = float(np.median(live))
+                out += [(float(x) / med, k, kind, j) for j, x in enumerate(v) if x > 0]
         out.sort(key=lambda t: (t[0], t[1], t[2], t[3]))
         return out
 
-    def _snap(self):
+    def _last_live(self, w, kind, idx):
+        """Whether group `idx` is its layer's last live filter or last live input channel
+        (zeroing it would cut the net's path through the layer)."""
+        if kind == "column":
+            return False
+        w2 = w.reshape(w.shape[0], -1)
+        if kind == "row":
+            live = backend.asnumpy((w2 != 0).any(axis=1))
+        else:
+            area = groups.kernel_area(w.shape)
+            live = backend.asnumpy((w2.reshape(w.shape[0], -1, area) != 0).any(axis=(0, 2)))
+        return bool(live[idx]) and int(live.sum()) == 1
+
+    def _snap(self, ceiling):
+        """Zero the candidates (`_candidates` order) one at a time until the cost is at most
+        `ceiling`, skipping a group whose removal would take the cost below target - tolerance
+        or that is its layer's last live filter or input channel."""
         s = self.solver
         for _, k, kind, idx in self._candidates():
-            cost, _, _ = self.measure()
-            if cost <= self.target + self.tolerance / 2:
+            if self.measure()[0] <= ceiling:
                 break
             w = s._params[self._blob[self.layers[k]]].data
+            if self._last_live(w, kind, idx):
+                continue
             before = w.copy()
             w.reshape(w.shape[0], -1)[_group_slice(w, kind, idx)] = 0
             if self.measure()[0] < self.target - self.tolerance:

@@ -86,7 +86,8 @@ def test_extension_numbers_are_documented_and_out_of_caffes_range():
     """minicaffe's own numbers (>= 5001) are exactly the ones the .proto header lists."""
     own = sorted(f"{m.name}.{fd.name}={fd.number}" for m in caffe_pb2.DESCRIPTOR.message_types_by_name.values()
                  for fd in m.fields if fd.number > 1002)
-    assert own == ["SolverParameter.breadth_decay=5001", "SolverParameter.budget_schedule=5012",
+    assert own == ["SolverParameter.bn_recalibration_batches=5013",
+                   "SolverParameter.breadth_decay=5001", "SolverParameter.budget_schedule=5012",
                    "SolverParameter.flops_target=5009", "SolverParameter.flops_target_scope=5010",
                    "SolverParameter.force_decay=5007",
                    "SolverParameter.force_iter=5008", "SolverParameter.force_type=5006",

@@ -81,11 +81,126 @@ def test_fine_tuning_keeps_the_structure_and_turns_the_terms_off():
     frozen = {n: solver.net.params[n][0].data.copy() for n in ("conv1", "conv2")}
     assert all(t.strength == 0 for i in solver.budget._blob.values() for t in solver._terms[i])
     before = conv_share(solver)
+    # a kept filter far below the solver's zero_threshold (1e-4) stays: the freeze holds the
+    # structure, zero_threshold no longer applies to the controlled weights
+    w2 = solver.net.params["conv2"][0].data
+    kept = int(np.flatnonzero(np.abs(w2).reshape(w2.shape[0], -1).sum(axis=1))[0])
+    w2[kept] = np.where(w2[kept] != 0, 1e-7, 0)
+    frozen["conv2"] = w2.copy()
     solver.step(20)
     assert conv_share(solver) == before
     for n, w in frozen.items():
         now = solver.net.params[n][0].data
-        assert np.array_equal(now == 0, w == 0) or ((w == 0) <= (now == 0)).all()
+        np.testing.assert_array_equal(now == 0, w == 0, err_msg=n)
+    assert solver.zero_threshold == pytest.approx(1e-4)
+
+
+def test_the_cost_never_lags_the_schedule_by_more_than_max_lag():
+    # a starting strength far too small for the schedule: lambda alone would prune late, so
+    # the weakest groups are zeroed at the checks where the cost lags by more than max_lag
+    solver = make_solver(BUDGET.replace('interval: 5', 'interval: 5 initial_decay: 1e-9 max_lag: 0.05'))
+    solver.step(120)
+    b = solver.budget
+    steer = [(c, sc) for it, c, sc in b.trace if it < b.frozen_at]
+    assert steer and all(c <= sc + 0.05 + 1e-9 for c, sc in steer), steer
+    assert b.snapped > 0 and abs(conv_share(solver) - 0.25) <= b.tolerance + 1e-9
+    assert solver.net.forward_backward() < 0.5
+
+
+def test_a_collapse_within_one_interval_is_rolled_back_to_the_schedule():
+    solver = make_solver()
+    solver.step(20)
+    b = solver.budget
+    assert b.phase == "steer" and b.rollbacks == 0
+    scales = b.scales.copy()
+    b.scales *= 1e6                        # every group goes to zero in the next interval
+    b._apply_scales()
+    solver.step(5)
+    it, cost, sched = b.trace[-1]
+    assert it == 25 and b.rollbacks == 1
+    # back to the schedule (not down to the target), with every lambda lowered by max_step
+    assert sched - b.tolerance <= cost <= sched + b.tolerance, b.trace
+    np.testing.assert_allclose(b.scales, scales * 1e6 / b.max_step)
+    assert b.phase == "steer"
+
+
+def test_snap_ranks_groups_within_their_layer_and_keeps_every_layer_connected():
+    # conv2's weights a thousand times smaller than conv1's: by raw RMS every conv2 group would
+    # go before any of conv1's and empty the layer
+    solver = make_solver(BUDGET.replace('interval: 5', 'interval: 5 initial_decay: 1e-9'))
+    solver.net.params["conv2"][0].data[...] *= 1e-3
+    b = solver.budget
+    b.based = True
+    b.freeze()
+    assert abs(conv_share(solver) - 0.25) <= b.tolerance + 1e-9
+    for name in ("conv1", "conv2"):
+        w = solver.net.params[name][0].data
+        w2 = w.reshape(w.shape[0], -1)
+        rows = (w2 != 0).any(axis=1)
+        cols = (w2 != 0).any(axis=0)
+        chans = (w2.reshape(w.shape[0], w.shape[1], -1) != 0).any(axis=(0, 2))
+        # each layer gave up some of its own shape fibres (by raw RMS, conv1 keeps all 27 and
+        # conv2 loses two thirds of its filters), and neither is emptied
+        assert 0 < cols.sum() < cols.size, (name, cols)
+        assert rows.sum() >= 1 and chans.sum() >= 1, name
+    assert b.snapped > 0
+
+
+BN_NET = NET.replace(
+    'layer { name: "relu1"',
+    'layer { name: "bn1" type: "BatchNorm" bottom: "conv1" top: "conv1" }\n'
+    'layer { name: "relu1"')
+
+
+def bn_solver(text, max_iter=120):
+    sp = P.parse_solver(f'base_lr: 0.05 lr_policy: "fixed" momentum: 0.9 max_iter: {max_iter} '
+                        'random_seed: 1 ' + text)
+    sp.net_param = P.parse_net(BN_NET)
+    solver = get_solver(sp)
+    x = np.random.default_rng(0).standard_normal((32, 3, 8, 8))
+    solver.net.blobs["data"].data[...] = x
+    solver.net.blobs["label"].data[...] = (x[:, 0].mean(axis=(1, 2)) > 0).astype(float)
+    return solver, x
+
+
+def assert_statistics_of_current_weights(solver, x, passes):
+    """The running statistics hold exactly `passes` forward passes of the current conv1 (the
+    same input every pass, so the running mean is its channel mean)."""
+    bn = solver.net.layer_dict["bn1"]
+    assert float(bn.blobs[2].data[0]) == pytest.approx(sum(bn.maf ** i for i in range(passes)))
+    w = solver.net.params["conv1"][0].data.astype(np.float64)
+    bias = solver.net.params["conv1"][1].data.astype(np.float64)
+    cols = np.lib.stride_tricks.sliding_window_view(x, (3, 3), axis=(2, 3))  # N C 6 6 3 3
+    out = np.einsum("nchwij,fcij->nfhw", cols, w) + bias[None, :, None, None]
+    mean = bn.blobs[0].data / bn.blobs[2].data[0]
+    np.testing.assert_allclose(mean, out.mean(axis=(0, 2, 3)), rtol=1e-4, atol=1e-6)
+
+
+def test_freeze_and_the_end_estimate_batch_norm_statistics_again():
+    from minicaffe.solver import budget as budget_module
+
+    solver, x = bn_solver(BUDGET)
+    solver.step(90)
+    b = solver.budget
+    assert b.phase == "finetune" and b.frozen_at == 90
+    k = budget_module.RECALIBRATE_BATCHES
+    assert solver.bn_recalibration_batches == k
+    assert_statistics_of_current_weights(solver, x, k)
+    solver.step(30)                        # max_iter: again, for the fine-tuned weights
+    assert_statistics_of_current_weights(solver, x, k)
+
+
+def test_bn_recalibration_batches_is_off_by_default_and_a_field():
+    plain, x = bn_solver("", max_iter=6)
+    plain.step(6)
+    bn = plain.net.layer_dict["bn1"]
+    # Caffe's way: the running average of every training pass (6), no re-estimate
+    assert float(bn.blobs[2].data[0]) == pytest.approx(sum(bn.maf ** i for i in range(6)))
+    solver, x = bn_solver("bn_recalibration_batches: 3", max_iter=6)
+    solver.step(6)
+    assert_statistics_of_current_weights(solver, x, 3)
+    with pytest.raises(SolverError, match=r"bn_recalibration_batches must be >= 0"):
+        bn_solver("bn_recalibration_batches: -1")
 
 
 def test_resumes_bit_identically_from_a_snapshot(tmp_path):
@@ -154,6 +269,7 @@ def test_set_budget_in_code_replaces_the_fields():
     ("flops_target: 0.3 budget_schedule { interval: 0 }", r"budget_schedule\.interval must be >= 1"),
     ("flops_target: 0.3 budget_schedule { max_step: 1 }", r"budget_schedule\.max_step must be > 1"),
     ("flops_target: 0.3 budget_schedule { gain: 0 }", r"budget_schedule\.gain must be > 0"),
+    ("flops_target: 0.3 budget_schedule { max_lag: 0 }", r"budget_schedule\.max_lag must be > 0"),
     ("flops_target: 0.3 budget_schedule { tolerance: 1.5 }",
      r"budget_schedule\.tolerance must be in \[0, 1\)"),
     ("latency_target: 2 flops_target_scope: ALL", r"flops_target_scope applies to flops_target"),
@@ -282,3 +398,18 @@ def test_latency_budget_resumes_without_measuring_again(tmp_path, monkeypatch):
     c.restore(state)
     c.step(3)
     assert c.budget.costs == b.budget.costs
+
+
+def test_subgradient_updates_are_warned_about_and_the_pipeline_uses_proximal(caplog):
+    from minicaffe.experiments import pipeline
+
+    with caplog.at_level("WARNING", logger="minicaffe.solver"):
+        solver = make_solver(BUDGET + "group_lasso_update: SUBGRADIENT")
+    assert not solver.proximal
+    assert "SUBGRADIENT steps do not reach exact zeros" in caplog.text
+    sp = P.parse_solver('base_lr: 0.05 lr_policy: "fixed" max_iter: 100 breadth_decay: 0.001 '
+                        'group_lasso_update: SUBGRADIENT')
+    pipeline.budget_param(sp, 0.5)
+    assert not sp.has("group_lasso_update") and not sp.has("breadth_decay")
+    sp.net_param = P.parse_net(NET)
+    assert get_solver(sp).proximal
