@@ -81,10 +81,13 @@ def apply_overrides(param, overrides):
 def budget_param(param, flops_target, scope="CONV", reach=0.625):
     """Turn an SSL stage's SolverParameter into a budget run (docs/SSL.md, "Budget-driven
     SSL"): no lambda (the solver file's group decays set to 0; the controller adds its own
-    terms), `flops_target` of the dense multiply-adds (`scope` CONV or ALL), reached by
-    `reach` x max_iter, the structure frozen at the end of the stage (the pipeline's own
-    fine-tuning stage follows). Returns `param`."""
-    for name in ("breadth_decay", "kernel_shape_decay", "block_group_decay"):
+    terms), the PROXIMAL update (the file's `group_lasso_update` cleared: the controller counts
+    exact zeros, which SUBGRADIENT steps reach only through zero_threshold), `flops_target` of
+    the dense multiply-adds (`scope` CONV or ALL), reached by `reach` x max_iter, the structure
+    frozen at the end of the stage (the pipeline's own fine-tuning stage follows). Returns
+    `param`."""
+    for name in ("breadth_decay", "kernel_shape_decay", "block_group_decay",
+                 "group_lasso_update"):
         param.clear(name)
     param.flops_target = float(flops_target)
     param.flops_target_scope = scope
