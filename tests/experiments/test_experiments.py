@@ -87,6 +87,9 @@ def test_lenet_budget_option_runs_the_fc_chain_without_lambdas(tiny_data, tmp_pa
         capsys.readouterr().out
     res = json.load(open(out / "lenet.json"))
     assert res["flops_target"] == 0.5 and "flops_target 0.5 of CONV FLOPs" in res["schedule"]
+    # the update the budget run used, not the field's default
+    fc_schedule = res["schedule"].split("SSL filters+channels:")[1].split("; SSL shapes")[0]
+    assert "group_lasso_update PROXIMAL" in fc_schedule, fc_schedule
     summary = json.load(open(out / "runs" / "ssl-fc_summary.json"))["budget"]
     assert summary["target"] == 0.5 and summary["phase"] == "finetune"
     fc = next(r for r in res["table"] if r["key"] == "fc")
