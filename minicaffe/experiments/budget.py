@@ -19,6 +19,7 @@ import time
 from minicaffe.experiments import common, datasets, runner
 from minicaffe.experiments.resnet_depth import BATCH as RESNET_BATCH
 from minicaffe.prototxt import read_net
+from minicaffe.solver.budget import RECALIBRATE_BATCHES
 
 NETS = {
     "cifar10-quick": {
@@ -50,7 +51,7 @@ SEEDS = (1, 2, 3)
 RAND_SKIP = 50000          # records; each seed starts the training data elsewhere
 TARGET = 0.5               # issue 23: the CIFAR-10 quick net and ResNet-20 at 50%
 TOLERANCE_PP = 2.0         # the stated target: within 2 percentage points of the budget
-BN_BATCHES = 20           # bn_recalibration_batches of every stage
+BN_BATCHES = RECALIBRATE_BATCHES   # bn_recalibration_batches of every stage
 QUICK = {"baseline": 12, "ssl": 10, "finetune": 4, "test_iter": 2, "batch": 8}
 
 
@@ -125,7 +126,7 @@ def run(out_dir="results/budget", root=".", data_root="data", dataset="auto", qu
                          "budget": budget_summary(sub.path("runs"), c["name"])})
         result["nets"].append({"net": key, "label": spec["label"],
                                "baseline": base.to_dict(), "runs": runs,
-                               "schedule": {k: v for k, v in stages.items()},
+                               "schedule": dict(stages),
                                "batch": batch})
     result["seconds"] = time.time() - t0
     out.write_json("budget.json", result)

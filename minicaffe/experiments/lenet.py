@@ -24,6 +24,7 @@ import time
 
 from minicaffe.experiments import common, datasets, jobs, pipeline
 from minicaffe.prototxt import read_net
+from minicaffe.solver.budget import group_lasso_update
 
 HERE = os.path.join("prototxt", "lenet")
 FILES = {
@@ -336,11 +337,7 @@ def _schedule(base, fc, sh, ft):
             if getattr(p, name):
                 extra.append(f"{name} {getattr(p, name):g}")
         if extra:
-            # a budget run whose file does not set the update runs PROXIMAL (Solver.proximal)
-            budget = bool(p.flops_target or p.latency_target)
-            update = ("PROXIMAL" if budget and not p.has("group_lasso_update")
-                      else p.group_lasso_update)
-            extra.append(f"group_lasso_update {update}")
+            extra.append(f"group_lasso_update {group_lasso_update(p)}")
         return (f"{p.max_iter} iterations, base_lr {p.base_lr:g}, lr_policy {p.lr_policy}, "
                 f"momentum {p.momentum:g}, weight_decay {p.weight_decay:g}"
                 + (", " + ", ".join(extra) if extra else ""))

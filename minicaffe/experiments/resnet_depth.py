@@ -14,6 +14,7 @@ import time
 
 from minicaffe.experiments import common, datasets, runner
 from minicaffe.prototxt import message_class, read_net
+from minicaffe.solver.budget import RECALIBRATE_BATCHES
 
 FILES = {"baseline": "prototxt/resnet20/resnet20_solver.prototxt",
          "ssl": "prototxt/resnet20/resnet20_ssl_solver.prototxt",
@@ -23,7 +24,7 @@ FILES = {"baseline": "prototxt/resnet20/resnet20_solver.prototxt",
 BATCH = 32
 # Every stage ends with its BatchNorm statistics estimated again over 20 batches: at this
 # schedule the running averages lag the weights (docs/SSL.md, "Budget-driven SSL").
-BN = {"bn_recalibration_batches": 20}
+BN = {"bn_recalibration_batches": RECALIBRATE_BATCHES}
 BASELINE = {"max_iter": 2000, "lr_policy": "multistep", "stepvalue": [1500], "gamma": 0.1,
             "test_interval": 1000, **BN}
 SSL = {"group_lasso_update": "PROXIMAL", "base_lr": 0.01, "lr_policy": "fixed",

@@ -125,11 +125,8 @@ class Solver:
         self._layer_params = self._layer_param_map()
         self._decay, self._terms = self._build_regularization()
         if p.bn_recalibration_batches < 0:
-            from minicaffe.prototxt import error_at
-
-            err = error_at(p, "bn_recalibration_batches", "bn_recalibration_batches must be "
-                           f">= 0 (got {p.bn_recalibration_batches})")
-            raise SolverError(str(err) if err.line is not None else self._where() + str(err))
+            raise budget.field_error(self, "bn_recalibration_batches must be >= 0 (got "
+                                     f"{p.bn_recalibration_batches})", "bn_recalibration_batches")
         self.budget = None            # budget.BudgetController when a budget is asked for
         if budget.wanted(p):
             self.budget = budget.BudgetController(self)
@@ -284,9 +281,7 @@ class Solver:
     def proximal(self):
         """Group terms as proximal steps: `group_lasso_update: PROXIMAL`, or a budget run whose
         solver file does not set group_lasso_update (exact zeros are what the budget counts)."""
-        if self.budget is not None and not self.param.has("group_lasso_update"):
-            return True
-        return self.param.group_lasso_update == "PROXIMAL"
+        return budget.group_lasso_update(self.param) == "PROXIMAL"
 
     def set_budget(self, flops_target=None, latency_target=None, scope=None):
         """Ask for a budget in code (what `--flops-target` / `--latency-target` do): sets the

@@ -84,6 +84,14 @@ def wanted(param):
     return bool(param.flops_target) or bool(param.latency_target)
 
 
+def group_lasso_update(param):
+    """The group-Lasso update a SolverParameter runs: its `group_lasso_update`, or PROXIMAL for
+    a budget run whose file does not set one (exact zeros are what the budget counts)."""
+    if wanted(param) and not param.has("group_lasso_update"):
+        return "PROXIMAL"
+    return param.group_lasso_update
+
+
 def _group_slice(w, kind, idx):
     """Index into `w.reshape(N, -1)` of filter `idx` ("row"), shape fibre `idx` ("column")
     or input channel `idx` ("channel": its kh*kw columns; an InnerProduct input for 2-D
@@ -96,7 +104,7 @@ def _group_slice(w, kind, idx):
     return (slice(None), slice(idx * area, (idx + 1) * area))
 
 
-def _field_error(solver, msg, field, sub=None):
+def field_error(solver, msg, field, sub=None):
     """SolverError naming the field, with file:line:col when the solver file gave it."""
     from minicaffe.prototxt import error_at
 
@@ -123,7 +131,7 @@ class BudgetController:
         self.finetune_iter = int(s.finetune_iter) if s.finetune_iter else \
             max(self.reach_iter, int(0.7 * p.max_iter))
         if self.finetune_iter < self.reach_iter:
-            raise _field_error(solver, f"budget_schedule.finetune_iter = {self.finetune_iter} "
+            raise field_error(solver, f"budget_schedule.finetune_iter = {self.finetune_iter} "
                                f"comes before reach_iter = {self.reach_iter}",
                                "finetune_iter", sub=True)
         self.interval = int(s.interval)
@@ -134,7 +142,7 @@ class BudgetController:
         self.layers = [name for _, name, layer in self.structure.gemm
                        if self.scope == "ALL" or layer.type == "Convolution"]
         if not self.layers:
-            raise _field_error(solver, "the net has no "
+            raise field_error(solver, "the net has no "
                                + ("Convolution" if self.scope == "CONV" else
                                   "Convolution or InnerProduct") + " layer to put a budget on",
                                "flops_target" if self.kind == "flops" else "latency_target")
@@ -142,7 +150,7 @@ class BudgetController:
         for i, info in enumerate(solver._infos):
             if info.layer_name in self.layers and info.index == 0:
                 self._blob[info.layer_name] = i
-        if p.has("group_lasso_update") and p.group_lasso_update != "PROXIMAL":
+        if group_lasso_update(p) != "PROXIMAL":
             log.warning("Budget: group_lasso_update: %s steps do not reach exact zeros (only "
                         "zero_threshold makes them); the controller counts exact zeros, so its "
                         "lambdas may grow without removing structure. PROXIMAL (the default of a "
@@ -166,16 +174,16 @@ class BudgetController:
     def _check(self, p):
         s = self.solver
         if p.flops_target and p.latency_target:
-            raise _field_error(s, "flops_target and latency_target are both set; give one budget",
+            raise field_error(s, "flops_target and latency_target are both set; give one budget",
                                "latency_target")
         if p.flops_target and not 0 < p.flops_target <= 1:
-            raise _field_error(s, f"flops_target must be in (0, 1], a fraction of the dense "
+            raise field_error(s, f"flops_target must be in (0, 1], a fraction of the dense "
                                f"multiply-adds (got {p.flops_target:g})", "flops_target")
         if p.latency_target and not p.latency_target > 0:
-            raise _field_error(s, f"latency_target must be > 0 ms (got {p.latency_target:g})",
+            raise field_error(s, f"latency_target must be > 0 ms (got {p.latency_target:g})",
                                "latency_target")
         if p.latency_target and p.has("flops_target_scope") and p.flops_target_scope != "CONV":
-            raise _field_error(s, "flops_target_scope applies to flops_target; a latency target "
+            raise field_error(s, "flops_target_scope applies to flops_target; a latency target "
                                "covers the Convolutions", "flops_target_scope")
         sch = p.budget_schedule
         for name, ok, rule in (("reach_iter", sch.reach_iter >= 0, ">= 0"),
@@ -187,10 +195,10 @@ class BudgetController:
                                ("tolerance", 0 <= sch.tolerance < 1, "in [0, 1)"),
                                ("max_lag", sch.max_lag > 0, "> 0")):
             if not ok:
-                raise _field_error(s, f"budget_schedule.{name} must be {rule} (got "
+                raise field_error(s, f"budget_schedule.{name} must be {rule} (got "
                                    f"{getattr(sch, name):g})", name, sub=True)
         if p.max_iter and sch.reach_iter > p.max_iter:
-            raise _field_error(s, f"budget_schedule.reach_iter = {sch.reach_iter} is after "
+            raise field_error(s, f"budget_schedule.reach_iter = {sch.reach_iter} is after "
                                f"max_iter = {p.max_iter}", "reach_iter", sub=True)
 
     def _add_terms(self):
@@ -282,7 +290,7 @@ class BudgetController:
 
         self.costs = budget_cost.calibrate(self.solver, self.layers)
         if self.target_value <= self.costs["other_ms"]:
-            raise _field_error(self.solver, f"latency_target = {self.target_value:g} ms is below "
+            raise field_error(self.solver, f"latency_target = {self.target_value:g} ms is below "
                                f"the {self.costs['other_ms']:.3f} ms the layers SSL cannot "
                                "shrink take per batch on this machine", "latency_target")
         if self.target_value >= self.costs["dense_ms"]:
