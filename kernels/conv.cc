@@ -104,6 +104,155 @@ void store_rows(const T* mat, const int64_t* slot, int64_t n, int64_t M, int64_t
     }
 }
 
+#if MC_ISA_LEVEL >= 1
+// Stride-1 convolution forward without a lowered matrix (float32, our own tile kernel): each
+// image is copied once with its zero padding, and every strip of kConvStrip output pixels is
+// packed straight from that copy, then multiplied with the bias added on the way out.
+//
+// Why: the lowered matrix of a 5 x 5 convolution is 25x its input; writing it (im2col) and
+// reading it back to pack the GEMM's strips cost CIFAR-10 quick's conv2 about a fifth of its
+// time. With the padding in the copy, lowered row k = (c, i, j) of output pixels p..p+15 in one
+// output row is the 16 consecutive values at xpad[c][oy*sh + i*dh][ox + j*dw], one unaligned
+// vector load: packing a strip is a load and a store per row and piece, no bounds checks.
+constexpr int kLanes = MC_ISA_LEVEL == 2 ? 16 : 8;  // floats per vector (and per piece)
+
+#if MC_ISA_LEVEL == 2
+inline void copy_lanes(const float* src, float* dst) {
+  _mm512_storeu_ps(dst, _mm512_loadu_ps(src));
+}
+#else
+inline void copy_lanes(const float* src, float* dst) {
+  _mm256_storeu_ps(dst, _mm256_loadu_ps(src));
+}
+#endif
+
+// A run of at most kLanes output pixels of one output row inside a strip: strip columns
+// at..at+kLanes are loaded from xpad + from (+ the lowered row's offset). Loads past the run
+// read neighbouring values of the padded image; they land in columns the next piece
+// overwrites (pieces go left to right) or past the strip's width, which is never stored.
+struct Piece {
+  int64_t from;
+  int at;
+};
+
+struct StripScratch {
+  std::vector<float> xpad, strip, bias;
+  std::vector<int64_t> offset;  // lowered row -> offset in xpad
+  std::vector<Piece> pieces;
+  std::vector<float*> crow;
+};
+
+StripScratch& strip_scratch() {
+  thread_local StripScratch s;
+  return s;
+}
+
+// Strip boundaries over one image's P output pixels: kConvStrip wide, except that a last
+// strip narrower than two vectors is evened out with the one before it (P = 64: 32 + 32, not
+// 48 + 16: one-vector tiles run at about half the speed).
+std::vector<int64_t> strip_starts(int64_t P) {
+  std::vector<int64_t> at;
+  for (int64_t p = 0; p < P; p += kConvStrip) at.push_back(p);
+  const int64_t tail = P - at.back();
+  if (at.size() > 1 && tail < 2 * kLanes) {
+    const int64_t pair = kConvStrip + tail;  // the last two strips' pixels
+    at.back() = at[at.size() - 2] + (pair / 2 + kLanes - 1) / kLanes * kLanes;
+  }
+  at.push_back(P);
+  return at;
+}
+
+// Whether conv_forward_strips runs this convolution.
+bool strips_apply(const Geom& g) {
+  return tile_gemm_enabled() && g.sw == 1;
+}
+
+void conv_forward_strips(const float* x, int64_t N, const Geom& g, int64_t group,
+                         const float* w, int64_t M, const float* bias, float* y,
+                         const Kept& kept) {
+  const bool compact = kept.rows != nullptr;
+  const int64_t taps = g.kh * g.kw, cg = g.C / group;
+  const int64_t K = compact ? kept.k : cg * taps;     // lowered rows per group
+  const int64_t mg = compact ? kept.m_kept : M / group;  // GEMM rows per group
+  const int64_t lda = compact ? kept.k : cg * taps;
+  const int64_t oh = g.oh(), ow = g.ow(), P = oh * ow;
+  const int64_t Hp = g.H + 2 * g.ph, Wp = g.W + 2 * g.pw, plane = Hp * Wp;
+  const std::vector<int64_t> starts = strip_starts(P);
+  const int64_t strips = int64_t(starts.size()) - 1, units = N * strips;
+  // Removed filters of a compacted convolution output their bias (or 0).
+  std::vector<char> removed;
+  if (compact) {
+    removed.assign(M, 1);
+    for (int64_t t = 0; t < kept.m_kept; ++t) removed[kept.rows[t]] = 0;
+  }
+  const double macs = double(N) * P * K * mg * group;
+  const bool parallel = team_size() > 1 && macs >= double(1 << 21) && units > 1;
+
+  for_each_share(units, parallel, [&](int64_t lo, int64_t hi) {
+    StripScratch& s = strip_scratch();
+    // The copy holds the whole image's channels plus a vector of slack for the last loads.
+    s.xpad.assign(g.C * plane + kLanes, 0.f);
+    s.strip.resize(K * kConvStrip + kLanes);
+    s.crow.resize(mg + 16);
+    s.offset.resize(K);
+    // Lowered row -> offset of its (c, i, j) in the padded copy; group 0's numbering, a group
+    // adds its first channel's plane.
+    for (int64_t r = 0; r < K; ++r) {
+      const int64_t l = compact ? kept.cols[r] : r;
+      const int64_t c = l / taps, t = l % taps, i = t / g.kw, j = t % g.kw;
+      s.offset[r] = c * plane + i * g.dh * Wp + j * g.dw;
+    }
+    s.bias.assign(mg * group + 16, 0.f);
+    for (int64_t gi = 0; gi < group; ++gi)
+      for (int64_t r = 0; r < mg; ++r) {
+        const int64_t m = compact ? kept.rows[r] : gi * mg + r;
+        s.bias[gi * mg + r] = bias ? bias[m] : 0.f;
+      }
+    int64_t padded = -1;  // the image now in s.xpad
+    for (int64_t u = lo; u < hi; ++u) {
+      const int64_t n = u / strips, p0 = starts[u % strips], width = starts[u % strips + 1] - p0;
+      if (n != padded) {  // copy image n into the padded planes (the border stays zero)
+        const float* xn = x + n * g.C * g.H * g.W;
+        for (int64_t c = 0; c < g.C; ++c)
+          for (int64_t h = 0; h < g.H; ++h)
+            std::copy(xn + (c * g.H + h) * g.W, xn + (c * g.H + h + 1) * g.W,
+                      s.xpad.data() + c * plane + (h + g.ph) * Wp + g.pw);
+        padded = n;
+      }
+      // The strip's pieces: runs of up to kLanes pixels within one output row.
+      s.pieces.clear();
+      for (int64_t p = p0; p < p0 + width;) {
+        const int64_t oy = p / ow, ox = p % ow;
+        const int64_t len = std::min<int64_t>({kLanes, ow - ox, p0 + width - p});
+        s.pieces.push_back({oy * g.sh * Wp + ox, int(p - p0)});
+        p += len;
+      }
+      float* yn = y + n * M * P;
+      if (compact)
+        for (int64_t m = 0; m < M; ++m)
+          if (removed[m]) std::fill(yn + m * P + p0, yn + m * P + p0 + width, bias ? bias[m] : 0.f);
+      for (int64_t gi = 0; gi < group; ++gi) {
+        const float* xg = s.xpad.data() + gi * cg * plane;
+        const int np = int(s.pieces.size());
+        const Piece* pc = s.pieces.data();
+        for (int64_t r = 0; r < K; ++r) {
+          const float* src = xg + s.offset[r];
+          float* dst = s.strip.data() + r * kConvStrip;
+          for (int q = 0; q < np; ++q) copy_lanes(src + pc[q].from, dst + pc[q].at);
+        }
+        for (int64_t r = 0; r < mg; ++r) {
+          const int64_t m = compact ? kept.rows[r] : gi * mg + r;
+          s.crow[r] = yn + m * P + p0;
+        }
+        const float* a = compact ? w : w + gi * mg * lda;
+        strip_product(int(mg), int(K), a, int(lda), s.strip.data(), int(width), s.crow.data(),
+                      s.bias.data() + gi * mg);
+      }
+    }
+  });
+}
+#endif
+
 }  // namespace
 
 template <typename T>
@@ -123,6 +272,14 @@ void conv_forward_nchw(const T* x, int64_t N, const Geom& g, int64_t group, cons
   const int64_t mg = compact ? kept.m_pad : M / group, P = g.cols();
   const int64_t image = g.C * g.H * g.W;
   if (N == 0 || M == 0 || P == 0) return;
+#if MC_ISA_LEVEL >= 1
+  if constexpr (sizeof(T) == 4) {
+    if (K > 0 && (!compact || kept.m_kept > 0) && strips_apply(g)) {
+      conv_forward_strips(x, N, g, group, w, M, bias, y, kept);
+      return;
+    }
+  }
+#endif
   // slot[m]: the GEMM row holding filter m, -1 for a removed filter (its output is the bias).
   std::vector<int64_t> slot;
   if (compact) {

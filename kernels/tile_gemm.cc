@@ -40,9 +40,10 @@ void pack_strip(int k, const float* b, int ldb, int nv, __mmask16 last, float* s
 // slower).
 // Row i of the tile is stored at crow[i] (rows of C need not be adjacent: a compacted
 // convolution writes its kept filters' rows in place).
+// strip[k][sstride] (sstride >= NV*16); bias (null: none): bias[i] is added to row i.
 template <int NV>
-void tile(int k, const float* a, int lda, const float* strip, float* const* crow, int rows,
-          __mmask16 last) {
+void tile(int k, const float* a, int lda, const float* strip, int sstride, float* const* crow,
+          int rows, __mmask16 last, const float* bias) {
   const float* row[kTileRows];
 #pragma GCC unroll 8
   for (int i = 0; i < kTileRows; ++i) row[i] = a + int64_t(std::min(i, rows - 1)) * lda;
@@ -51,7 +52,7 @@ void tile(int k, const float* a, int lda, const float* strip, float* const* crow
   for (int i = 0; i < kTileRows; ++i)
 #pragma GCC unroll 3
     for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_setzero_ps();
-  for (int kk = 0; kk < k; ++kk, strip += NV * 16) {
+  for (int kk = 0; kk < k; ++kk, strip += sstride) {
     __m512 bv[NV];
 #pragma GCC unroll 3
     for (int v = 0; v < NV; ++v) bv[v] = _mm512_loadu_ps(strip + v * 16);
@@ -65,10 +66,11 @@ void tile(int k, const float* a, int lda, const float* strip, float* const* crow
 #pragma GCC unroll 8
   for (int i = 0; i < kTileRows; ++i) {
     if (i >= rows) break;
+    const __m512 b = _mm512_set1_ps(bias ? bias[i] : 0.f);
 #pragma GCC unroll 3
     for (int v = 0; v < NV; ++v) {
       const __mmask16 mask = v == NV - 1 ? last : __mmask16(0xffff);
-      _mm512_mask_storeu_ps(crow[i] + v * 16, mask, acc[i][v]);
+      _mm512_mask_storeu_ps(crow[i] + v * 16, mask, bias ? _mm512_add_ps(acc[i][v], b) : acc[i][v]);
     }
   }
 }
@@ -94,13 +96,30 @@ bool tile_sgemm(int m, int n, int k, const float* a, int lda, const float* b, in
         crow[i] = c + (c_rows ? c_rows[r] : r) * ldc + n0;
       }
       switch (nv) {
-        case 3: tile<3>(k, at, lda, strip.data(), crow, rows, last); break;
-        case 2: tile<2>(k, at, lda, strip.data(), crow, rows, last); break;
-        default: tile<1>(k, at, lda, strip.data(), crow, rows, last);
+        case 3: tile<3>(k, at, lda, strip.data(), nv * 16, crow, rows, last, nullptr); break;
+        case 2: tile<2>(k, at, lda, strip.data(), nv * 16, crow, rows, last, nullptr); break;
+        default: tile<1>(k, at, lda, strip.data(), nv * 16, crow, rows, last, nullptr);
       }
     }
   }
   return true;
+}
+
+void strip_product(int m, int k, const float* a, int lda, const float* strip, int width,
+                   float* const* crow, const float* bias) {
+  const int nv = (width + 15) / 16;
+  const __mmask16 last = __mmask16((1u << (width - (nv - 1) * 16)) - 1);
+  for (int t = 0; t * kTileRows < m; ++t) {
+    const int rows = std::min(kTileRows, m - t * kTileRows);
+    const float* at = a + int64_t(t) * kTileRows * lda;
+    float* const* ct = crow + t * kTileRows;
+    const float* bt = bias ? bias + t * kTileRows : nullptr;
+    switch (nv) {
+      case 3: tile<3>(k, at, lda, strip, kConvStrip, ct, rows, last, bt); break;
+      case 2: tile<2>(k, at, lda, strip, kConvStrip, ct, rows, last, bt); break;
+      default: tile<1>(k, at, lda, strip, kConvStrip, ct, rows, last, bt);
+    }
+  }
 }
 
 #elif MC_ISA_LEVEL == 1
@@ -140,9 +159,10 @@ void pack_strip(int k, const float* b, int ldb, int width, float* strip) {
 // C[rows][width] = A[rows][k] x sub[k][NV*8] (width <= NV*8). A is read in place, rows past
 // `rows` re-read the last row and are never stored; row i of the tile goes to crow[i] + col.
 // Fully unrolled over the tile so that the 6 x NV accumulators stay in registers.
+// sub[k][sstride] (sstride >= NV*8); bias (null: none): bias[i] is added to row i.
 template <int NV>
-void tile(int k, const float* a, int lda, const float* sub, float* const* crow, int col,
-          int rows, int width) {
+void tile(int k, const float* a, int lda, const float* sub, int sstride, float* const* crow,
+          int col, int rows, int width, const float* bias) {
   const float* row[kTileRows];
 #pragma GCC unroll 6
   for (int i = 0; i < kTileRows; ++i) row[i] = a + int64_t(std::min(i, rows - 1)) * lda;
@@ -151,7 +171,7 @@ void tile(int k, const float* a, int lda, const float* sub, float* const* crow, 
   for (int i = 0; i < kTileRows; ++i)
 #pragma GCC unroll 2
     for (int v = 0; v < NV; ++v) acc[i][v] = _mm256_setzero_ps();
-  for (int kk = 0; kk < k; ++kk, sub += kSubCols) {
+  for (int kk = 0; kk < k; ++kk, sub += sstride) {
     __m256 bv[NV];
 #pragma GCC unroll 2
     for (int v = 0; v < NV; ++v) bv[v] = _mm256_loadu_ps(sub + v * 8);
@@ -167,6 +187,11 @@ void tile(int k, const float* a, int lda, const float* sub, float* const* crow, 
   for (int i = 0; i < kTileRows; ++i) {
     if (i >= rows) break;
     float* out = crow[i] + col;
+    if (bias) {
+      const __m256 b = _mm256_set1_ps(bias[i]);
+#pragma GCC unroll 2
+      for (int v = 0; v < NV; ++v) acc[i][v] = _mm256_add_ps(acc[i][v], b);
+    }
 #pragma GCC unroll 2
     for (int v = 0; v < NV - 1; ++v) _mm256_storeu_ps(out + v * 8, acc[i][v]);
     if (width == NV * 8) _mm256_storeu_ps(out + (NV - 1) * 8, acc[i][NV - 1]);
@@ -196,12 +221,28 @@ bool tile_sgemm(int m, int n, int k, const float* a, int lda, const float* b, in
       for (int s = 0; s * kSubCols < width; ++s) {
         const int w = std::min(kSubCols, width - s * kSubCols);
         const float* sub = strip.data() + int64_t(s) * k * kSubCols;
-        if (w > 8) tile<2>(k, at, lda, sub, crow, s * kSubCols, rows, w);
-        else tile<1>(k, at, lda, sub, crow, s * kSubCols, rows, w);
+        if (w > 8) tile<2>(k, at, lda, sub, kSubCols, crow, s * kSubCols, rows, w, nullptr);
+        else tile<1>(k, at, lda, sub, kSubCols, crow, s * kSubCols, rows, w, nullptr);
       }
     }
   }
   return true;
+}
+
+void strip_product(int m, int k, const float* a, int lda, const float* strip, int width,
+                   float* const* crow, const float* bias) {
+  for (int t = 0; t * kTileRows < m; ++t) {
+    const int rows = std::min(kTileRows, m - t * kTileRows);
+    const float* at = a + int64_t(t) * kTileRows * lda;
+    float* const* ct = crow + t * kTileRows;
+    const float* bt = bias ? bias + t * kTileRows : nullptr;
+    for (int s = 0; s * kSubCols < width; ++s) {  // the 16-column sub-strips, A from cache
+      const int w = std::min(kSubCols, width - s * kSubCols);
+      const float* sub = strip + s * kSubCols;
+      if (w > 8) tile<2>(k, at, lda, sub, kConvStrip, ct, s * kSubCols, rows, w, bt);
+      else tile<1>(k, at, lda, sub, kConvStrip, ct, s * kSubCols, rows, w, bt);
+    }
+  }
 }
 
 #else  // baseline: no kernel of our own, the BLAS does every product
@@ -210,6 +251,9 @@ bool tile_sgemm(int, int, int, const float*, int, const float*, int, float, floa
                 const int64_t*) {
   return false;
 }
+
+void strip_product(int, int, const float*, int, const float*, int, float* const*,
+                   const float*) {}  // never called: kConvStrip == 0 here
 
 #endif
 

@@ -124,6 +124,56 @@ def test_float32_and_repeatable(engine, threads, rng):
     np.testing.assert_allclose(runs[0][2], want[2], rtol=1e-4, atol=1e-4)
 
 
+# float32 takes the compiled engine's own path for row stride 1 (kernels/conv.cc,
+# conv_forward_strips: no lowered matrix, strips of 48 output pixels packed from a padded copy
+# of each image); these shapes cross its edges: strips spanning output rows, rows narrower than
+# a vector, a last strip evened out (P = 64), filter counts that leave a partial tile, groups.
+F32_CASES = CASES + [
+    ((3, 32, 32, 5, 5, 2, 2, 1, 1, 1, 1), 32, 1),   # CIFAR-10 quick conv1
+    ((32, 8, 8, 5, 5, 2, 2, 1, 1, 1, 1), 20, 1),    # its conv3's planes: P = 64, rows of 8
+    ((1, 28, 28, 5, 5, 0, 0, 1, 1, 1, 1), 6, 1),    # LeNet conv1: rows of 24, 12 strips
+    ((5, 13, 37, 3, 3, 1, 4, 2, 1, 2, 3), 13, 1),   # stride 2 down, dilation 2 x 3, pad 4
+    ((8, 9, 19, 3, 3, 1, 1, 1, 1, 1, 1), 12, 4),    # four groups
+    ((2, 3, 3, 3, 3, 1, 1, 1, 1, 1, 1), 9, 1),      # P = 9: one strip, one piece per row
+]
+
+
+def f32_case(rng, case, n):
+    g, M, group, x, w4 = random_case(rng, case, n)
+    return (g, M, group, x.astype(np.float32), w4.astype(np.float32),
+            rng.standard_normal(M).astype(np.float32))
+
+
+@pytest.mark.parametrize("case", F32_CASES)
+@pytest.mark.parametrize("n", [1, 3])
+def test_float32_forward_matches_direct(engine, threads, rng, case, n):
+    g, M, group, x, w4, bias = f32_case(rng, case, n)
+    out = np.full((n, M, g.cols), np.nan, np.float32)
+    got = ops.conv_forward_nchw(x, g, w4.reshape(M, -1), group, bias, out=out)
+    assert got is out
+    want = direct_forward(x.astype(np.float64), g, w4.astype(np.float64), group,
+                          bias.astype(np.float64))
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
+    nobias = ops.conv_forward_nchw(x, g, w4.reshape(M, -1), group)
+    np.testing.assert_allclose(nobias, want - bias[:, None], rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("case", [c for c in F32_CASES if c[2] == 1])
+@pytest.mark.parametrize("removed", [(0.5, 0.4), (0.9, 0.0), (0.0, 0.9)],
+                         ids=["rows+cols", "most-rows", "most-cols"])
+def test_float32_forward_compact_matches_direct(engine, threads, rng, case, removed):
+    g, M, _, x, w4, bias = f32_case(rng, case, 2)
+    w2 = w4.reshape(M, -1)
+    w2[rng.permutation(M)[:round(removed[0] * M)]] = 0
+    w2[:, rng.permutation(g.rows)[:round(removed[1] * g.rows)]] = 0
+    got = ops.conv_forward_nchw(x, g, ops.CompactWeights(w2), bias=bias)
+    want = direct_forward(x.astype(np.float64), g, w4.astype(np.float64), 1,
+                          bias.astype(np.float64))
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
+    removed_rows = ~(w2 != 0).any(axis=1)
+    assert (got[:, removed_rows] == bias[removed_rows, None]).all()
+
+
 def test_argument_errors(engine):
     g = ConvGeometry(4, 5, 5, 3, 3)
     x, w = np.zeros((2, 4, 5, 5)), np.zeros((6, 36))
