@@ -84,6 +84,14 @@ CASES = [
     ((2, 2, 5, 9), (3, 2), (1, 0), (2, 3)),            # pad_h only: both axes clipped (3x3)
     ((2, 2, 7, 6), (2, 2), (1, 1), (3, 3)),            # stride > kernel with pad
     ((1, 2, 5, 7), (1, 2), (0, 0), (3, 4)),            # stride > kernel, no pad: empty windows
+    # float32 MAX (values only) and AVE run the separable kernels for column strides 1 and 2
+    # (kernels/pooling.cc): padding on both sides, rows longer than one or two vectors
+    ((2, 2, 9, 10), (3, 3), (1, 1), (2, 2)),
+    ((1, 2, 5, 40), (3, 3), (1, 1), (2, 1)),
+    ((1, 2, 4, 70), (3, 3), (1, 2), (1, 2)),
+    # ... and their flat form (no column padding, W = 2 * ow): whole planes as one run
+    ((2, 3, 24, 24), (2, 2), (0, 0), (2, 2)),          # LeNet pool1: 12 outputs a row
+    ((1, 2, 6, 10), (3, 3), (1, 0), (2, 2)),           # row padding, 5 outputs a row
 ]
 
 
