@@ -120,9 +120,28 @@ constexpr int kLanes = MC_ISA_LEVEL == 2 ? 16 : 8;  // floats per vector (and pe
 inline void copy_lanes(const float* src, float* dst) {
   _mm512_storeu_ps(dst, _mm512_loadu_ps(src));
 }
+// dst[0..n) = src[0..n) in vectors (rows of 8-32 values: a memmove call per row cost CIFAR-10
+// quick's conv2 about 5 us per image in the padded copy).
+inline void copy_row(const float* src, int64_t n, float* dst) {
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) copy_lanes(src + i, dst + i);
+  if (i < n) {
+    const __mmask16 m = __mmask16((1u << (n - i)) - 1);
+    _mm512_mask_storeu_ps(dst + i, m, _mm512_maskz_loadu_ps(m, src + i));
+  }
+}
 #else
 inline void copy_lanes(const float* src, float* dst) {
   _mm256_storeu_ps(dst, _mm256_loadu_ps(src));
+}
+inline void copy_row(const float* src, int64_t n, float* dst) {
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) copy_lanes(src + i, dst + i);
+  if (i < n) {
+    const __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32(int(n - i)),
+                                         _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    _mm256_maskstore_ps(dst + i, m, _mm256_maskload_ps(src + i, m));
+  }
 }
 #endif
 
@@ -215,8 +234,7 @@ void conv_forward_strips(const float* x, int64_t N, const Geom& g, int64_t group
         const float* xn = x + n * g.C * g.H * g.W;
         for (int64_t c = 0; c < g.C; ++c)
           for (int64_t h = 0; h < g.H; ++h)
-            std::copy(xn + (c * g.H + h) * g.W, xn + (c * g.H + h + 1) * g.W,
-                      s.xpad.data() + c * plane + (h + g.ph) * Wp + g.pw);
+            copy_row(xn + (c * g.H + h) * g.W, g.W, s.xpad.data() + c * plane + (h + g.ph) * Wp + g.pw);
         padded = n;
       }
       // The strip's pieces: runs of up to kLanes pixels within one output row.
