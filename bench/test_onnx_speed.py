@@ -106,14 +106,20 @@ def engines(key, batch, threads):
     return net, fns, report
 
 
-def interleaved(fns, rounds=21, block_s=0.02, gap_s=0.03):
+def interleaved(fns, rounds=21, block_s=0.02, gap_s=0.1):
     """{name: median seconds per call}: every round runs a block of calls of each engine in
     turn (rotating who goes first), each block about block_s long, after a pause of gap_s.
 
     The pause matters with threads: ONNX Runtime's pool (and OpenMP's) spins after a run to
     catch the next one quickly; a block started right after another engine's shares the
     cores with those spinning threads (measured: minicaffe's 2-thread CIFAR-10 forward 3x
-    slower right after ORT's block). After the pause each engine runs as if alone."""
+    slower right after ORT's block). ORT's worker stays busy about 40 ms after its last run
+    (thread CPU time sampled every 20 ms on the 2-core machine; libgomp's under 20 ms), so
+    the pause is 100 ms: a 30 ms pause left ORT's spinning thread in the first part of every
+    block that followed ORT's. After the pause each engine runs as if alone. Each block
+    starts with a quarter block of untimed calls: after the pause the first few ms of calls
+    ran slower for either engine (minicaffe's 2-thread CIFAR-10 batch-1 forward: 0.14-0.22
+    ms over its first 30 calls, 0.13 after), and the table is about steady running."""
     per_block = {}
     for name, fn in fns.items():
         fn()
@@ -126,7 +132,8 @@ def interleaved(fns, rounds=21, block_s=0.02, gap_s=0.03):
         for name in names[r % len(names):] + names[:r % len(names)]:
             fn, k = fns[name], per_block[name]
             time.sleep(gap_s)
-            fn()                                       # wake this engine's threads
+            for _ in range(max(1, k // 4)):            # wake this engine's threads, warm up
+                fn()
             t = time.perf_counter()
             for _ in range(k):
                 fn()

@@ -154,11 +154,35 @@ struct Piece {
   int at;
 };
 
+// A padded copy of one image per convolution geometry: its border is zeroed once, when the
+// buffer is made, and never written after (copies fill the interior only), so a batch-1
+// forward does not clear a few thousand values per layer. A few geometries are kept per
+// thread (one per convolution of a net), the least recently used one replaced.
+struct PaddedImage {
+  int64_t C = 0, H = 0, W = 0, ph = 0, pw = 0, used = 0;
+  std::vector<float> data;
+};
+
 struct StripScratch {
-  std::vector<float> xpad, strip, bias;
-  std::vector<int64_t> offset;  // lowered row -> offset in xpad
+  std::vector<float> strip;
   std::vector<Piece> pieces;
   std::vector<float*> crow;
+  PaddedImage padded[8];
+  int64_t clock = 0;
+
+  float* xpad(const Geom& g) {
+    PaddedImage* pick = &padded[0];
+    for (PaddedImage& p : padded) {
+      if (p.C == g.C && p.H == g.H && p.W == g.W && p.ph == g.ph && p.pw == g.pw) {
+        p.used = ++clock;
+        return p.data.data();
+      }
+      if (p.used < pick->used) pick = &p;
+    }
+    *pick = PaddedImage{g.C, g.H, g.W, g.ph, g.pw, ++clock, {}};
+    pick->data.assign(g.C * (g.H + 2 * g.ph) * (g.W + 2 * g.pw) + kLanes, 0.f);
+    return pick->data.data();
+  }
 };
 
 StripScratch& strip_scratch() {
@@ -191,50 +215,54 @@ void conv_forward_strips(const float* x, int64_t N, const Geom& g, int64_t group
                          const Kept& kept) {
   const bool compact = kept.rows != nullptr;
   const int64_t taps = g.kh * g.kw, cg = g.C / group;
-  const int64_t K = compact ? kept.k : cg * taps;     // lowered rows per group
+  const int64_t K = compact ? kept.k : cg * taps;        // lowered rows per group
   const int64_t mg = compact ? kept.m_kept : M / group;  // GEMM rows per group
   const int64_t lda = compact ? kept.k : cg * taps;
   const int64_t oh = g.oh(), ow = g.ow(), P = oh * ow;
   const int64_t Hp = g.H + 2 * g.ph, Wp = g.W + 2 * g.pw, plane = Hp * Wp;
   const std::vector<int64_t> starts = strip_starts(P);
   const int64_t strips = int64_t(starts.size()) - 1, units = N * strips;
-  // Removed filters of a compacted convolution output their bias (or 0).
-  std::vector<char> removed;
+  // Lowered row -> offset of its (c, i, j) in the padded copy (group 0's numbering; a group
+  // adds its first channel's plane), filled without divisions; compacted: the kept rows.
+  std::vector<int64_t> offset(cg * taps);
+  for (int64_t c = 0, r = 0; c < cg; ++c)
+    for (int64_t i = 0; i < g.kh; ++i)
+      for (int64_t j = 0; j < g.kw; ++j) offset[r++] = c * plane + i * g.dh * Wp + j * g.dw;
+  if (compact)
+    for (int64_t r = 0; r < K; ++r) offset[r] = offset[kept.cols[r]];  // kept.cols ascending
+  // Per GEMM row: its output filter and bias; removed filters of a compacted convolution
+  // output their bias (or 0).
+  std::vector<int64_t> filter(mg * group);
+  std::vector<float> row_bias(mg * group + 16, 0.f);
+  for (int64_t gi = 0; gi < group; ++gi)
+    for (int64_t r = 0; r < mg; ++r) {
+      const int64_t m = compact ? kept.rows[r] : gi * mg + r;
+      filter[gi * mg + r] = m;
+      row_bias[gi * mg + r] = bias ? bias[m] : 0.f;
+    }
+  std::vector<int64_t> removed;
   if (compact) {
-    removed.assign(M, 1);
-    for (int64_t t = 0; t < kept.m_kept; ++t) removed[kept.rows[t]] = 0;
+    std::vector<char> kept_filter(M, 0);
+    for (int64_t t = 0; t < kept.m_kept; ++t) kept_filter[kept.rows[t]] = 1;
+    for (int64_t m = 0; m < M; ++m)
+      if (!kept_filter[m]) removed.push_back(m);
   }
   const double macs = double(N) * P * K * mg * group;
   const bool parallel = team_size() > 1 && macs >= double(1 << 21) && units > 1;
 
   for_each_share(units, parallel, [&](int64_t lo, int64_t hi) {
     StripScratch& s = strip_scratch();
-    // The copy holds the whole image's channels plus a vector of slack for the last loads.
-    s.xpad.assign(g.C * plane + kLanes, 0.f);
+    float* xpad = s.xpad(g);
     s.strip.resize(K * kConvStrip + kLanes);
     s.crow.resize(mg + 16);
-    s.offset.resize(K);
-    // Lowered row -> offset of its (c, i, j) in the padded copy; group 0's numbering, a group
-    // adds its first channel's plane.
-    for (int64_t r = 0; r < K; ++r) {
-      const int64_t l = compact ? kept.cols[r] : r;
-      const int64_t c = l / taps, t = l % taps, i = t / g.kw, j = t % g.kw;
-      s.offset[r] = c * plane + i * g.dh * Wp + j * g.dw;
-    }
-    s.bias.assign(mg * group + 16, 0.f);
-    for (int64_t gi = 0; gi < group; ++gi)
-      for (int64_t r = 0; r < mg; ++r) {
-        const int64_t m = compact ? kept.rows[r] : gi * mg + r;
-        s.bias[gi * mg + r] = bias ? bias[m] : 0.f;
-      }
-    int64_t padded = -1;  // the image now in s.xpad
+    int64_t padded = -1;  // the image now in xpad
     for (int64_t u = lo; u < hi; ++u) {
       const int64_t n = u / strips, p0 = starts[u % strips], width = starts[u % strips + 1] - p0;
       if (n != padded) {  // copy image n into the padded planes (the border stays zero)
         const float* xn = x + n * g.C * g.H * g.W;
         for (int64_t c = 0; c < g.C; ++c)
           for (int64_t h = 0; h < g.H; ++h)
-            copy_row(xn + (c * g.H + h) * g.W, g.W, s.xpad.data() + c * plane + (h + g.ph) * Wp + g.pw);
+            copy_row(xn + (c * g.H + h) * g.W, g.W, xpad + c * plane + (h + g.ph) * Wp + g.pw);
         padded = n;
       }
       // The strip's pieces: runs of up to kLanes pixels within one output row.
@@ -246,25 +274,20 @@ void conv_forward_strips(const float* x, int64_t N, const Geom& g, int64_t group
         p += len;
       }
       float* yn = y + n * M * P;
-      if (compact)
-        for (int64_t m = 0; m < M; ++m)
-          if (removed[m]) std::fill(yn + m * P + p0, yn + m * P + p0 + width, bias ? bias[m] : 0.f);
+      for (int64_t m : removed) std::fill(yn + m * P + p0, yn + m * P + p0 + width, bias ? bias[m] : 0.f);
+      const int np = int(s.pieces.size());
+      const Piece* pc = s.pieces.data();
       for (int64_t gi = 0; gi < group; ++gi) {
-        const float* xg = s.xpad.data() + gi * cg * plane;
-        const int np = int(s.pieces.size());
-        const Piece* pc = s.pieces.data();
+        const float* xg = xpad + gi * cg * plane;
         for (int64_t r = 0; r < K; ++r) {
-          const float* src = xg + s.offset[r];
+          const float* src = xg + offset[r];
           float* dst = s.strip.data() + r * kConvStrip;
           for (int q = 0; q < np; ++q) copy_lanes(src + pc[q].from, dst + pc[q].at);
         }
-        for (int64_t r = 0; r < mg; ++r) {
-          const int64_t m = compact ? kept.rows[r] : gi * mg + r;
-          s.crow[r] = yn + m * P + p0;
-        }
+        for (int64_t r = 0; r < mg; ++r) s.crow[r] = yn + filter[gi * mg + r] * P + p0;
         const float* a = compact ? w : w + gi * mg * lda;
         strip_product(int(mg), int(K), a, int(lda), s.strip.data(), int(width), s.crow.data(),
-                      s.bias.data() + gi * mg);
+                      row_bias.data() + gi * mg);
       }
     }
   });
