@@ -156,8 +156,10 @@ struct Piece {
 
 // A padded copy of one image per convolution geometry: its border is zeroed once, when the
 // buffer is made, and never written after (copies fill the interior only), so a batch-1
-// forward does not clear a few thousand values per layer. A few geometries are kept per
-// thread (one per convolution of a net), the least recently used one replaced.
+// forward does not clear a few thousand values per layer. A few geometries of up to 1 MB are
+// kept per thread (one per convolution of a net), the least recently used one replaced; a
+// larger image (a VGG layer's 64 x 226 x 226: 13 MB) uses one shared buffer cleared per call,
+// which costs little next to its convolution.
 struct PaddedImage {
   int64_t C = 0, H = 0, W = 0, ph = 0, pw = 0, used = 0;
   std::vector<float> data;
@@ -168,9 +170,15 @@ struct StripScratch {
   std::vector<Piece> pieces;
   std::vector<float*> crow;
   PaddedImage padded[8];
+  std::vector<float> large;
   int64_t clock = 0;
 
   float* xpad(const Geom& g) {
+    const int64_t size = g.C * (g.H + 2 * g.ph) * (g.W + 2 * g.pw) + kLanes;
+    if (size * int64_t(sizeof(float)) > (1 << 20)) {
+      large.assign(size, 0.f);
+      return large.data();
+    }
     PaddedImage* pick = &padded[0];
     for (PaddedImage& p : padded) {
       if (p.C == g.C && p.H == g.H && p.W == g.W && p.ph == g.ph && p.pw == g.pw) {
@@ -180,7 +188,7 @@ struct StripScratch {
       if (p.used < pick->used) pick = &p;
     }
     *pick = PaddedImage{g.C, g.H, g.W, g.ph, g.pw, ++clock, {}};
-    pick->data.assign(g.C * (g.H + 2 * g.ph) * (g.W + 2 * g.pw) + kLanes, 0.f);
+    pick->data.assign(size, 0.f);
     return pick->data.data();
   }
 };

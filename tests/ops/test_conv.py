@@ -135,6 +135,7 @@ F32_CASES = CASES + [
     ((5, 13, 37, 3, 3, 1, 4, 2, 1, 2, 3), 13, 1),   # stride 2 down, dilation 2 x 3, pad 4
     ((8, 9, 19, 3, 3, 1, 1, 1, 1, 1, 1), 12, 4),    # four groups
     ((2, 3, 3, 3, 3, 1, 1, 1, 1, 1, 1), 9, 1),      # P = 9: one strip, one piece per row
+    ((4, 130, 520, 3, 3, 1, 1, 1, 1, 1, 1), 2, 1),  # padded copy over 1 MB: not kept per layer
 ]
 
 
@@ -156,6 +157,20 @@ def test_float32_forward_matches_direct(engine, threads, rng, case, n):
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
     nobias = ops.conv_forward_nchw(x, g, w4.reshape(M, -1), group)
     np.testing.assert_allclose(nobias, want - bias[:, None], rtol=1e-5, atol=1e-4)
+
+
+def test_float32_padded_copies_of_many_geometries(engine, threads, rng):
+    """Each thread keeps the zero-bordered copy of up to 8 geometries; 11 geometries (same
+    channels, pads 0-2 on 6-8 pixel planes) in turn, twice, evict and rebuild them."""
+    geoms = [ConvGeometry(3, h, w, 3, 3, ph, pw) for h, w, ph, pw in
+             [(6, 6, 0, 0), (6, 6, 1, 1), (6, 6, 2, 2), (6, 6, 1, 0), (6, 6, 0, 1), (7, 6, 1, 1),
+              (6, 7, 1, 1), (8, 8, 1, 1), (8, 8, 2, 1), (8, 6, 1, 2), (7, 7, 2, 2)]]
+    for g in geoms + geoms[::-1]:
+        x = rng.standard_normal((2, 3, g.H, g.W)).astype(np.float32)
+        w4 = rng.standard_normal((5, 3, 3, 3)).astype(np.float32)
+        got = ops.conv_forward_nchw(x, g, w4.reshape(5, -1))
+        want = direct_forward(x.astype(np.float64), g, w4.astype(np.float64), 1, None)
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
 
 
 @pytest.mark.parametrize("case", [c for c in F32_CASES if c[2] == 1])
