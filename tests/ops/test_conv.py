@@ -130,12 +130,15 @@ def test_float32_and_repeatable(engine, threads, rng):
 # a vector, a last strip evened out (P = 64), filter counts that leave a partial tile, groups.
 F32_CASES = CASES + [
     ((3, 32, 32, 5, 5, 2, 2, 1, 1, 1, 1), 32, 1),   # CIFAR-10 quick conv1
-    ((32, 8, 8, 5, 5, 2, 2, 1, 1, 1, 1), 20, 1),    # its conv3's planes: P = 64, rows of 8
+    ((32, 8, 8, 5, 5, 2, 2, 1, 1, 1, 1), 64, 1),    # its conv3: P = 64, rows of 8
     ((1, 28, 28, 5, 5, 0, 0, 1, 1, 1, 1), 6, 1),    # LeNet conv1: rows of 24, 12 strips
     ((5, 13, 37, 3, 3, 1, 4, 2, 1, 2, 3), 13, 1),   # stride 2 down, dilation 2 x 3, pad 4
     ((8, 9, 19, 3, 3, 1, 1, 1, 1, 1, 1), 12, 4),    # four groups
     ((2, 3, 3, 3, 3, 1, 1, 1, 1, 1, 1), 9, 1),      # P = 9: one strip, one piece per row
     ((4, 130, 520, 3, 3, 1, 1, 1, 1, 1, 1), 2, 1),  # padded copy over 1 MB: not kept per layer
+    # over 2M multiply-adds: one image's strips are split between two threads, each thread's
+    # range of pixels cut into strips on its own (P = 400: 192 | 208 = 4 x 48 + 32 + 32)
+    ((16, 20, 20, 3, 3, 1, 1, 1, 1, 1, 1), 64, 1),
 ]
 
 
