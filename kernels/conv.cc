@@ -8,6 +8,7 @@
 // own dW partial sum, and the threads meet once, at the end.
 #include <algorithm>
 #include <climits>
+#include <cstdint>
 #include <vector>
 
 #include "isa.h"
@@ -148,11 +149,15 @@ inline void copy_row(const float* src, int64_t n, float* dst) {
 // A run of at most kLanes output pixels of one output row inside a strip: strip columns
 // at..at+kLanes are loaded from xpad + from (+ the lowered row's offset). Loads past the run
 // read neighbouring values of the padded image; they land in columns the next piece
-// overwrites (pieces go left to right) or past the strip's width, which is never stored.
+// overwrites (pieces go left to right) or past the strip's width, which is never read: a
+// packed row is kStripLd = kConvStrip + kLanes wide, so the last piece's spill stays in its
+// own row whatever order the rows are packed in.
 struct Piece {
   int64_t from;
   int at;
 };
+
+constexpr int kStripLd = kConvStrip + kLanes;  // floats per packed row (a multiple of 64 B)
 
 // A padded copy of one image per convolution geometry: its border is zeroed once, when the
 // buffer is made, and never written after (copies fill the interior only), so a batch-1
@@ -166,7 +171,8 @@ struct PaddedImage {
 };
 
 struct StripScratch {
-  std::vector<float> strip;
+  std::vector<float> strip_store;  // the packed strip, from its first 64-byte boundary
+  float* strip = nullptr;
   std::vector<Piece> pieces;
   std::vector<float*> crow;
   PaddedImage padded[8];
@@ -276,7 +282,9 @@ void conv_forward_strips(const float* x, int64_t N, const Geom& g, int64_t group
   for_each_share(units, parallel, [&](int64_t lo, int64_t hi) {
     StripScratch& s = strip_scratch();
     float* xpad = s.xpad(g);
-    s.strip.resize(K * kConvStrip + kLanes);
+    s.strip_store.resize(K * kStripLd + 16);
+    s.strip = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(s.strip_store.data()) + 63) &
+                                       ~uintptr_t(63));
     s.crow.resize(mg + 16);
     int64_t padded = -1;  // the image now in xpad
     for (int64_t u = lo; u < hi; ++u) {
@@ -298,18 +306,18 @@ void conv_forward_strips(const float* x, int64_t N, const Geom& g, int64_t group
       }
       float* yn = y + n * M * P;
       for (int64_t m : removed) std::fill(yn + m * P + p0, yn + m * P + p0 + width, bias ? bias[m] : 0.f);
-      const int np = int(s.pieces.size());
-      const Piece* pc = s.pieces.data();
+      const int64_t* off = offset.data();
       for (int64_t gi = 0; gi < group; ++gi) {
         const float* xg = xpad + gi * cg * plane;
-        for (int64_t r = 0; r < K; ++r) {
-          const float* src = xg + offset[r];
-          float* dst = s.strip.data() + r * kConvStrip;
-          for (int q = 0; q < np; ++q) copy_lanes(src + pc[q].from, dst + pc[q].at);
+        // Piece by piece, down the lowered rows: a load (offset table) and a store per row.
+        for (const Piece& pc : s.pieces) {
+          const float* src = xg + pc.from;
+          float* dst = s.strip + pc.at;
+          for (int64_t r = 0; r < K; ++r, dst += kStripLd) copy_lanes(src + off[r], dst);
         }
         for (int64_t r = 0; r < mg; ++r) s.crow[r] = yn + filter[gi * mg + r] * P + p0;
         const float* a = compact ? w : w + gi * mg * lda;
-        strip_product(int(mg), int(K), a, int(lda), s.strip.data(), int(width), s.crow.data(),
+        strip_product(int(mg), int(K), a, int(lda), s.strip, kStripLd, int(width), s.crow.data(),
                       row_bias.data() + gi * mg);
       }
     }

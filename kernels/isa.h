@@ -240,12 +240,13 @@ bool tile_sgemm(int m, int n, int k, const float* a, int lda, const float* b, in
                 float beta, float* c, int ldc, const int64_t* c_rows = nullptr);
 constexpr bool kHasTileGemm = MC_ISA_LEVEL >= 1;
 
-// The convolution forward's product on one packed strip (tile_gemm.cc, conv.cc): strip[k][
-// kConvStrip] holds `width` <= kConvStrip columns of the lowered input (what lies past `width`
-// in a row is never stored), A is a[m][lda]; row i of the product, plus bias[i] when bias is
-// not null, goes to crow[i][0 .. width). kConvStrip is 0 where there is no kernel of our own.
+// The convolution forward's product on one packed strip (tile_gemm.cc, conv.cc): strip[k][ldb]
+// (ldb >= kConvStrip) holds `width` <= kConvStrip columns of the lowered input (what lies past
+// `width` in a row is never stored), A is a[m][lda]; row i of the product, plus bias[i] when
+// bias is not null, goes to crow[i][0 .. width). kConvStrip is 0 where there is no kernel of
+// our own.
 constexpr int kConvStrip = MC_ISA_LEVEL >= 1 ? 48 : 0;
-void strip_product(int m, int k, const float* a, int lda, const float* strip, int width,
+void strip_product(int m, int k, const float* a, int lda, const float* strip, int ldb, int width,
                    float* const* crow, const float* bias);
 
 // One thread's share of a product: the convolution forward (Tiles) tries our kernel first.

@@ -105,7 +105,7 @@ bool tile_sgemm(int m, int n, int k, const float* a, int lda, const float* b, in
   return true;
 }
 
-void strip_product(int m, int k, const float* a, int lda, const float* strip, int width,
+void strip_product(int m, int k, const float* a, int lda, const float* strip, int ldb, int width,
                    float* const* crow, const float* bias) {
   const int nv = (width + 15) / 16;
   const __mmask16 last = __mmask16((1u << (width - (nv - 1) * 16)) - 1);
@@ -115,9 +115,9 @@ void strip_product(int m, int k, const float* a, int lda, const float* strip, in
     float* const* ct = crow + t * kTileRows;
     const float* bt = bias ? bias + t * kTileRows : nullptr;
     switch (nv) {
-      case 3: tile<3>(k, at, lda, strip, kConvStrip, ct, rows, last, bt); break;
-      case 2: tile<2>(k, at, lda, strip, kConvStrip, ct, rows, last, bt); break;
-      default: tile<1>(k, at, lda, strip, kConvStrip, ct, rows, last, bt);
+      case 3: tile<3>(k, at, lda, strip, ldb, ct, rows, last, bt); break;
+      case 2: tile<2>(k, at, lda, strip, ldb, ct, rows, last, bt); break;
+      default: tile<1>(k, at, lda, strip, ldb, ct, rows, last, bt);
     }
   }
 }
@@ -229,7 +229,7 @@ bool tile_sgemm(int m, int n, int k, const float* a, int lda, const float* b, in
   return true;
 }
 
-void strip_product(int m, int k, const float* a, int lda, const float* strip, int width,
+void strip_product(int m, int k, const float* a, int lda, const float* strip, int ldb, int width,
                    float* const* crow, const float* bias) {
   for (int t = 0; t * kTileRows < m; ++t) {
     const int rows = std::min(kTileRows, m - t * kTileRows);
@@ -239,8 +239,8 @@ void strip_product(int m, int k, const float* a, int lda, const float* strip, in
     for (int s = 0; s * kSubCols < width; ++s) {  // the 16-column sub-strips, A from cache
       const int w = std::min(kSubCols, width - s * kSubCols);
       const float* sub = strip + s * kSubCols;
-      if (w > 8) tile<2>(k, at, lda, sub, kConvStrip, ct, s * kSubCols, rows, w, bt);
-      else tile<1>(k, at, lda, sub, kConvStrip, ct, s * kSubCols, rows, w, bt);
+      if (w > 8) tile<2>(k, at, lda, sub, ldb, ct, s * kSubCols, rows, w, bt);
+      else tile<1>(k, at, lda, sub, ldb, ct, s * kSubCols, rows, w, bt);
     }
   }
 }
@@ -252,7 +252,7 @@ bool tile_sgemm(int, int, int, const float*, int, const float*, int, float, floa
   return false;
 }
 
-void strip_product(int, int, const float*, int, const float*, int, float* const*,
+void strip_product(int, int, const float*, int, const float*, int, int, float* const*,
                    const float*) {}  // never called: kConvStrip == 0 here
 
 #endif
