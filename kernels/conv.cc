@@ -150,14 +150,14 @@ inline void copy_row(const float* src, int64_t n, float* dst) {
 // at..at+kLanes are loaded from xpad + from (+ the lowered row's offset). Loads past the run
 // read neighbouring values of the padded image; they land in columns the next piece
 // overwrites (pieces go left to right) or past the strip's width, which is never read: a
-// packed row is kStripLd = kConvStrip + kLanes wide, so the last piece's spill stays in its
-// own row whatever order the rows are packed in.
+// packed row is kStripLd = 64 >= kConvStrip + kLanes wide, so the last piece's spill stays in its
+// own row whatever order the rows are packed in (AVX2 spills 8 of its 16).
 struct Piece {
   int64_t from;
   int at;
 };
 
-constexpr int kStripLd = kConvStrip + kLanes;  // floats per packed row (a multiple of 64 B)
+constexpr int kStripLd = 64;  // floats per packed row: kConvStrip + a vector of spill, 64-byte rows
 
 // A padded copy of one image per convolution geometry: its border is zeroed once, when the
 // buffer is made, and never written after (copies fill the interior only), so a batch-1
@@ -310,10 +310,13 @@ void conv_forward_strips(const float* x, int64_t N, const Geom& g, int64_t group
       for (int64_t gi = 0; gi < group; ++gi) {
         const float* xg = xpad + gi * cg * plane;
         // Piece by piece, down the lowered rows: a load (offset table) and a store per row.
+        // (K copied to a local: read through the lambda's reference it was reloaded from
+        // memory after every store.)
+        const int64_t rows = K;
         for (const Piece& pc : s.pieces) {
           const float* src = xg + pc.from;
           float* dst = s.strip + pc.at;
-          for (int64_t r = 0; r < K; ++r, dst += kStripLd) copy_lanes(src + off[r], dst);
+          for (int64_t r = 0; r < rows; ++r, dst += kStripLd) copy_lanes(src + off[r], dst);
         }
         for (int64_t r = 0; r < mg; ++r) s.crow[r] = yn + filter[gi * mg + r] * P + p0;
         const float* a = compact ? w : w + gi * mg * lda;
