@@ -254,6 +254,9 @@ inline void vstore_first(float* p, Vec v, int n) {  // lanes [0, n)
 }
 inline Vec vmax(Vec tap, Vec acc) { return _mm512_max_ps(tap, acc); }
 inline Vec vset1(float v) { return _mm512_set1_ps(v); }
+inline Vec vload_first(const float* p, int n) {  // lanes [0, n), zeros after; reads only those
+  return _mm512_maskz_loadu_ps(__mmask16((1u << n) - 1), p);
+}
 inline Vec nan_or(Vec seed, Vec acc) {  // seed where seed is NaN, else acc
   return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(seed, seed, _CMP_UNORD_Q), acc, seed);
 }
@@ -275,6 +278,10 @@ inline void vstore_first(float* p, Vec v, int n) {
 }
 inline Vec vmax(Vec tap, Vec acc) { return _mm256_max_ps(tap, acc); }
 inline Vec vset1(float v) { return _mm256_set1_ps(v); }
+inline Vec vload_first(const float* p, int n) {
+  return _mm256_maskload_ps(p, _mm256_cmpgt_epi32(_mm256_set1_epi32(n),
+                                                  _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)));
+}
 inline Vec nan_or(Vec seed, Vec acc) {
   return _mm256_blendv_ps(acc, seed, _mm256_cmp_ps(seed, seed, _CMP_UNORD_Q));
 }
@@ -332,6 +339,7 @@ void separable_pool(const float* x, int64_t planes, const PoolGeom& g, float* y)
   }
   // Flat mode: lane bits of tap j inside its row, for a vector starting at q0 with q0 % ow = r.
   std::vector<uint32_t> inside;
+  std::vector<int64_t> residue;  // per vector of a plane: its first output's column, q0 % ow
   int64_t q_safe = 0;  // vectors from q0 >= q_safe could read past the plane: from a copy
   if (flat) {
     inside.assign(g.kw * g.ow, 0);
@@ -341,6 +349,7 @@ void separable_pool(const float* x, int64_t planes, const PoolGeom& g, float* y)
           if ((r + t) % g.ow * SW + j < g.W) inside[j * g.ow + r] |= 1u << t;
     // reads of the vector at q0: SW*q0 + j .. SW*q0 + j + SW*kVec - 1
     while (q_safe + kVec <= n_flat && SW * q_safe + g.kw - 1 + SW * kVec <= in) q_safe += kVec;
+    for (int64_t q0 = 0; q0 < n_flat; q0 += kVec) residue.push_back(q0 % g.ow);
   }
   // AVE: 1 / Caffe's window size per output (0 for an empty window), rows padded to owv.
   std::vector<float> inv;
@@ -356,75 +365,86 @@ void separable_pool(const float* x, int64_t planes, const PoolGeom& g, float* y)
   }
   auto load_taps = [](const float* base) { return SW == 1 ? vload(base) : vload_even(base); };
   for_each_share(planes, planes * out * g.kh * g.kw > (1 << 15), [&](int64_t lo, int64_t hi) {
-    std::vector<float> rb(flat ? SW * (n_flat - q_safe + kVec) + g.kw + 2 * kVec : rb_len, pad);
-    std::vector<float> rows(g.H * ld + kVec);
-    std::vector<float> seeds(MAX ? g.H * ld + kVec : 0);  // first image pixel of window rows
+    // Locals, not the captures: read through the lambda's references, the geometry was
+    // reloaded from memory after every vector store.
+    const PoolGeom G = g;
+    const int64_t ld_ = ld, n_flat_ = n_flat, q_safe_ = q_safe, in_ = in, out_ = out;
+    const int64_t left_ = left, owv_ = owv;
+    const bool flat_ = flat, any_col_empty_ = any_col_empty;
+    std::vector<float> rb(flat_ ? SW * (n_flat_ - q_safe_ + kVec) + G.kw + 2 * kVec : rb_len, pad);
+    std::vector<float> rows_v(G.H * ld_ + kVec);
+    std::vector<float> seeds_v(MAX ? G.H * ld_ + kVec : 0);  // first image pixel of window rows
+    float* rows = rows_v.data();
+    float* seeds = seeds_v.data();
     float* r = rb.data();
     const Vec padv = vset1(pad);
     for (int64_t p = lo; p < hi; ++p) {
-      const float* xp = x + p * in;
-      if (flat) {
+      const float* xp = x + p * in_;
+      if (flat_) {
         // Across, the whole plane: vectors below q_safe straight from x, the rest from a copy
         // of the plane's end (padding after it).
-        std::copy(xp + SW * q_safe, xp + in, r);
-        int64_t res = 0;  // q0 % ow
-        for (int64_t q0 = 0; q0 < n_flat; q0 += kVec, res = (res + kVec) % g.ow) {
-          const float* base = q0 < q_safe ? xp + SW * q0 : r + SW * (q0 - q_safe);
-          const uint32_t* bits = inside.data() + res;
+        for (int64_t i = SW * q_safe_; i < in_; i += kVec) {  // in vectors; padding after
+          float* dst = r + i - SW * q_safe_;
+          if (i + kVec <= in_) vstore(dst, vload(xp + i));
+          else vstore_first(dst, vload_first(xp + i, int(in_ - i)), int(in_ - i));
+        }
+        for (int64_t q0 = 0, v = 0; q0 < n_flat_; q0 += kVec, ++v) {
+          const float* base = q0 < q_safe_ ? xp + SW * q0 : r + SW * (q0 - q_safe_);
+          const uint32_t* bits = inside.data() + residue[v];
           const Vec first = load_taps(base);
           Vec acc = MAX ? vmax(vkeep(first, bits[0], padv), padv) : vkeep(first, bits[0], padv);
-          for (int64_t j = 1; j < g.kw; ++j) {
-            const Vec tap = vkeep(load_taps(base + j), bits[j * g.ow], padv);
+          for (int64_t j = 1; j < G.kw; ++j) {
+            const Vec tap = vkeep(load_taps(base + j), bits[j * G.ow], padv);
             acc = MAX ? vmax(tap, acc) : vadd(acc, tap);
           }
-          vstore(rows.data() + q0, acc);
-          if (MAX) vstore(seeds.data() + q0, first);
+          vstore(rows + q0, acc);
+          if (MAX) vstore(seeds + q0, first);
         }
       } else {
         // Across, row by row: rows[h][o] = the window row of output column o in input row h.
-        for (int64_t h = 0; h < g.H; ++h) {
-          std::copy(xp + h * g.W, xp + (h + 1) * g.W, r + g.pw);
-          float* dst = rows.data() + h * ld;
-          for (int64_t o = 0; o < owv; o += kVec) {
+        for (int64_t h = 0; h < G.H; ++h) {
+          std::copy(xp + h * G.W, xp + (h + 1) * G.W, r + G.pw);
+          float* dst = rows + h * ld_;
+          for (int64_t o = 0; o < owv_; o += kVec) {
             const float* base = r + o * SW;
             const Vec first = load_taps(base);
             Vec acc = MAX ? vmax(first, padv) : first;
-            for (int64_t j = 1; j < g.kw; ++j) {
+            for (int64_t j = 1; j < G.kw; ++j) {
               const Vec tap = load_taps(base + j);
               acc = MAX ? vmax(tap, acc) : vadd(acc, tap);
             }
             vstore(dst + o, acc);
-            if (MAX) vstore(seeds.data() + h * ld + o, first);
+            if (MAX) vstore(seeds + h * ld_ + o, first);
           }
           if (MAX)  // windows starting in the padding: their seed is the first image column
-            for (int64_t o = 0; o < left; ++o)
-              seeds[h * ld + o] = r[std::min(std::max(o * SW, g.pw), g.pw + g.W - 1)];
+            for (int64_t o = 0; o < left_; ++o)
+              seeds[h * ld_ + o] = r[std::min(std::max(o * SW, G.pw), G.pw + G.W - 1)];
         }
       }
       // Down: output row yo from the window's image rows, in order.
-      float* yp = y + p * out;
-      for (int64_t yo = 0; yo < g.oh; ++yo) {
-        const int64_t h0 = yo * g.sh - g.ph;
-        const int64_t i0 = std::max<int64_t>(0, -h0), i1 = std::min(g.kh, g.H - h0);
-        float* dst = yp + yo * g.ow;
+      float* yp = y + p * out_;
+      for (int64_t yo = 0; yo < G.oh; ++yo) {
+        const int64_t h0 = yo * G.sh - G.ph;
+        const int64_t i0 = std::max<int64_t>(0, -h0), i1 = std::min(G.kh, G.H - h0);
+        float* dst = yp + yo * G.ow;
         if (i0 >= i1) {
-          std::fill(dst, dst + g.ow, empty);
+          std::fill(dst, dst + G.ow, empty);
           continue;
         }
-        const float* src = rows.data() + (h0 + i0) * ld;
-        for (int64_t o = 0; o < g.ow; o += kVec) {
+        const float* src = rows + (h0 + i0) * ld_;
+        for (int64_t o = 0; o < G.ow; o += kVec) {
           Vec acc = vload(src + o);
           for (int64_t i = i0 + 1; i < i1; ++i) {
-            const Vec tap = vload(src + (i - i0) * ld + o);
+            const Vec tap = vload(src + (i - i0) * ld_ + o);
             acc = MAX ? vmax(tap, acc) : vadd(acc, tap);
           }
-          if constexpr (MAX) acc = nan_or(vload(seeds.data() + (h0 + i0) * ld + o), acc);
-          else acc = vmul(acc, vload(inv.data() + yo * owv + o));
-          if (o + kVec <= g.ow) vstore(dst + o, acc);
-          else vstore_first(dst + o, acc, int(g.ow - o));
+          if constexpr (MAX) acc = nan_or(vload(seeds + (h0 + i0) * ld_ + o), acc);
+          else acc = vmul(acc, vload(inv.data() + yo * owv_ + o));
+          if (o + kVec <= G.ow) vstore(dst + o, acc);
+          else vstore_first(dst + o, acc, int(G.ow - o));
         }
-        if (MAX && any_col_empty)
-          for (int64_t o = 0; o < g.ow; ++o)
+        if (MAX && any_col_empty_)
+          for (int64_t o = 0; o < G.ow; ++o)
             if (col_empty[o]) dst[o] = empty;
       }
     }
