@@ -106,9 +106,11 @@ void store_rows(const T* mat, const int64_t* slot, int64_t n, int64_t M, int64_t
 }
 
 #if MC_ISA_LEVEL >= 1
-// Stride-1 convolution forward without a lowered matrix (float32, our own tile kernel): each
-// image is copied once with its zero padding, and every strip of kConvStrip output pixels is
-// packed straight from that copy, then multiplied with the bias added on the way out.
+// Convolution forward at column stride 1 or 2 without a lowered matrix (float32, our own tile
+// kernel): each image is copied once with its zero padding, and every strip of kConvStrip
+// output pixels is packed straight from that copy, then multiplied with the bias added on the
+// way out. At column stride 2 (ResNet's downsampling convolutions) a piece is the even lanes
+// of two vector loads.
 //
 // Why: the lowered matrix of a 5 x 5 convolution is 25x its input; writing it (im2col) and
 // reading it back to pack the GEMM's strips cost CIFAR-10 quick's conv2 about a fifth of its
@@ -120,6 +122,11 @@ constexpr int kLanes = MC_ISA_LEVEL == 2 ? 16 : 8;  // floats per vector (and pe
 #if MC_ISA_LEVEL == 2
 inline void copy_lanes(const float* src, float* dst) {
   _mm512_storeu_ps(dst, _mm512_loadu_ps(src));
+}
+// dst[0..16) = src[0], src[2], ..., src[30]
+inline void copy_even_lanes(const float* src, float* dst) {
+  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  _mm512_storeu_ps(dst, _mm512_permutex2var_ps(_mm512_loadu_ps(src), even, _mm512_loadu_ps(src + 16)));
 }
 // dst[0..n) = src[0..n) in vectors (rows of 8-32 values: a memmove call per row cost CIFAR-10
 // quick's conv2 about 5 us per image in the padded copy).
@@ -134,6 +141,13 @@ inline void copy_row(const float* src, int64_t n, float* dst) {
 #else
 inline void copy_lanes(const float* src, float* dst) {
   _mm256_storeu_ps(dst, _mm256_loadu_ps(src));
+}
+// dst[0..8) = src[0], src[2], ..., src[14]
+inline void copy_even_lanes(const float* src, float* dst) {
+  const __m256 mixed = _mm256_shuffle_ps(_mm256_loadu_ps(src), _mm256_loadu_ps(src + 8),
+                                         _MM_SHUFFLE(2, 0, 2, 0));  // a0 a2 b0 b2 a4 a6 b4 b6
+  _mm256_storeu_ps(dst, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(mixed),
+                                                               _MM_SHUFFLE(3, 1, 2, 0))));
 }
 inline void copy_row(const float* src, int64_t n, float* dst) {
   int64_t i = 0;
@@ -180,7 +194,8 @@ struct StripScratch {
   int64_t clock = 0;
 
   float* xpad(const Geom& g) {
-    const int64_t size = g.C * (g.H + 2 * g.ph) * (g.W + 2 * g.pw) + kLanes;
+    const int64_t size = g.C * (g.H + 2 * g.ph) * (g.W + 2 * g.pw) + 2 * kLanes;  // slack: a
+    // piece's loads run up to 2 vectors (stride 2) past its first value
     if (size * int64_t(sizeof(float)) > (1 << 20)) {
       large.assign(size, 0.f);
       return large.data();
@@ -233,9 +248,12 @@ std::vector<int64_t> strip_starts(int64_t P, int64_t parts) {
   return at;
 }
 
-// Whether conv_forward_strips runs this convolution.
+// Whether conv_forward_strips runs this convolution: column stride 1 or 2, and a lowered
+// matrix at least as large as the image (it copies the whole image once; a 1 x 1 stride-2
+// projection reads a quarter of it, and its lowering, which writes only that quarter, was as
+// fast or faster: 1.05-1.09x the lowering path's time at batch 1).
 bool strips_apply(const Geom& g) {
-  return tile_gemm_enabled() && g.sw == 1;
+  return tile_gemm_enabled() && (g.sw == 1 || g.sw == 2) && g.kh * g.kw * g.cols() >= g.H * g.W;
 }
 
 void conv_forward_strips(const float* x, int64_t N, const Geom& g, int64_t group,
@@ -301,7 +319,7 @@ void conv_forward_strips(const float* x, int64_t N, const Geom& g, int64_t group
       for (int64_t p = p0; p < p0 + width;) {
         const int64_t oy = p / ow, ox = p % ow;
         const int64_t len = std::min<int64_t>({kLanes, ow - ox, p0 + width - p});
-        s.pieces.push_back({oy * g.sh * Wp + ox, int(p - p0)});
+        s.pieces.push_back({oy * g.sh * Wp + ox * g.sw, int(p - p0)});
         p += len;
       }
       float* yn = y + n * M * P;
@@ -316,7 +334,10 @@ void conv_forward_strips(const float* x, int64_t N, const Geom& g, int64_t group
         for (const Piece& pc : s.pieces) {
           const float* src = xg + pc.from;
           float* dst = s.strip + pc.at;
-          for (int64_t r = 0; r < rows; ++r, dst += kStripLd) copy_lanes(src + off[r], dst);
+          if (g.sw == 1)
+            for (int64_t r = 0; r < rows; ++r, dst += kStripLd) copy_lanes(src + off[r], dst);
+          else
+            for (int64_t r = 0; r < rows; ++r, dst += kStripLd) copy_even_lanes(src + off[r], dst);
         }
         for (int64_t r = 0; r < mg; ++r) s.crow[r] = yn + filter[gi * mg + r] * P + p0;
         const float* a = compact ? w : w + gi * mg * lda;

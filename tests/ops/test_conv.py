@@ -139,6 +139,14 @@ F32_CASES = CASES + [
     # over 2M multiply-adds: one image's strips are split between two threads, each thread's
     # range of pixels cut into strips on its own (P = 400: 192 | 208 = 4 x 48 + 32 + 32)
     ((16, 20, 20, 3, 3, 1, 1, 1, 1, 1, 1), 64, 1),
+    # column stride 2 (even lanes of two loads per piece): ResNet's downsampling 3 x 3, a wide
+    # row with dilation, one split between threads; its 1 x 1 projection (lowered matrix
+    # smaller than the image: the lowering path) and a 1 x 1 at stride 1 (strips)
+    ((16, 16, 16, 3, 3, 1, 1, 2, 2, 1, 1), 32, 1),
+    ((16, 16, 16, 1, 1, 0, 0, 2, 2, 1, 1), 32, 1),
+    ((8, 6, 10, 1, 1, 0, 0, 1, 1, 1, 1), 12, 1),
+    ((3, 9, 71, 3, 3, 2, 1, 1, 2, 2, 2), 10, 1),
+    ((32, 32, 32, 3, 3, 1, 1, 2, 2, 1, 1), 32, 1),
 ]
 
 
