@@ -125,8 +125,7 @@ inline void copy_lanes(const float* src, float* dst) {
 }
 // dst[0..16) = src[0], src[2], ..., src[30]
 inline void copy_even_lanes(const float* src, float* dst) {
-  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-  _mm512_storeu_ps(dst, _mm512_permutex2var_ps(_mm512_loadu_ps(src), even, _mm512_loadu_ps(src + 16)));
+  _mm512_storeu_ps(dst, load_even_lanes(src));
 }
 // dst[0..n) = src[0..n) in vectors (rows of 8-32 values: a memmove call per row cost CIFAR-10
 // quick's conv2 about 5 us per image in the padded copy).
@@ -144,10 +143,7 @@ inline void copy_lanes(const float* src, float* dst) {
 }
 // dst[0..8) = src[0], src[2], ..., src[14]
 inline void copy_even_lanes(const float* src, float* dst) {
-  const __m256 mixed = _mm256_shuffle_ps(_mm256_loadu_ps(src), _mm256_loadu_ps(src + 8),
-                                         _MM_SHUFFLE(2, 0, 2, 0));  // a0 a2 b0 b2 a4 a6 b4 b6
-  _mm256_storeu_ps(dst, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(mixed),
-                                                               _MM_SHUFFLE(3, 1, 2, 0))));
+  _mm256_storeu_ps(dst, load_even_lanes(src));
 }
 inline void copy_row(const float* src, int64_t n, float* dst) {
   int64_t i = 0;
@@ -165,7 +161,7 @@ inline void copy_row(const float* src, int64_t n, float* dst) {
 // read neighbouring values of the padded image; they land in columns the next piece
 // overwrites (pieces go left to right) or past the strip's width, which is never read: a
 // packed row is kStripLd = 64 >= kConvStrip + kLanes wide, so the last piece's spill stays in its
-// own row whatever order the rows are packed in (AVX2 spills 8 of its 16).
+// own row whatever order the rows are packed in (AVX2 needs 8 of the 16 spare floats).
 struct Piece {
   int64_t from;
   int at;
@@ -177,7 +173,7 @@ constexpr int kStripLd = 64;  // floats per packed row: kConvStrip + a vector of
 // buffer is made, and never written after (copies fill the interior only), so a batch-1
 // forward does not clear a few thousand values per layer. A few geometries of up to 1 MB are
 // kept per thread (one per convolution of a net), the least recently used one replaced; a
-// larger image (a VGG layer's 64 x 226 x 226: 13 MB) uses one shared buffer cleared per call,
+// larger image (a VGG layer's 64 x 226 x 226: 13 MB) uses one buffer per thread, cleared per call,
 // which costs little next to its convolution.
 struct PaddedImage {
   int64_t C = 0, H = 0, W = 0, ph = 0, pw = 0, used = 0;

@@ -119,6 +119,21 @@ inline void for_each_share(int64_t n, bool parallel, const F& body) {
 // Bytes of one vector register of this instruction set (SSE2: 16, AVX2: 32, AVX-512: 64).
 constexpr int kVectorBytes = MC_ISA_LEVEL == 2 ? 64 : MC_ISA_LEVEL == 1 ? 32 : 16;
 
+// p[0], p[2], p[4], ...: the even lanes of two vector loads from p, one vector of values at a
+// column stride of 2 (the convolution's strip packing and the separable pooling).
+#if MC_ISA_LEVEL == 2
+inline __m512 load_even_lanes(const float* p) {
+  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  return _mm512_permutex2var_ps(_mm512_loadu_ps(p), even, _mm512_loadu_ps(p + 16));
+}
+#elif MC_ISA_LEVEL == 1
+inline __m256 load_even_lanes(const float* p) {
+  const __m256 mixed = _mm256_shuffle_ps(_mm256_loadu_ps(p), _mm256_loadu_ps(p + 8),
+                                         _MM_SHUFFLE(2, 0, 2, 0));  // a0 a2 b0 b2 a4 a6 b4 b6
+  return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(mixed), _MM_SHUFFLE(3, 1, 2, 0)));
+}
+#endif
+
 // This instruction set's table of entry points (table.cc).
 const Kernels& table();
 

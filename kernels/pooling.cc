@@ -262,10 +262,7 @@ inline Vec nan_or(Vec seed, Vec acc) {  // seed where seed is NaN, else acc
 }
 inline Vec vadd(Vec a, Vec b) { return _mm512_add_ps(a, b); }
 inline Vec vmul(Vec a, Vec b) { return _mm512_mul_ps(a, b); }
-inline Vec vload_even(const float* p) {  // p[0], p[2], ..., p[30]
-  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-  return _mm512_permutex2var_ps(_mm512_loadu_ps(p), even, _mm512_loadu_ps(p + 16));
-}
+inline Vec vload_even(const float* p) { return load_even_lanes(p); }  // p[0], p[2], ..., p[30]
 #else
 using Vec = __m256;
 constexpr int kVec = 8;
@@ -287,11 +284,7 @@ inline Vec nan_or(Vec seed, Vec acc) {
 }
 inline Vec vadd(Vec a, Vec b) { return _mm256_add_ps(a, b); }
 inline Vec vmul(Vec a, Vec b) { return _mm256_mul_ps(a, b); }
-inline Vec vload_even(const float* p) {  // p[0], p[2], ..., p[14]
-  const __m256 mixed = _mm256_shuffle_ps(_mm256_loadu_ps(p), _mm256_loadu_ps(p + 8),
-                                         _MM_SHUFFLE(2, 0, 2, 0));  // a0 a2 b0 b2 a4 a6 b4 b6
-  return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(mixed), _MM_SHUFFLE(3, 1, 2, 0)));
-}
+inline Vec vload_even(const float* p) { return load_even_lanes(p); }  // p[0], p[2], ..., p[14]
 #endif
 
 bool separable_applies(const PoolGeom& g) { return g.sw == 1 || g.sw == 2; }
