@@ -117,44 +117,16 @@ void store_rows(const T* mat, const int64_t* slot, int64_t n, int64_t M, int64_t
 // time. With the padding in the copy, lowered row k = (c, i, j) of output pixels p..p+15 in one
 // output row is the 16 consecutive values at xpad[c][oy*sh + i*dh][ox + j*dw], one unaligned
 // vector load: packing a strip is a load and a store per row and piece, no bounds checks.
-constexpr int kLanes = MC_ISA_LEVEL == 2 ? 16 : 8;  // floats per vector (and per piece)
+constexpr int kLanes = kFloatLanes;  // floats per vector (and per piece)
 
+// dst[0..kLanes) = src[0], src[2], src[4], ...
+inline void copy_even_lanes(const float* src, float* dst) {
 #if MC_ISA_LEVEL == 2
-inline void copy_lanes(const float* src, float* dst) {
-  _mm512_storeu_ps(dst, _mm512_loadu_ps(src));
-}
-// dst[0..16) = src[0], src[2], ..., src[30]
-inline void copy_even_lanes(const float* src, float* dst) {
   _mm512_storeu_ps(dst, load_even_lanes(src));
-}
-// dst[0..n) = src[0..n) in vectors (rows of 8-32 values: a memmove call per row cost CIFAR-10
-// quick's conv2 about 5 us per image in the padded copy).
-inline void copy_row(const float* src, int64_t n, float* dst) {
-  int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes) copy_lanes(src + i, dst + i);
-  if (i < n) {
-    const __mmask16 m = __mmask16((1u << (n - i)) - 1);
-    _mm512_mask_storeu_ps(dst + i, m, _mm512_maskz_loadu_ps(m, src + i));
-  }
-}
 #else
-inline void copy_lanes(const float* src, float* dst) {
-  _mm256_storeu_ps(dst, _mm256_loadu_ps(src));
-}
-// dst[0..8) = src[0], src[2], ..., src[14]
-inline void copy_even_lanes(const float* src, float* dst) {
   _mm256_storeu_ps(dst, load_even_lanes(src));
-}
-inline void copy_row(const float* src, int64_t n, float* dst) {
-  int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes) copy_lanes(src + i, dst + i);
-  if (i < n) {
-    const __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32(int(n - i)),
-                                         _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-    _mm256_maskstore_ps(dst + i, m, _mm256_maskload_ps(src + i, m));
-  }
-}
 #endif
+}
 
 // A run of at most kLanes output pixels of one output row inside a strip: strip columns
 // at..at+kLanes are loaded from xpad + from (+ the lowered row's offset). Loads past the run
@@ -307,7 +279,7 @@ void conv_forward_strips(const float* x, int64_t N, const Geom& g, int64_t group
         const float* xn = x + n * g.C * g.H * g.W;
         for (int64_t c = 0; c < g.C; ++c)
           for (int64_t h = 0; h < g.H; ++h)
-            copy_row(xn + (c * g.H + h) * g.W, g.W, xpad + c * plane + (h + g.ph) * Wp + g.pw);
+            copy_floats(xn + (c * g.H + h) * g.W, g.W, xpad + c * plane + (h + g.ph) * Wp + g.pw);
         padded = n;
       }
       // The strip's pieces: runs of up to kLanes pixels within one output row.

@@ -134,6 +134,36 @@ inline __m256 load_even_lanes(const float* p) {
 }
 #endif
 
+#if MC_ISA_LEVEL >= 1
+constexpr int kFloatLanes = kVectorBytes / 4;  // floats per vector register
+
+// dst[0..kFloatLanes) = src[0..kFloatLanes), one unaligned vector.
+inline void copy_lanes(const float* src, float* dst) {
+#if MC_ISA_LEVEL == 2
+  _mm512_storeu_ps(dst, _mm512_loadu_ps(src));
+#else
+  _mm256_storeu_ps(dst, _mm256_loadu_ps(src));
+#endif
+}
+
+// dst[0..n) = src[0..n) in vectors, the tail masked (nothing past n read or written). Rows of
+// 8-32 values: a memmove call per row cost CIFAR-10 quick's conv2 about 5 us per image in its
+// padded copy.
+inline void copy_floats(const float* src, int64_t n, float* dst) {
+  int64_t i = 0;
+  for (; i + kFloatLanes <= n; i += kFloatLanes) copy_lanes(src + i, dst + i);
+  if (i == n) return;
+#if MC_ISA_LEVEL == 2
+  const __mmask16 m = __mmask16((1u << (n - i)) - 1);
+  _mm512_mask_storeu_ps(dst + i, m, _mm512_maskz_loadu_ps(m, src + i));
+#else
+  const __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32(int(n - i)),
+                                       _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  _mm256_maskstore_ps(dst + i, m, _mm256_maskload_ps(src + i, m));
+#endif
+}
+#endif
+
 // This instruction set's table of entry points (table.cc).
 const Kernels& table();
 

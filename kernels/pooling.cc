@@ -254,9 +254,6 @@ inline void vstore_first(float* p, Vec v, int n) {  // lanes [0, n)
 }
 inline Vec vmax(Vec tap, Vec acc) { return _mm512_max_ps(tap, acc); }
 inline Vec vset1(float v) { return _mm512_set1_ps(v); }
-inline Vec vload_first(const float* p, int n) {  // lanes [0, n), zeros after; reads only those
-  return _mm512_maskz_loadu_ps(__mmask16((1u << n) - 1), p);
-}
 inline Vec nan_or(Vec seed, Vec acc) {  // seed where seed is NaN, else acc
   return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(seed, seed, _CMP_UNORD_Q), acc, seed);
 }
@@ -275,10 +272,6 @@ inline void vstore_first(float* p, Vec v, int n) {
 }
 inline Vec vmax(Vec tap, Vec acc) { return _mm256_max_ps(tap, acc); }
 inline Vec vset1(float v) { return _mm256_set1_ps(v); }
-inline Vec vload_first(const float* p, int n) {
-  return _mm256_maskload_ps(p, _mm256_cmpgt_epi32(_mm256_set1_epi32(n),
-                                                  _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)));
-}
 inline Vec nan_or(Vec seed, Vec acc) {
   return _mm256_blendv_ps(acc, seed, _mm256_cmp_ps(seed, seed, _CMP_UNORD_Q));
 }
@@ -376,11 +369,7 @@ void separable_pool(const float* x, int64_t planes, const PoolGeom& g, float* y)
       if (flat_) {
         // Across, the whole plane: vectors below q_safe straight from x, the rest from a copy
         // of the plane's end (padding after it).
-        for (int64_t i = SW * q_safe_; i < in_; i += kVec) {  // in vectors; padding after
-          float* dst = r + i - SW * q_safe_;
-          if (i + kVec <= in_) vstore(dst, vload(xp + i));
-          else vstore_first(dst, vload_first(xp + i, int(in_ - i)), int(in_ - i));
-        }
+        copy_floats(xp + SW * q_safe_, in_ - SW * q_safe_, r);  // the padding after stays
         for (int64_t q0 = 0, v = 0; q0 < n_flat_; q0 += kVec, ++v) {
           const float* base = q0 < q_safe_ ? xp + SW * q0 : r + SW * (q0 - q_safe_);
           const uint32_t* bits = inside.data() + residue[v];
@@ -396,7 +385,7 @@ void separable_pool(const float* x, int64_t planes, const PoolGeom& g, float* y)
       } else {
         // Across, row by row: rows[h][o] = the window row of output column o in input row h.
         for (int64_t h = 0; h < G.H; ++h) {
-          std::copy(xp + h * G.W, xp + (h + 1) * G.W, r + G.pw);
+          copy_floats(xp + h * G.W, G.W, r + G.pw);
           float* dst = rows + h * ld_;
           for (int64_t o = 0; o < owv_; o += kVec) {
             const float* base = r + o * SW;
